@@ -1,0 +1,1 @@
+"""The persistent gallery (SQLite store) and its in-memory search view (`TemplateMatrix`)."""

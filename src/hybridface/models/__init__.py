@@ -1,0 +1,1 @@
+"""Feature extractors: the compressed VGGFace network, its training/export, and every `Encoder`."""

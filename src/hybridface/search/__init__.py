@@ -1,0 +1,1 @@
+"""Identification strategies behind one `Searcher` protocol (exhaustive, indexed, parallel, hybrid)."""
