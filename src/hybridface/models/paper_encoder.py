@@ -1,0 +1,67 @@
+"""The authors' published compressed-VGGFace weights as an `Encoder` (the ``paper`` model).
+
+Input as the reference README prescribes: 60x60, grey as three equal channels, pixels scaled to
+[0, 1]; the template is the 60-D FC-60 output, L2-normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from hybridface.models._backbone import file_sha256, seeded_init, to_uint8_batch
+from hybridface.models.base import ImageBatch, l2_normalize
+
+log = logging.getLogger(__name__)
+
+
+def default_paper_npz() -> Path | None:
+    """``$HYBRIDFACE_PAPER_WEIGHTS`` or ``../shared/reference/paper_compressed_vggface.npz`` if present."""
+    env = os.environ.get("HYBRIDFACE_PAPER_WEIGHTS")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[4] / "shared" / "reference" / "paper_compressed_vggface.npz")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+class PaperEncoder:
+    """`Encoder` over the paper's 25,713-parameter network (random init when no file is found)."""
+
+    dim = 60
+    input_size = (60, 60)
+
+    def __init__(self, weights: str | PathLike | None = None, *, seed: int = 0, batch_size: int = 256) -> None:
+        from hybridface.models.compressed import CompressedVGGFace
+        from hybridface.models.paper_weights import load_paper_weights
+        from hybridface.models.preprocess import PreprocessSpec
+
+        path = Path(weights) if weights is not None else default_paper_npz()
+        if path is not None:
+            self.net = load_paper_weights(path)
+            self.model_id = f"paper-{file_sha256(path)[:16]}"
+            self.has_weights = True
+        else:
+            log.warning("paper weights not found: running the paper network on random weights")
+            self.net = seeded_init(lambda: CompressedVGGFace(15), seed).eval()
+            self.model_id = f"paper-random-seed{seed}"
+            self.has_weights = False
+        self.spec = PreprocessSpec(input_size=60, channels="grey3", illumination="none", scale=1.0 / 255.0)
+        self.batch_size = int(batch_size)
+
+    def encode(self, images: ImageBatch) -> np.ndarray:
+        import torch
+
+        from hybridface.models.preprocess import preprocess
+
+        batch = to_uint8_batch(images, self.input_size)
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(batch), self.batch_size):
+                x = torch.from_numpy(preprocess(batch[i : i + self.batch_size], self.spec))
+                outs.append(self.net.features(x).numpy())
+        return l2_normalize(np.concatenate(outs))

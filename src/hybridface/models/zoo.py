@@ -1,0 +1,53 @@
+"""One entry point for every feature extractor: ``load_encoder(name, weights=..., **options)``.
+
+| name | what | weights |
+|---|---|---|
+| ``compressed`` | our compressed VGGFace (ONNX) | model dir, or the shipped default |
+| ``paper`` | the authors' published weights | ``.npz`` (default: ``../shared/reference``) |
+| ``vggface`` | VGG-16 face descriptor, fc7 4096-D | PyTorch state dict (see `vggface`) |
+| ``inception_v3`` | Inception V3 pooled 2048-D | torchvision ImageNet checkpoint |
+| ``dlib`` | dlib ResNet 128-D | shipped by ``face_recognition_models`` |
+
+Without a weights file ``vggface``/``inception_v3`` (and ``paper`` when the reference file is
+absent) run their real architecture on a seeded random initialisation and report
+``has_weights = False``: their timings are honest, their accuracy is meaningless.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+from hybridface.errors import ConfigError
+from hybridface.models.base import Encoder
+
+MODEL_NAMES: tuple[str, ...] = ("compressed", "paper", "vggface", "inception_v3", "dlib")
+
+
+def has_weights(encoder: Encoder) -> bool:
+    """False only for an encoder that says it runs on random weights."""
+    return bool(getattr(encoder, "has_weights", True))
+
+
+def load_encoder(name: str, *, weights: str | PathLike | None = None, **options) -> Encoder:
+    """Build the encoder called ``name`` (one of `MODEL_NAMES`); `ConfigError` for other names."""
+    if name == "compressed":
+        from hybridface.models.encoders import load_model
+
+        return load_model(weights, **options)
+    if name == "paper":
+        from hybridface.models.paper_encoder import PaperEncoder
+
+        return PaperEncoder(weights, **options)
+    if name == "vggface":
+        from hybridface.models.vggface import VGGFaceEncoder
+
+        return VGGFaceEncoder(weights, **options)
+    if name == "inception_v3":
+        from hybridface.models.inception import InceptionV3Encoder
+
+        return InceptionV3Encoder(weights, **options)
+    if name == "dlib":
+        from hybridface.models.dlib_encoder import DlibEncoder
+
+        return DlibEncoder(weights, **options)
+    raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
