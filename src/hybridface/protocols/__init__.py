@@ -1,1 +1,42 @@
-"""protocols."""
+"""Evaluation protocols: deterministic gallery/probe splits of the shared datasets.
+
+``get_protocol(name, data_dir, seed=0, **options) -> Split`` with names
+
+* ``yale-augmented`` — first 15 subjects of Extended Yale B (sorted), per subject a seeded
+  2/3 : 1/3 split of its images into gallery/probes, each image in all 18 augmentation variants;
+  ``detect="never"``. Options: ``subjects=15``, ``gallery_fraction=2/3``, ``variants=18``.
+* ``vidtimit`` — per identity, frames in recording (numeric file name) order; first 60 %
+  gallery, last 40 % probes; identities with < 10 frames are distractors only;
+  ``detect="largest"``. Options: ``gallery_fraction=0.6``, ``min_frames=10``.
+* ``folder`` — any ``<identity>/<image>`` folder; per identity a seeded shuffle, the first
+  ``gallery_per_identity`` (default: half, at least 1) to the gallery, the rest probes;
+  identities with one image are distractors. Options: ``gallery_per_identity``, ``detect="largest"``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hybridface.errors import ConfigError
+from hybridface.protocols.base import Sample, Split, sample_seed
+
+__all__ = ["Sample", "Split", "get_protocol", "PROTOCOLS", "sample_seed"]
+
+#: protocol name -> "module:function"
+PROTOCOLS: dict[str, str] = {
+    "yale-augmented": "hybridface.protocols.yale:yale_augmented",
+    "vidtimit": "hybridface.protocols.vidtimit:vidtimit",
+    "folder": "hybridface.protocols.folder:folder",
+}
+
+
+def get_protocol(name: str, data_dir: str | Path, *, seed: int = 0, **options) -> Split:
+    """Build the split ``name`` over ``data_dir`` (the dataset folder, or its parent holding
+    ``extended_yale_b`` / ``vidtimit14``)."""
+    import importlib
+
+    target = PROTOCOLS.get(name)
+    if target is None:
+        raise ConfigError(f"unknown protocol {name!r}; use one of {', '.join(PROTOCOLS)}")
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)(Path(data_dir), seed=int(seed), **options)

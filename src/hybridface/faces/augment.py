@@ -1,0 +1,118 @@
+"""The paper's data augmentation: 17 transformations, so every image gives 18 variants.
+
+``augment(image, variant, seed=...)`` returns a new uint8 image of the same shape. Geometric
+variants work about the image centre and fill uncovered pixels by edge replication
+(``cv2.BORDER_REPLICATE``), so no black corners appear. Random variants (noise) draw from
+``numpy.random.default_rng([seed, variant])``: the same ``(image, variant, seed)`` always gives
+the same output, and different seeds give different noise. The other variants ignore ``seed``.
+
+| variant | transformation | parameter |
+| ---: | --- | --- |
+| 0 | identity (the original) | — |
+| 1 | rotation | −15° |
+| 2 | rotation | −10° |
+| 3 | rotation | −5° |
+| 4 | rotation | +5° |
+| 5 | rotation | +10° |
+| 6 | rotation | +15° |
+| 7 | scale (zoom out) | 0.85 |
+| 8 | scale (zoom out) | 0.90 |
+| 9 | scale (zoom in) | 1.10 |
+| 10 | scale (zoom in) | 1.15 |
+| 11 | additive Gaussian noise | σ = 10 grey levels |
+| 12 | additive Gaussian noise | σ = 20 grey levels |
+| 13 | salt-and-pepper noise | 2 % of pixels (half 0, half 255, all channels) |
+| 14 | Gaussian blur | σ = 1.5 px |
+| 15 | translation | −4 px horizontally (left) |
+| 16 | translation | +4 px horizontally (right) |
+| 17 | horizontal flip | — |
+
+Rotation angles follow OpenCV's convention (positive = counter-clockwise on screen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hybridface.errors import ConfigError
+
+__all__ = ["augment", "augment_all", "NUM_VARIANTS", "VARIANTS", "Variant"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table above."""
+
+    index: int
+    kind: str
+    param: float | None
+    label: str
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant(0, "identity", None, "identity"),
+    *(Variant(i + 1, "rotate", a, f"rotate {a:+g}°") for i, a in enumerate((-15, -10, -5, 5, 10, 15))),
+    *(Variant(i + 7, "scale", s, f"scale {s:.2f}") for i, s in enumerate((0.85, 0.90, 1.10, 1.15))),
+    Variant(11, "gauss_noise", 10.0, "Gaussian noise σ=10"),
+    Variant(12, "gauss_noise", 20.0, "Gaussian noise σ=20"),
+    Variant(13, "salt_pepper", 0.02, "salt-and-pepper 2 %"),
+    Variant(14, "blur", 1.5, "Gaussian blur σ=1.5"),
+    Variant(15, "translate", -4.0, "translate −4 px"),
+    Variant(16, "translate", 4.0, "translate +4 px"),
+    Variant(17, "hflip", None, "horizontal flip"),
+)
+
+#: Number of variants per image: the original + 17 transformations.
+NUM_VARIANTS = len(VARIANTS)
+assert NUM_VARIANTS == 18
+
+
+def _affine(image: np.ndarray, m: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def augment(image: np.ndarray, variant: int, *, seed: int = 0) -> np.ndarray:
+    """Variant ``variant`` (0..17, see the module table) of a uint8 ``(H, W)`` or ``(H, W, C)`` image."""
+    import cv2
+
+    if not isinstance(variant, (int, np.integer)) or not 0 <= int(variant) < NUM_VARIANTS:
+        raise ConfigError(f"variant={variant!r} is out of range; use 0..{NUM_VARIANTS - 1}")
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or img.size == 0:
+        raise ConfigError(f"augment expects a non-empty uint8 (H, W[, C]) image, got {img.dtype} {img.shape}")
+    v = VARIANTS[int(variant)]
+    h, w = img.shape[:2]
+    centre = ((w - 1) / 2.0, (h - 1) / 2.0)
+    if v.kind == "identity":
+        out = img.copy()
+    elif v.kind == "rotate":
+        out = _affine(img, cv2.getRotationMatrix2D(centre, float(v.param), 1.0))
+    elif v.kind == "scale":
+        out = _affine(img, cv2.getRotationMatrix2D(centre, 0.0, float(v.param)))
+    elif v.kind == "translate":
+        out = _affine(img, np.float32([[1, 0, v.param], [0, 1, 0]]))
+    elif v.kind == "hflip":
+        out = np.ascontiguousarray(img[:, ::-1])
+    elif v.kind == "blur":
+        out = cv2.GaussianBlur(img, (0, 0), sigmaX=float(v.param), borderType=cv2.BORDER_REPLICATE)
+    else:
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(variant)])
+        if v.kind == "gauss_noise":
+            noise = rng.normal(0.0, float(v.param), size=img.shape)
+            out = np.clip(img.astype(np.float64) + noise, 0, 255).round().astype(np.uint8)
+        else:  # salt_pepper
+            out = img.copy()
+            u = rng.random(size=(h, w))
+            out[u < v.param / 2] = 0
+            out[(u >= v.param / 2) & (u < v.param)] = 255
+    return np.ascontiguousarray(out.reshape(img.shape).astype(np.uint8, copy=False))
+
+
+def augment_all(image: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """All 18 variants stacked: ``(18, H, W[, C])`` uint8, index = variant."""
+    return np.stack([augment(image, i, seed=seed) for i in range(NUM_VARIANTS)])

@@ -1,0 +1,115 @@
+"""Decode any image file or byte string into an ``(H, W, 3)`` uint8 RGB array.
+
+Pillow does the decoding. The outcome of every awkward input is defined:
+
+* zero-byte, truncated or non-image data → :class:`~hybridface.errors.ImageDecodeError` naming the file;
+* more than ``max_pixels`` pixels (decompression bomb) → ``ImageDecodeError`` *before* the pixels
+  are decoded (only the header is read);
+* EXIF orientation tag → applied (``ImageOps.exif_transpose``);
+* 16-bit grey (``I;16``/``I``) → scaled to 8 bits (``>> 8``), float images clipped to 0..255;
+* palette, LA, CMYK, RGBA, 1-bit → RGB (alpha dropped); grey → three equal channels.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hybridface.errors import ImageDecodeError
+
+__all__ = ["load_image", "DEFAULT_MAX_PIXELS"]
+
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def _name(source: str | Path | bytes) -> str:
+    return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+
+
+def _to_rgb(img) -> np.ndarray:
+    """Convert an opened (and transposed) Pillow image to uint8 RGB."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img)
+        if mode == "I":
+            # 32-bit int: PNG 16-bit grey comes in as "I" with values 0..65535.
+            top = 65535 if arr.max(initial=0) > 255 else 255
+        else:
+            top = 65535
+        arr = np.clip(arr.astype(np.float64) * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float64), 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if mode in ("RGBA", "LA", "PA") or img.mode in ("RGBA", "LA", "PA"):
+        # Composite on black would hide dark content; drop alpha (the colour channels are the image).
+        img = img.convert("RGBA").convert("RGB")
+    if img.mode in ("L", "1"):
+        arr = np.asarray(img.convert("L"), dtype=np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if img.mode != "RGB":
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def load_image(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read ``source`` (path or encoded bytes) into an ``(H, W, 3)`` uint8 RGB array.
+
+    Raises :class:`ImageDecodeError` (message names the file) for missing, empty, truncated,
+    non-image or oversized (> ``max_pixels``) input.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    name = _name(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ImageDecodeError(f"{name}: file not found; check the path") from exc
+        except IsADirectoryError as exc:
+            raise ImageDecodeError(f"{name}: is a directory, not an image file") from exc
+        except OSError as exc:
+            raise ImageDecodeError(f"{name}: cannot read file ({exc})") from exc
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file (0 bytes); it is not an image, re-export or remove it")
+
+    try:
+        with warnings.catch_warnings():
+            # Our explicit check below is the guard; Pillow's own (Image.MAX_IMAGE_PIXELS, a
+            # warning above it and DecompressionBombError above twice it) stays as a backstop.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # lazy: reads the header only
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageDecodeError(
+                    f"{name}: image is {w}x{h} = {w * h:,} pixels, more than the limit of "
+                    f"{max_pixels:,} (possible decompression bomb); downscale it or raise max_pixels"
+                )
+            if w == 0 or h == 0:
+                raise ImageDecodeError(f"{name}: image has zero width or height")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(
+            f"{name}: image too large (possible decompression bomb: {exc}); downscale it"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(
+            f"{name}: not a readable image ({type(exc).__name__}: {exc}); "
+            "supported are JPEG, PNG, PGM, BMP, TIFF, WebP"
+        ) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(
+            f"{name}: corrupt or truncated image ({type(exc).__name__}: {exc}); re-export or remove the file"
+        ) from exc

@@ -1,0 +1,80 @@
+"""The 17 augmentations + identity: shapes, determinism, and that each does what its row says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybridface.errors import ConfigError
+from hybridface.faces.augment import NUM_VARIANTS, VARIANTS, augment, augment_all
+
+
+def _face() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    img = np.zeros((60, 60, 3), np.uint8)
+    img[:, :30] = 60
+    img[:, 30:] = 200
+    img[10:20, 15:25] = 255  # asymmetric bright patch
+    return np.clip(img.astype(int) + rng.integers(-5, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_table_has_18_variants_in_order():
+    assert NUM_VARIANTS == 18 == len(VARIANTS)
+    assert [v.index for v in VARIANTS] == list(range(18))
+    kinds = [v.kind for v in VARIANTS]
+    assert kinds.count("rotate") == 6 and kinds.count("scale") == 4 and kinds.count("gauss_noise") == 2
+    assert kinds.count("translate") == 2 and kinds[-1] == "hflip" and kinds[0] == "identity"
+
+
+def test_every_variant_shape_dtype_and_distinct():
+    img = _face()
+    out = augment_all(img, seed=5)
+    assert out.shape == (18, 60, 60, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0], img)
+    for i in range(1, 18):
+        assert not np.array_equal(out[i], img), f"variant {i} left the image unchanged"
+    grey = augment(img[:, :, 0], 3)
+    assert grey.shape == (60, 60)
+
+
+def test_deterministic_given_seed():
+    img = _face()
+    for v in range(NUM_VARIANTS):
+        np.testing.assert_array_equal(augment(img, v, seed=11), augment(img, v, seed=11))
+    assert not np.array_equal(augment(img, 11, seed=1), augment(img, 11, seed=2))
+    np.testing.assert_array_equal(augment(img, 17, seed=1), augment(img, 17, seed=2))
+
+
+def test_semantics():
+    img = _face()
+    np.testing.assert_array_equal(augment(img, 17), img[:, ::-1])
+    # translation +4 px: column c of the output is column c-4 of the input
+    np.testing.assert_array_equal(augment(img, 16)[:, 10:50], img[:, 6:46])
+    np.testing.assert_array_equal(augment(img, 15)[:, 10:50], img[:, 14:54])
+    noise10 = augment(img, 11, seed=0).astype(float) - img
+    noise20 = augment(img, 12, seed=0).astype(float) - img
+    assert 8 < noise10.std() < 12 and 17 < noise20.std() < 23
+    sp = augment(img, 13, seed=0)
+    changed = np.any(sp != img, axis=2).mean()
+    assert 0.01 < changed < 0.03
+    blur = augment(img, 14)
+    assert blur.astype(float).std() < img.astype(float).std()
+    # zoom in (1.15) moves the bright patch away from the centre; zoom out (0.85) toward it
+    def patch_centre(a):
+        ys, xs = np.nonzero(a[:, :, 0] > 240)
+        return np.hypot(ys.mean() - 29.5, xs.mean() - 29.5)
+
+    assert patch_centre(augment(img, 10)) > patch_centre(img) > patch_centre(augment(img, 7))
+    # rotations: opposite angles differ, and each stays close to the original near the centre
+    assert not np.array_equal(augment(img, 1), augment(img, 6))
+
+
+@pytest.mark.parametrize("bad", [-1, 18, 2.5])
+def test_bad_variant(bad):
+    with pytest.raises(ConfigError, match="variant"):
+        augment(_face(), bad)
+
+
+def test_bad_image():
+    with pytest.raises(ConfigError):
+        augment(np.zeros((4, 4), np.float32), 1)
