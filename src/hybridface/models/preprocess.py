@@ -1,0 +1,108 @@
+"""The one preprocessing function shared by training, the PyTorch encoder and the ONNX encoder.
+
+``preprocess(batch_uint8, spec)`` turns a uint8 RGB batch ``(n, H, W, 3)`` into the network's
+float32 NCHW input ``(n, 3, S, S)``: resize to ``S x S`` (``cv2.INTER_AREA``) when needed →
+channel handling (``grey3``: RGB → grey → three equal channels, the default because Extended Yale
+B and ORL are grey and the paper's weights were trained that way; ``rgb``: keep colour) →
+optional illumination normalisation of the grey level (``none | hist_eq | clahe``) → scale
+``x * spec.scale`` (``1/255``). The spec is recorded in every model card, so a model is always
+fed the way it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from hybridface.errors import ConfigError
+
+__all__ = ["PreprocessSpec", "preprocess", "to_batch", "CHANNELS", "ILLUMINATION"]
+
+CHANNELS = ("grey3", "rgb")
+ILLUMINATION = ("none", "hist_eq", "clahe")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How raw pixels become network input (stored as ``preprocessing`` in the model card)."""
+
+    input_size: int = 60
+    channels: str = "grey3"
+    illumination: str = "none"
+    scale: float = 1.0 / 255.0
+
+    def __post_init__(self) -> None:
+        if self.channels not in CHANNELS:
+            raise ConfigError(f"unknown channel handling {self.channels!r}; use one of {', '.join(CHANNELS)}")
+        if self.illumination not in ILLUMINATION:
+            raise ConfigError(
+                f"unknown illumination normalisation {self.illumination!r}; use one of {', '.join(ILLUMINATION)}")
+        if int(self.input_size) < 8:
+            raise ConfigError(f"input_size must be >= 8, got {self.input_size}")
+        if not float(self.scale) > 0:
+            raise ConfigError(f"scale must be > 0, got {self.scale}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        known = {k: d[k] for k in ("input_size", "channels", "illumination", "scale") if k in d}
+        return cls(**known)
+
+
+def to_batch(images: Any) -> np.ndarray:
+    """Validate a uint8 image batch: ``(n, H, W, 3)`` RGB or grey ``(n, H, W)`` (→ three equal channels)."""
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        raise ConfigError(f"images must be a uint8 array (n, H, W, 3) RGB, got dtype {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[-1] == 3:
+        raise ConfigError(
+            f"ambiguous image array of shape {arr.shape}: pass a batch (n, H, W, 3) — use images[None] for one image")
+    if arr.ndim == 3:  # grey batch (n, H, W)
+        arr = np.repeat(arr[..., None], 3, axis=3)
+    if arr.ndim != 4 or arr.shape[3] != 3:
+        raise ConfigError(f"images must have shape (n, H, W, 3) RGB uint8, got {arr.shape}")
+    if arr.shape[1] < 2 or arr.shape[2] < 2:
+        raise ConfigError(f"images of {arr.shape[2]}x{arr.shape[1]} pixels are too small to encode")
+    return arr
+
+
+def _illuminate(grey: np.ndarray, method: str, clahe) -> np.ndarray:
+    import cv2
+
+    if method == "hist_eq":
+        return cv2.equalizeHist(grey)
+    if method == "clahe":
+        return clahe.apply(grey)
+    return grey
+
+
+def preprocess(images: Any, spec: PreprocessSpec | None = None) -> np.ndarray:
+    """uint8 ``(n, H, W, 3)`` RGB → float32 C-contiguous ``(n, 3, S, S)`` per ``spec``."""
+    import cv2
+
+    spec = spec or PreprocessSpec()
+    batch = to_batch(images)
+    n, h, w, _ = batch.shape
+    s = int(spec.input_size)
+    out = np.empty((n, s, s, 3), dtype=np.uint8)
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)) if spec.illumination == "clahe" else None
+    for i in range(n):
+        img = batch[i]
+        if (h, w) != (s, s):
+            img = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+        if spec.channels == "grey3":
+            g = _illuminate(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), spec.illumination, clahe)
+            out[i] = g[:, :, None]
+        elif spec.illumination != "none":
+            ycc = cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb)
+            ycc[:, :, 0] = _illuminate(np.ascontiguousarray(ycc[:, :, 0]), spec.illumination, clahe)
+            out[i] = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+        else:
+            out[i] = img
+    x = out.transpose(0, 3, 1, 2).astype(np.float32)
+    x *= np.float32(spec.scale)
+    return np.ascontiguousarray(x)
