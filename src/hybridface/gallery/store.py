@@ -1,0 +1,488 @@
+"""`GalleryStore`: the SQLite gallery file — the only module that writes gallery SQL.
+
+One file holds the metadata (schema version, model id, embedding dimension, calibrated
+threshold), the identities, their templates (float32 blobs, source file, image content hash) and
+their LBG codebooks. The file is in WAL mode with a busy timeout, so several processes may enrol
+at once; every enrolment of an identity is one ``BEGIN IMMEDIATE`` transaction, so a crash never
+leaves half an enrolment. No pickle: vectors are raw little-endian float32 bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from operator import itemgetter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hybridface.errors import ConfigError, GalleryError, ModelMismatchError, UnknownIdentityError
+from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.models.base import l2_normalize
+
+log = logging.getLogger(__name__)
+
+#: ``PRAGMA application_id`` of a hybridface gallery ("HYBF").
+APPLICATION_ID = 0x48594246
+SCHEMA_VERSION = 1
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: ``quantize(vectors (n, d) unit float32, n_codewords) -> (c, d)`` codewords.
+Quantizer = Callable[[np.ndarray, int], np.ndarray]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS identities (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    codewords INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY,
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    image_hash TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (identity_id, image_hash)
+);
+CREATE TABLE IF NOT EXISTS codebooks (
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (identity_id, idx)
+);
+"""
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """Outcome of one `GalleryStore.add_templates` transaction."""
+
+    identity: str
+    template_ids: tuple[int, ...]
+    duplicates: int
+
+
+def _writable(path: Path) -> bool:
+    """Writable by us *and* marked writable (root ignores permission bits; we honour them)."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+
+
+def default_quantizer(vectors: np.ndarray, n_codewords: int) -> np.ndarray:
+    """LBG codebook of one identity (:func:`hybridface.index.lbg.quantize_identity`)."""
+    from hybridface.index.lbg import quantize_identity
+
+    return np.asarray(quantize_identity(vectors, codewords=int(n_codewords)), dtype=np.float32)
+
+
+class GalleryStore:
+    """A hybridface gallery file.
+
+    Args:
+        path: the SQLite file.
+        create: create the file (and its schema) when it does not exist.
+        readonly: open without write access (any write raises `GalleryError`).
+        timeout: seconds to wait for another process's lock before `GalleryError`.
+        quantizer: computes an identity's codebook; defaults to LBG.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        timeout: float = 30.0,
+        quantizer: Quantizer | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self.timeout = float(timeout)
+        self.quantizer = quantizer or default_quantizer
+        self._conn = self._connect(create)
+
+    # ------------------------------------------------------------------ opening
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        p = self.path
+        if p.is_dir():
+            raise GalleryError(f"{p} is a directory, not a hybridface gallery file")
+        exists = p.exists() and p.stat().st_size > 0
+        if not exists and (self.readonly or not create):
+            raise GalleryError(f"no gallery at {p}; create one first (e.g. hybridface enroll DATA_DIR --db {p})")
+        if exists:
+            with open(p, "rb") as fh:
+                if fh.read(16) != _SQLITE_MAGIC:
+                    raise GalleryError(f"{p} is not a hybridface gallery (not an SQLite file)")
+        if not self.readonly:
+            folder = p.parent
+            if not folder.is_dir():
+                raise GalleryError(f"cannot create gallery {p}: folder {folder} does not exist")
+            if exists and not _writable(p):
+                raise GalleryError(
+                    f"gallery {p} is read-only; open it read-only to search, or fix its permissions to enrol"
+                )
+            if not _writable(folder):
+                raise GalleryError(
+                    f"gallery {p} is in the read-only folder {folder} (SQLite needs to write its journal there); "
+                    "open it read-only to search, or move it"
+                )
+        try:
+            if self.readonly:
+                conn = self._connect_readonly()
+            else:
+                conn = sqlite3.connect(str(p), timeout=self.timeout, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # WAL + NORMAL: a killed process loses nothing committed (only power loss could).
+            conn.execute("PRAGMA synchronous = NORMAL")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            if app_id != APPLICATION_ID:
+                n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if n_tables or not create or self.readonly:
+                    conn.close()
+                    raise GalleryError(
+                        f"{p} is not a hybridface gallery (SQLite application id {app_id:#x}); "
+                        "choose another --db path"
+                    )
+                self._init_schema(conn)
+            else:
+                self._check_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc, "open") from exc
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=self.timeout, isolation_level=None)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # A WAL file in a read-only folder cannot get its -shm file: read it as immutable.
+            log.debug("opening %s as immutable (read-only folder)", self.path)
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=self.timeout, isolation_level=None)
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have initialised it while we waited for the lock.
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                now = repr(time.time())
+                conn.executemany(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("created", now), ("revision", "0")],
+                )
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("created gallery %s", self.path)
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else -1
+        if version != SCHEMA_VERSION:
+            raise GalleryError(
+                f"gallery {self.path} has schema version {version}, this hybridface reads {SCHEMA_VERSION}; "
+                "re-enrol into a new gallery"
+            )
+
+    def _db_error(self, exc: sqlite3.DatabaseError, what: str) -> GalleryError:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            return GalleryError(
+                f"gallery {self.path} is locked by another process (waited {self.timeout:g} s to {what}); retry later"
+            )
+        if "readonly" in msg or "read-only" in msg:
+            return GalleryError(f"gallery {self.path} is read-only; cannot {what} ({msg})")
+        if "not a database" in msg or "malformed" in msg:
+            return GalleryError(f"{self.path} is not a hybridface gallery or is corrupt ({msg})")
+        return GalleryError(f"gallery {self.path}: cannot {what}: {msg}")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GalleryError(f"gallery {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``) that also bumps the revision counter."""
+        if self.readonly:
+            raise GalleryError(f"gallery {self.path} was opened read-only; cannot {what}")
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc, what) from exc
+        try:
+            yield conn
+            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._db_error(exc, what) from exc
+            raise
+
+    def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc, "read") from exc
+
+    def _meta(self, key: str) -> str | None:
+        row = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0][0] if row else None
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _identity_id(self, conn: sqlite3.Connection, name: str) -> int:
+        row = conn.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UnknownIdentityError(f"gallery {self.path} has no identity {name!r} (see: hybridface list --db {self.path})")
+        return int(row[0])
+
+    def _requantize(self, conn: sqlite3.Connection, identity_id: int) -> None:
+        """Recompute one identity's codebook from its templates (inside the caller's transaction)."""
+        conn.execute("DELETE FROM codebooks WHERE identity_id = ?", (identity_id,))
+        k = conn.execute("SELECT codewords FROM identities WHERE id = ?", (identity_id,)).fetchone()[0]
+        blobs = [r[0] for r in conn.execute("SELECT vector FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,))]
+        if not blobs:
+            return
+        vecs = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
+        codewords = l2_normalize(self.quantizer(vecs, int(k)))
+        conn.executemany(
+            "INSERT INTO codebooks(identity_id, idx, vector) VALUES (?, ?, ?)",
+            [(identity_id, i, c.astype("<f4").tobytes()) for i, c in enumerate(codewords)],
+        )
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def model_id(self) -> str | None:
+        return self._meta("model_id")
+
+    @property
+    def dim(self) -> int | None:
+        v = self._meta("dim")
+        return int(v) if v else None
+
+    @property
+    def threshold(self) -> float | None:
+        v = self._meta("threshold")
+        return float(v) if v else None
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Store (or clear with ``None``) the calibrated open-set threshold."""
+        if threshold is not None and not np.isfinite(threshold):
+            raise ConfigError(f"threshold must be a finite number, got {threshold}")
+        with self._write("store the threshold") as conn:
+            self._set_meta(conn, "threshold", None if threshold is None else repr(float(threshold)))
+
+    def revision(self) -> int:
+        """Counter bumped by every committed write (from any process): the cache key of the matrix."""
+        return int(self._meta("revision") or 0)
+
+    def check_model(self, model_id: str, dim: int) -> None:
+        """Raise `ModelMismatchError` unless the gallery is empty or was built with this model."""
+        have_id, have_dim = self.model_id, self.dim
+        if have_dim is not None and int(dim) != have_dim:
+            raise ModelMismatchError(
+                f"gallery {self.path} holds {have_dim}-D templates, got {dim}-D ones (model {model_id!r}); "
+                "use the gallery's model or a new gallery"
+            )
+        if have_id is not None and model_id != have_id:
+            raise ModelMismatchError(
+                f"gallery {self.path} was built with model {have_id!r}, not {model_id!r}; "
+                "use the same model (--model) or enrol into a new gallery"
+            )
+
+    # ------------------------------------------------------------------ writes
+    def add_templates(
+        self,
+        identity: str,
+        vectors: np.ndarray,
+        hashes: Sequence[str],
+        *,
+        model_id: str,
+        sources: Sequence[str] | None = None,
+        codewords: int | None = None,
+    ) -> AddResult:
+        """Enrol templates for ``identity`` (created if new) in one transaction.
+
+        Rows whose ``(identity, hash)`` is already stored are skipped (counted as duplicates).
+        The identity's codebook is re-quantized with ``codewords`` (or its stored count).
+        """
+        name = str(identity).strip()
+        if not name:
+            raise ConfigError("identity name must not be empty")
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2:
+            raise ConfigError(f"templates must be a 2-D (n, d) array, got shape {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ConfigError(f"templates for {name!r} contain NaN or infinite values")
+        if len(hashes) != len(vectors) or (sources is not None and len(sources) != len(vectors)):
+            raise ConfigError("need one hash (and one source) per template")
+        if codewords is not None:
+            from hybridface.index.lbg import SUPPORTED_SIZES
+
+            if int(codewords) not in SUPPORTED_SIZES:
+                raise ConfigError(f"codewords per identity must be one of {SUPPORTED_SIZES}, got {codewords!r}")
+        vectors = l2_normalize(vectors).astype("<f4")
+        sources = list(sources) if sources is not None else [""] * len(vectors)
+        now = time.time()
+        with self._write(f"enrol {name!r}") as conn:
+            self.check_model(model_id, vectors.shape[1])
+            if self.model_id is None:
+                self._set_meta(conn, "model_id", model_id)
+                self._set_meta(conn, "dim", str(vectors.shape[1]))
+            row = conn.execute("SELECT id, codewords FROM identities WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                cur = conn.execute(
+                    "INSERT INTO identities(name, codewords, created) VALUES (?, ?, ?)",
+                    (name, int(codewords or 1), now),
+                )
+                ident = int(cur.lastrowid)
+            else:
+                ident = int(row[0])
+                if codewords is not None and int(codewords) != row[1]:
+                    conn.execute("UPDATE identities SET codewords = ? WHERE id = ?", (int(codewords), ident))
+            added: list[int] = []
+            for vec, h, src in zip(vectors, hashes, sources):
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO templates(identity_id, vector, source, image_hash, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (ident, vec.tobytes(), str(src), str(h), now),
+                )
+                if cur.rowcount:
+                    added.append(int(cur.lastrowid))
+            if added or codewords is not None:
+                self._requantize(conn, ident)
+        return AddResult(name, tuple(added), len(vectors) - len(added))
+
+    def remove_identity(self, name: str) -> int:
+        """Delete an identity with its templates and codebook; returns the number of templates removed."""
+        with self._write(f"remove {name!r}") as conn:
+            ident = self._identity_id(conn, name)
+            n = conn.execute("DELETE FROM templates WHERE identity_id = ?", (ident,)).rowcount
+            conn.execute("DELETE FROM codebooks WHERE identity_id = ?", (ident,))
+            conn.execute("DELETE FROM identities WHERE id = ?", (ident,))
+        return int(n)
+
+    def rename_identity(self, old: str, new: str) -> None:
+        """Rename an identity (`GalleryError` if ``new`` already exists)."""
+        new = str(new).strip()
+        if not new:
+            raise ConfigError("the new identity name must not be empty")
+        with self._write(f"rename {old!r}") as conn:
+            ident = self._identity_id(conn, old)
+            if conn.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
+                raise GalleryError(f"gallery {self.path} already has an identity {new!r}; remove it or pick another name")
+            conn.execute("UPDATE identities SET name = ? WHERE id = ?", (new, ident))
+
+    def remove_template(self, template_id: int) -> str:
+        """Delete one template and re-quantize its identity; returns the identity name."""
+        with self._write(f"remove template {template_id}") as conn:
+            row = conn.execute(
+                "SELECT t.identity_id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id WHERE t.id = ?",
+                (int(template_id),),
+            ).fetchone()
+            if row is None:
+                raise UnknownIdentityError(f"gallery {self.path} has no template with id {template_id}")
+            conn.execute("DELETE FROM templates WHERE id = ?", (int(template_id),))
+            self._requantize(conn, int(row[0]))
+        return str(row[1])
+
+    # ------------------------------------------------------------------ reads
+    def identities(self) -> list[tuple[str, int]]:
+        """``(name, template count)`` of every identity, by name."""
+        rows = self._read(
+            "SELECT i.name, count(t.id) FROM identities i LEFT JOIN templates t ON t.identity_id = i.id "
+            "GROUP BY i.id ORDER BY i.name"
+        )
+        return [(str(n), int(c)) for n, c in rows]
+
+    def templates(self, name: str) -> list[tuple[int, str, str]]:
+        """``(template id, source, image hash)`` of one identity's templates."""
+        ident = self._identity_id(self.conn, name)
+        return [(int(a), str(b), str(c)) for a, b, c in self._read(
+            "SELECT id, source, image_hash FROM templates WHERE identity_id = ? ORDER BY id", (ident,)
+        )]
+
+    def num_templates(self) -> int:
+        return int(self._read("SELECT count(*) FROM templates")[0][0])
+
+    def integrity_check(self) -> str:
+        return str(self._read("PRAGMA integrity_check")[0][0])
+
+    def load_matrix(self) -> TemplateMatrix:
+        """The whole gallery as a `TemplateMatrix` (with codebooks), in one SELECT per table."""
+        dim = self.dim or 0
+        names = dict(self._read("SELECT id, name FROM identities"))
+        try:
+            # Rowid order needs no SQL sort (that would spill 1M blobs); group by identity in numpy.
+            rows = self.conn.execute("SELECT identity_id, id, vector FROM templates").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc, "read") from exc
+        if not rows:
+            return TemplateMatrix(
+                vectors=np.zeros((0, dim), np.float32), labels=np.zeros(0, np.int64),
+                template_ids=np.zeros(0, np.int64), names=(), offsets=np.zeros(1, np.int64),
+                model_id=self.model_id or "",
+            )
+        n = len(rows)
+        ident_ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=n)
+        tmpl_ids = np.fromiter(map(itemgetter(1), rows), dtype=np.int64, count=n)
+        vectors = np.frombuffer(b"".join(map(itemgetter(2), rows)), dtype="<f4").reshape(n, dim)
+        del rows
+        if n > 1 and (np.diff(ident_ids) < 0).any():
+            order = np.lexsort((tmpl_ids, ident_ids))
+            ident_ids, tmpl_ids, vectors = ident_ids[order], tmpl_ids[order], vectors[order]
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        uniq, starts = np.unique(ident_ids, return_index=True)
+        labels = np.searchsorted(uniq, ident_ids)
+        offsets = np.append(starts, len(ident_ids)).astype(np.int64)
+        matrix = TemplateMatrix(
+            vectors=vectors,
+            labels=labels.astype(np.int64),
+            template_ids=tmpl_ids,
+            names=tuple(str(names[int(i)]) for i in uniq),
+            offsets=offsets,
+            model_id=self.model_id or "",
+        )
+        cb = self._read("SELECT identity_id, vector FROM codebooks ORDER BY identity_id, idx")
+        if cb:
+            cb_ids = np.fromiter((r[0] for r in cb), dtype=np.int64, count=len(cb))
+            keep = np.isin(cb_ids, uniq)
+            if np.isin(uniq, cb_ids[keep]).all():
+                words = np.frombuffer(b"".join(r[1] for r in cb), dtype="<f4").reshape(len(cb), dim)[keep]
+                matrix = matrix.with_codebooks(words, np.searchsorted(uniq, cb_ids[keep]))
+            else:
+                log.warning("gallery %s: some identities lack a codebook; loading without codewords", self.path)
+        return matrix

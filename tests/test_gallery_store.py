@@ -1,0 +1,205 @@
+"""GalleryStore: round trips, duplicates, edits, concurrency, crashes and bad files."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from hybridface.errors import ConfigError, GalleryError, ModelMismatchError, UnknownIdentityError
+from hybridface.gallery.store import APPLICATION_ID, GalleryStore
+
+
+def _vecs(n, d=60, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def _unit(v):
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with GalleryStore(tmp_path / "g.db", create=True) as s:
+        yield s
+
+
+def test_round_trip_matrix_and_codebooks(store):
+    a, b = _vecs(3, seed=1), _vecs(2, seed=2)
+    ra = store.add_templates("alice", a, ["a1", "a2", "a3"], model_id="m", sources=["x1", "x2", "x3"])
+    rb = store.add_templates("bob", b, ["b1", "b2"], model_id="m")
+    m = store.load_matrix()
+    assert m.names == ("alice", "bob") and m.offsets.tolist() == [0, 3, 5] and m.model_id == "m"
+    assert np.allclose(m.vectors, _unit(np.concatenate([a, b])), atol=1e-6)
+    assert m.template_ids.tolist() == [*ra.template_ids, *rb.template_ids]
+    assert m.codewords.shape == (2, 60) and m.codeword_labels.tolist() == [0, 1]
+    assert np.allclose(m.codewords[0], _unit(_unit(a).mean(0, keepdims=True))[0], atol=1e-5)
+    assert store.identities() == [("alice", 3), ("bob", 2)]
+    assert [s for _, s, _ in store.templates("alice")] == ["x1", "x2", "x3"]
+    with sqlite3.connect(store.path) as c:
+        assert c.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_same_image_twice_is_a_noop_and_codewords_follow(store):
+    v = _vecs(4)
+    store.add_templates("a", v, ["h1", "h2", "h3", "h4"], model_id="m")
+    again = store.add_templates("a", v[:2], ["h1", "h2"], model_id="m")
+    assert again.template_ids == () and again.duplicates == 2
+    assert store.identities() == [("a", 4)]
+    store.add_templates("a", _vecs(1, seed=9), ["h5"], model_id="m", codewords=2)
+    m = store.load_matrix()
+    assert m.codewords.shape == (2, 60) and m.codeword_labels.tolist() == [0, 0]
+    with pytest.raises(ConfigError):
+        store.add_templates("a", v[:1], ["z"], model_id="m", codewords=3)
+
+
+def test_rename_remove_and_remove_template(store):
+    store.add_templates("a", _vecs(2, seed=1), ["1", "2"], model_id="m")
+    store.add_templates("b", _vecs(3, seed=2), ["1", "2", "3"], model_id="m")
+    cb_b = store.load_matrix().codewords[1].copy()
+    store.rename_identity("a", "anna")
+    assert [n for n, _ in store.identities()] == ["anna", "b"]
+    with pytest.raises(GalleryError, match="already has an identity 'b'"):
+        store.rename_identity("anna", "b")
+    with pytest.raises(UnknownIdentityError, match="no identity 'zoe'"):
+        store.remove_identity("zoe")
+    tid = store.templates("b")[0][0]
+    assert store.remove_template(tid) == "b"
+    m = store.load_matrix()
+    assert m.num_templates == 4 and tid not in m.template_ids.tolist()
+    assert not np.allclose(m.codewords[1], cb_b)  # only b was re-quantized
+    with pytest.raises(UnknownIdentityError):
+        store.remove_template(tid)
+    assert store.remove_identity("anna") == 2
+    assert store.identities() == [("b", 2)] and store.load_matrix().names == ("b",)
+
+
+def test_bad_vectors_and_model_mismatch(store):
+    store.add_templates("a", _vecs(1), ["1"], model_id="m")
+    bad = _vecs(2)
+    bad[1, 3] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        store.add_templates("b", bad, ["1", "2"], model_id="m")
+    bad[1, 3] = np.inf
+    with pytest.raises(ConfigError):
+        store.add_templates("b", bad, ["1", "2"], model_id="m")
+    with pytest.raises(ModelMismatchError, match="60-D"):
+        store.add_templates("b", _vecs(1, d=128), ["1"], model_id="m")
+    with pytest.raises(ModelMismatchError, match="model 'm'"):
+        store.add_templates("b", _vecs(1), ["1"], model_id="other")
+    assert store.identities() == [("a", 1)]  # nothing half-written
+
+
+def _enrol_many(path, prefix, n_ids, q=None):
+    with GalleryStore(path, create=True, timeout=60) as s:
+        for i in range(n_ids):
+            s.add_templates(f"{prefix}{i}", _vecs(5, seed=i), [f"{j}" for j in range(5)], model_id="m")
+            if q is not None:
+                print(f"{prefix}{i}", flush=True)
+
+
+def test_two_processes_enrolling_at_once(tmp_path):
+    path = tmp_path / "shared.db"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_enrol_many, args=(path, p, 30)) for p in ("x", "y")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with GalleryStore(path) as s:
+        ids = dict(s.identities())
+        assert len(ids) == 60 and set(ids.values()) == {5}
+        assert s.integrity_check() == "ok"
+
+
+def test_sigkill_mid_enrolment_loses_nothing_committed(tmp_path):
+    path = tmp_path / "k.db"
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from hybridface.gallery.store import GalleryStore
+        rng = np.random.default_rng(0)
+        with GalleryStore({str(path)!r}, create=True) as s:
+            for i in range(100000):
+                s.add_templates(f"id{{i}}", rng.normal(size=(40, 60)), [str(j) for j in range(40)], model_id="m")
+                print(f"id{{i}}", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    done = [proc.stdout.readline().strip() for _ in range(8)]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with GalleryStore(path) as s:
+        assert s.integrity_check() == "ok"
+        ids = dict(s.identities())
+        assert all(ids.get(name) == 40 for name in done)
+        assert set(ids.values()) == {40}  # no half-enrolled identity
+        assert s.load_matrix().num_templates == 40 * len(ids)
+
+
+def test_not_a_gallery(tmp_path):
+    txt = tmp_path / "notes.db"
+    txt.write_text("hello")
+    with pytest.raises(GalleryError, match="notes.db is not a hybridface gallery"):
+        GalleryStore(txt, create=True)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE t (x)")
+    with pytest.raises(GalleryError, match="other.sqlite is not a hybridface gallery"):
+        GalleryStore(other, create=True)
+    with pytest.raises(GalleryError, match="is a directory"):
+        GalleryStore(tmp_path)
+    with pytest.raises(GalleryError, match="no gallery at"):
+        GalleryStore(tmp_path / "missing.db")
+    with pytest.raises(GalleryError, match="does not exist"):
+        GalleryStore(tmp_path / "nope" / "g.db", create=True)
+
+
+def test_read_only_file_and_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "g.db"
+    with GalleryStore(path, create=True) as s:
+        s.add_templates("a", _vecs(2), ["1", "2"], model_id="m")
+    os.chmod(path, 0o444)
+    try:
+        with pytest.raises(GalleryError, match="read-only"):
+            GalleryStore(path)
+        with GalleryStore(path, readonly=True) as s:
+            assert s.identities() == [("a", 2)]
+            with pytest.raises(GalleryError, match="opened read-only"):
+                s.remove_identity("a")
+        os.chmod(path, 0o644)
+        os.chmod(folder, 0o555)
+        with pytest.raises(GalleryError, match="read-only folder"):
+            GalleryStore(path)
+        with GalleryStore(path, readonly=True) as s:
+            assert s.load_matrix().num_templates == 2
+    finally:
+        os.chmod(folder, 0o755)
+        os.chmod(path, 0o644)
+
+
+def test_locked_gallery_gives_clear_error(tmp_path):
+    path = tmp_path / "g.db"
+    with GalleryStore(path, create=True) as s:
+        s.add_templates("a", _vecs(1), ["1"], model_id="m")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with GalleryStore(path, timeout=0.2) as s:
+            with pytest.raises(GalleryError, match="locked by another process"):
+                s.add_templates("b", _vecs(1), ["1"], model_id="m")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with GalleryStore(path) as s:
+        s.add_templates("b", _vecs(1), ["1"], model_id="m")
+        assert len(s.identities()) == 2
