@@ -112,6 +112,14 @@ class TorchEncoder:
         self.input_size = (s, s)
         self.batch_size = int(batch_size)
 
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path) -> "TorchEncoder":
+        """The PyTorch twin of an fp32 model directory (same weights, spec and model id)."""
+        from hybridface.models.export import network_from_onnx
+
+        card, onnx_path = load_card(model_dir)
+        return cls(network_from_onnx(onnx_path), card.spec, model_id=card.model_id)
+
     def encode_preprocessed(self, x: np.ndarray) -> np.ndarray:
         import torch
 

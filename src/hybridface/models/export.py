@@ -9,14 +9,16 @@ file is byte-deterministic for given weights, so its sha256 (the model id) is st
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hybridface.errors import ModelFileError
 
-__all__ = ["build_onnx", "export_onnx", "quantize_int8", "INPUT_NAME", "OUTPUT_NAME", "OPSET"]
+__all__ = ["build_onnx", "network_from_onnx", "export_onnx", "quantize_int8", "export_int8", "Int8Report", "rank1", "INPUT_NAME", "OUTPUT_NAME", "OPSET"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,33 @@ def _weights(net) -> dict[str, np.ndarray]:
         out[f"{name}.weight"] = layer.weight.detach().cpu().numpy().astype(np.float32)
         out[f"{name}.bias"] = layer.bias.detach().cpu().numpy().astype(np.float32)
     return out
+
+
+def network_from_onnx(onnx_path: str | Path, *, num_classes: int = 1):
+    """Rebuild a :class:`CompressedVGGFace` from an fp32 graph written by :func:`build_onnx`
+    (the classifier FC-K is not in the file: it is freshly initialised with ``num_classes``)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from hybridface.models.compressed import CompressedVGGFace
+
+    try:
+        w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(onnx_path)).graph.initializer}
+    except Exception as exc:
+        raise ModelFileError(f"{onnx_path}: not a readable ONNX file ({exc})") from exc
+    net = CompressedVGGFace(num_classes)
+    layers = {f"conv{i}": conv for i, conv in enumerate(net.convs, start=1)} | {"fc1": net.fc1, "fc2": net.fc2}
+    with torch.no_grad():
+        for name, layer in layers.items():
+            for part in ("weight", "bias"):
+                arr = w.get(f"{name}.{part}")
+                target = getattr(layer, part)
+                if arr is None or tuple(arr.shape) != tuple(target.shape):
+                    raise ModelFileError(f"{onnx_path}: layer {name}.{part} is missing or has the wrong shape "
+                                         f"(an fp32 hybridface export is needed)")
+                target.copy_(torch.from_numpy(np.array(arr, dtype=np.float32)))
+    return net.eval()
 
 
 def build_onnx(net, *, input_size: int = 60):
@@ -126,3 +155,97 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: np.
     size = out.stat().st_size
     log.info("int8 model %s (%d bytes)", out, size)
     return size
+
+
+def rank1(gallery: np.ndarray, gallery_ids: np.ndarray, probes: np.ndarray, probe_ids: np.ndarray) -> float:
+    """Closed-set Rank-1 by plain NumPy nearest-neighbour cosine search (rows L2-normalised)."""
+    if len(probes) == 0 or len(gallery) == 0:
+        return float("nan")
+    nearest = np.argmax(probes @ gallery.T, axis=1)
+    return float(np.mean(gallery_ids[nearest] == probe_ids))
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    """Outcome of :func:`export_int8`: file sizes and Rank-1 of fp32 vs int8 on a held-out split."""
+
+    fp32_path: Path
+    int8_path: Path
+    fp32_bytes: int
+    int8_bytes: int
+    model_id: str
+    num_calibration: int
+    num_gallery: int
+    num_probes: int
+    rank1_fp32: float
+    rank1_int8: float
+    skipped: int = 0
+
+    @property
+    def rank1_change(self) -> float:
+        """int8 minus fp32 Rank-1, in percentage points."""
+        return 100.0 * (self.rank1_int8 - self.rank1_fp32)
+
+
+def _even_indices(n: int, k: int) -> np.ndarray:
+    return np.unique(np.round(np.linspace(0, n - 1, min(k, n))).astype(int)) if n else np.empty(0, int)
+
+
+def export_int8(model_dir: str | Path, calibration_dir: str | Path, *, out: str | Path | None = None,
+                max_calibration: int = 300, detect: str = "never", progress: bool = False) -> Int8Report:
+    """Quantize the model in ``model_dir`` with images of ``calibration_dir`` (``<identity>/<image>``).
+
+    Calibration uses up to ``max_calibration`` evenly spaced images (labels unused). Rank-1 is
+    measured on the same folder split per identity in sorted order: even positions are the gallery,
+    odd positions the probes (1-NN cosine), for the fp32 and the int8 model. Writes
+    ``<out>.onnx`` + ``<out>.json`` (default ``model_dir/model.int8``), with its own card.
+    """
+    import shutil
+    import tempfile
+
+    from hybridface.models.card import ModelCard, library_versions, load_card, sha256_file, write_card
+    from hybridface.models.data import load_faces, scan_image_folder
+    from hybridface.models.encoders import OnnxEncoder
+    from hybridface.models.preprocess import preprocess
+
+    fp32 = OnnxEncoder(model_dir)
+    card, fp32_path = load_card(model_dir)
+    target = Path(out) if out is not None else fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+    if target.suffix != ".onnx":
+        target = target.with_name(target.name + ".onnx")
+    samples = scan_image_folder(calibration_dir)
+    images, kept, errors = load_faces([p for p, _ in samples], detect=detect, size=fp32.input_size[0],
+                                      progress=progress)
+    ids = np.array([samples[i][1] for i in kept])
+    if len(images) == 0:
+        raise ModelFileError(f"no readable calibration image in {calibration_dir}")
+    x = preprocess(images, fp32.spec)
+    calib = x[_even_indices(len(x), max_calibration)]
+    tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=target.parent))
+    try:
+        tmp_onnx = tmp / target.name
+        size = quantize_int8(fp32_path, tmp_onnx, calib)
+        int8_card = ModelCard(
+            model_id=sha256_file(tmp_onnx), onnx_file=target.name, input_size=card.input_size,
+            embedding_dim=card.embedding_dim, preprocessing=card.preprocessing, precision="int8",
+            input_name=card.input_name, output_name=card.output_name,
+            training={**card.training, "quantized_from": card.model_id,
+                      "calibration": {"data": str(calibration_dir), "images": int(len(calib))}},
+            versions=library_versions())
+        write_card(int8_card, tmp / target.with_suffix(".json").name)
+        os.replace(tmp_onnx, target)
+        os.replace(tmp / target.with_suffix(".json").name, target.with_suffix(".json"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    int8 = OnnxEncoder(target)
+    pos = np.zeros(len(ids), dtype=int)
+    for name in np.unique(ids):
+        rows = np.flatnonzero(ids == name)
+        pos[rows] = np.arange(len(rows))
+    g, p = pos % 2 == 0, pos % 2 == 1
+    f32, i8 = fp32.encode_preprocessed(x), int8.encode_preprocessed(x)
+    return Int8Report(
+        fp32_path=fp32_path, int8_path=target, fp32_bytes=fp32_path.stat().st_size, int8_bytes=size,
+        model_id=int8.model_id, num_calibration=int(len(calib)), num_gallery=int(g.sum()), num_probes=int(p.sum()),
+        rank1_fp32=rank1(f32[g], ids[g], f32[p], ids[p]), rank1_int8=rank1(i8[g], ids[g], i8[p], ids[p]),
+        skipped=len(errors))
