@@ -1,0 +1,254 @@
+"""Gallery commands: enroll, identify, remove, rename, list, calibrate, verify, run-protocol.
+
+Parsing and printing only; every action is a call into :mod:`hybridface.api`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hybridface.config import DEFAULTS
+from hybridface.errors import ConfigError
+
+_DETECT = ("never", "always", "largest")
+
+
+def _emit(args, obj: dict, line: str) -> None:
+    print(json.dumps(obj) if args.json else line)
+
+
+def _dataset(root: str) -> dict[str, list[Path]]:
+    from hybridface.protocols.dataset import scan_dataset
+
+    scan = scan_dataset(root, check="none")
+    return {name: list(paths) for name, paths in scan.identities.items() if paths}
+
+
+def _probe_paths(items: list[str]) -> list[str]:
+    from hybridface.protocols.dataset import IMAGE_EXTENSIONS, natural_key
+
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted((f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS),
+                           key=lambda f: (str(f.parent), natural_key(f)))
+            if not files:
+                raise ConfigError(f"{p}: no image files in this folder")
+            out.extend(map(str, files))
+        else:
+            out.append(item)  # a missing file becomes a per-probe error, not an abort
+    return out
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_enroll(args) -> int:
+    from tqdm import tqdm
+
+    from hybridface.api import open_gallery
+
+    data = _dataset(args.data_dir)
+    added = dup = 0
+    skipped: list[tuple[str, str]] = []
+    with open_gallery(args.db, model=args.model, create=True) as g:
+        for name, paths in tqdm(sorted(data.items()), desc="enrol", unit="id", disable=args.json or None):
+            rep = g.enroll(name, paths, detect=args.detect, detector=args.detector, codewords=args.codewords)
+            added += rep.added
+            dup += rep.duplicates
+            skipped.extend(rep.skipped)
+            if args.json:
+                print(json.dumps({"identity": rep.identity, "added": rep.added, "duplicates": rep.duplicates,
+                                  "skipped": [list(s) for s in rep.skipped]}))
+    if not args.json:
+        print(f"enrolled {added} templates of {len(data)} identities into {args.db} "
+              f"({dup} already enrolled, {len(skipped)} skipped)")
+        for path, why in skipped:
+            print(f"  skipped {path}: {why}")
+    return 0
+
+
+def cmd_identify(args) -> int:
+    from hybridface.api import open_gallery
+
+    probes = _probe_paths(args.probes)
+    with open_gallery(args.db, model=args.model, readonly=True) as g:
+        answers = g.identify(probes, strategy=args.strategy, top_n=args.top_n, workers=args.workers, k=args.k,
+                             threshold=args.threshold, detect=args.detect, detector=args.detector,
+                             engine=args.engine)
+    if args.json:
+        for a in answers:
+            print(json.dumps(a.to_dict()))
+        return 0
+    print(f"{'probe':40s} {'identity':16s} {'distance':>8s}  candidates")
+    for a in answers:
+        if a.status != "ok":
+            print(f"{a.probe:40s} {'-':16s} {'-':>8s}  {a.status}: {a.error}")
+            continue
+        cands = ", ".join(f"{n} {d:.3f}" for n, d in a.candidates[1:])
+        who = a.identity if a.identity is not None else "unknown"
+        print(f"{a.probe:40s} {who:16s} {a.distance:8.4f}  {cands}")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from hybridface.api import open_gallery
+
+    with open_gallery(args.db) as g:
+        n = g.remove(args.name)
+    _emit(args, {"removed": args.name, "templates": n}, f"removed {args.name!r} ({n} templates)")
+    return 0
+
+
+def cmd_rename(args) -> int:
+    from hybridface.api import open_gallery
+
+    with open_gallery(args.db) as g:
+        g.rename(args.old, args.new)
+    _emit(args, {"renamed": args.old, "to": args.new}, f"renamed {args.old!r} to {args.new!r}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from hybridface.api import open_gallery
+
+    with open_gallery(args.db, readonly=True) as g:
+        rows = g.identities()
+        model, threshold = g.store.model_id, g.threshold
+    if args.json:
+        for name, n in rows:
+            print(json.dumps({"identity": name, "templates": n}))
+        return 0
+    print(f"gallery {args.db}: model {model}, threshold {threshold}, {len(rows)} identities, "
+          f"{sum(n for _, n in rows)} templates")
+    print(f"{'identity':30s} {'templates':>9s}")
+    for name, n in rows:
+        print(f"{name:30s} {n:9d}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from hybridface.api import open_gallery
+
+    data = _dataset(args.data_dir)
+    paths = [p for ps in data.values() for p in ps]
+    labels = [name for name, ps in data.items() for _ in ps]
+    with open_gallery(args.db, model=args.model) as g:
+        cal = g.calibrate(paths, labels, target_far=args.far, detect=args.detect, detector=args.detector)
+    _emit(args, cal.__dict__, f"threshold {cal.threshold:.4f} stored in {args.db} (FAR {cal.far:.4f} for target "
+          f"{cal.target_far}, FRR {cal.frr:.4f}; {cal.genuine_pairs} genuine / {cal.impostor_pairs} impostor pairs)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from hybridface.api import load_encoder, open_gallery, verify
+
+    threshold = args.threshold
+    encoder = load_encoder(args.model)
+    if threshold is None and args.db:
+        with open_gallery(args.db, encoder=encoder, readonly=True) as g:
+            threshold = g.threshold
+    v = verify(args.a, args.b, encoder=encoder, threshold=threshold, detect=args.detect, detector=args.detector)
+    _emit(args, v.__dict__, f"{'same' if v.same else 'different'} (distance {v.distance:.4f}, threshold {v.threshold:.4f})")
+    return 0
+
+
+def cmd_run_protocol(args) -> int:
+    from hybridface.runner import run_protocol
+
+    r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, strategy=args.strategy,
+                     top_n=args.top_n, workers=args.workers, codewords=args.codewords, seed=args.seed,
+                     progress=not args.json)
+    row = {"protocol": r.protocol, "strategy": r.strategy, "identities": r.identities, "templates": r.templates,
+           "probes": r.probes, "skipped": len(r.skipped), "rank1": r.rank1, "ms_per_probe": r.ms_per_probe,
+           "search_ms_per_probe": r.search_ms_per_probe, "enrol_seconds": r.enrol_seconds}
+    if args.json:
+        print(json.dumps(row))
+        return 0
+    print(r.summary)
+    print(f"gallery {args.db}: {r.identities} identities, {r.templates} templates; {len(r.skipped)} files skipped")
+    print("| protocol | strategy | probes | Rank-1 | ms/probe (crop+encode+search) | search ms/probe |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print(f"| {r.protocol} | {r.strategy} | {r.probes} | {100 * r.rank1:.2f} % | {r.ms_per_probe:.3f} | "
+          f"{r.search_ms_per_probe:.4f} |")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def _common(p: argparse.ArgumentParser, *, db: bool = True, model: bool = False, detect: bool = False) -> None:
+    if db:
+        p.add_argument("--db", required=True, help="gallery file (SQLite)")
+    if model:
+        p.add_argument("--model", default=None, help="model directory or .onnx (default: the shipped model)")
+    if detect:
+        p.add_argument("--detect", choices=_DETECT, default="never",
+                       help="never: images are face crops; always/largest: detect the largest face")
+        p.add_argument("--detector", default="cascade", help="face detector (default: cascade)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _search_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", choices=("exhaustive", "indexed", "parallel", "hybrid"), default="hybrid")
+    p.add_argument("--top-n", type=int, default=DEFAULTS.top_n, help="identities kept by the index")
+    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="parallel workers")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("enroll", help="enrol a folder of <identity>/<image> into a gallery")
+    p.add_argument("data_dir", help="folder with one sub-folder per identity")
+    p.add_argument("--codewords", type=int, default=None, help="LBG codewords per identity (1, 2, 4, 8)")
+    _common(p, model=True, detect=True)
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("identify", help="1:N identification of probe images (files or folders)")
+    p.add_argument("probes", nargs="+", help="image files or folders of images")
+    _search_opts(p)
+    p.add_argument("--k", type=int, default=DEFAULTS.k, help="candidates per probe")
+    p.add_argument("--threshold", type=float, default=None, help="unknown above this distance (default: calibrated)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    _common(p, model=True, detect=True)
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("remove", help="remove an identity and its templates")
+    p.add_argument("name")
+    _common(p)
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("rename", help="rename an identity")
+    p.add_argument("old")
+    p.add_argument("new")
+    _common(p)
+    p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser("list", help="identities and template counts")
+    _common(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("calibrate", help="estimate and store the open-set threshold from a labelled folder")
+    p.add_argument("data_dir")
+    p.add_argument("--far", type=float, default=0.01, help="target false-accept rate")
+    _common(p, model=True, detect=True)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("verify", help="1:1: are two images the same person?")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--threshold", type=float, default=None, help="same when distance <= T")
+    p.add_argument("--db", default=None, help="take the calibrated threshold of this gallery")
+    _common(p, db=False, model=True, detect=True)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("run-protocol", help="the main job: enrol a protocol's gallery, identify its probes")
+    p.add_argument("protocol", help="protocol name (vidtimit, yale-augmented, folder)")
+    p.add_argument("--data", required=True, help="datasets folder (or the dataset itself)")
+    p.add_argument("--db", required=True, help="gallery file to create (replaced if it exists)")
+    p.add_argument("--model", default=None)
+    _search_opts(p)
+    p.add_argument("--codewords", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run_protocol)
+
+
+__all__ = ["register"]

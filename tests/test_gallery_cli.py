@@ -1,0 +1,101 @@
+"""CLI gallery commands through ``hybridface.cli.main``: tables, JSON lines, one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hybridface.cli import main
+
+MODEL = "paper"  # the authors' weights from ../shared when present, else its seeded init: plumbing only
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    for name in ("ann", "bob", "cid"):
+        (root / name).mkdir()
+        base = rng.integers(0, 256, size=(60, 60, 3)).astype(np.float32)
+        for j in range(3):
+            img = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{j}.png")
+    (root / "cid" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    return root
+
+
+def _json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.strip().splitlines()]
+
+
+def test_enroll_list_identify_rename_remove(data_dir, tmp_path, capsys):
+    db = str(tmp_path / "g.db")
+    assert main(["enroll", str(data_dir), "--db", db, "--model", MODEL, "--json"]) == 0
+    rows = {r["identity"]: r for r in _json_lines(capsys.readouterr().out)}
+    assert {k: v["added"] for k, v in rows.items()} == {"ann": 3, "bob": 3, "cid": 3}
+    assert "broken.jpg" in rows["cid"]["skipped"][0][0]
+    assert main(["enroll", str(data_dir), "--db", db, "--model", MODEL]) == 0
+    out = capsys.readouterr().out
+    assert "enrolled 0 templates" in out and "9 already enrolled" in out and "broken.jpg" in out
+
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    shutil.copy(data_dir / "bob" / "1.png", probes / "p1.png")
+    (probes / "p2.png").write_bytes(b"")
+    assert main(["identify", str(probes), "--db", db, "--model", MODEL, "--strategy", "exhaustive",
+                 "--k", "2", "--json"]) == 0
+    answers = _json_lines(capsys.readouterr().out)
+    assert [list(a) for a in answers] == [["probe", "identity", "distance", "candidates", "status", "error"]] * 2
+    assert answers[0]["identity"] == "bob" and answers[0]["distance"] < 1e-4 and answers[0]["status"] == "ok"
+    assert len(answers[0]["candidates"]) == 2 and answers[0]["candidates"][0][0] == "bob"
+    assert answers[1]["status"] == "error" and answers[1]["identity"] is None and answers[1]["error"]
+    assert main(["identify", str(probes / "p1.png"), "--db", db, "--model", MODEL, "--strategy", "hybrid"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["probe", "identity", "distance"] and table[1].split()[1] == "bob"
+
+    assert main(["rename", "bob", "robert", "--db", db]) == 0
+    assert main(["remove", "ann", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["list", "--db", db, "--json"]) == 0
+    assert _json_lines(capsys.readouterr().out) == [{"identity": "cid", "templates": 3},
+                                                    {"identity": "robert", "templates": 3}]
+    assert main(["list", "--db", db]) == 0
+    assert "robert" in capsys.readouterr().out
+
+
+def test_calibrate_and_verify(data_dir, tmp_path, capsys):
+    db = str(tmp_path / "g.db")
+    assert main(["-q", "enroll", str(data_dir), "--db", db, "--model", MODEL]) == 0
+    assert main(["calibrate", str(data_dir), "--db", db, "--model", MODEL, "--far", "0.2", "--json"]) == 0
+    cal = _json_lines(capsys.readouterr().out.splitlines()[-1])[0]
+    assert cal["genuine_pairs"] == 9 and cal["impostor_pairs"] == 27 and cal["far"] <= 0.2
+    a, b = data_dir / "ann" / "0.png", data_dir / "ann" / "0.png"
+    assert main(["verify", str(a), str(b), "--model", MODEL, "--db", db, "--json"]) == 0
+    v = _json_lines(capsys.readouterr().out)[0]
+    assert v["same"] is True and v["distance"] < 1e-4 and v["threshold"] == pytest.approx(cal["threshold"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["list", "--db", "{tmp}/missing.db"], "no gallery at"),
+    (["list", "--db", "{tmp}/text.db"], "is not a hybridface gallery"),
+    (["remove", "nobody", "--db", "{tmp}/v.db"], "no identity 'nobody'"),
+    (["rename", "nobody", "x", "--db", "{tmp}/v.db"], "no identity 'nobody'"),
+    (["identify", "{tmp}/text.db", "--db", "{tmp}/empty.db"], "has no templates"),
+    (["identify", "{tmp}/a.png", "--db", "{tmp}/v.db", "--top-n", "0"], "top_n and workers must be >= 1"),
+    (["verify", "{tmp}/a.png", "{tmp}/a.png", "--model", MODEL], "needs a threshold"),
+])
+def test_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
+    from hybridface.api import open_gallery
+
+    (tmp_path / "text.db").write_text("not a gallery")
+    Image.fromarray(np.zeros((60, 60, 3), np.uint8)).save(tmp_path / "a.png")
+    open_gallery(tmp_path / "empty.db", create=True).close()
+    with open_gallery(tmp_path / "v.db", create=True) as g:
+        g.enroll_vectors("a", np.ones((1, 60)), model_id="vec")
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
