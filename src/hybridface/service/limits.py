@@ -33,6 +33,7 @@ class ServiceSettings:
         queue_timeout_s: longest wait for a worker before 503.
         request_timeout_s: longest a request may run before 504.
         engine: ``local`` or ``ray`` (passed to the facade's ``identify``).
+        search_workers: partitions searched in parallel by the parallel/hybrid strategies.
         public_metrics: serve ``/metrics`` without a key (default: any valid key).
     """
 
@@ -45,6 +46,7 @@ class ServiceSettings:
     queue_timeout_s: float = 30.0
     request_timeout_s: float = 60.0
     engine: str = "local"
+    search_workers: int = 2
     public_metrics: bool = False
 
     def __post_init__(self) -> None:
@@ -83,6 +85,13 @@ class InvalidNameError(ConfigError):
 
     http_status = 422
     code = "invalid_name"
+
+
+class ConflictError(HybridFaceError):
+    """The request conflicts with the gallery's state (e.g. renaming onto an existing name)."""
+
+    http_status = 409
+    code = "conflict"
 
 
 class TooManyFacesError(ConfigError):

@@ -1,0 +1,107 @@
+"""``hybridface serve`` (the REST service under uvicorn) and ``hybridface keys`` (API keys)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hybridface.service.app import create_app
+    from hybridface.service.limits import ServiceSettings
+
+    settings = ServiceSettings(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels,
+        max_faces=args.max_faces,
+        workers=args.workers_pool,
+        queue_size=args.queue,
+        request_timeout_s=args.timeout,
+        engine=args.engine,
+        public_metrics=args.public_metrics,
+    )
+    app = create_app(args.db, settings=settings, model=args.model)
+    print(f"hybridface service on http://{args.host}:{args.port} (gallery {args.db}); docs at /docs", flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning" if args.quiet else "info",
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive=5,
+        server_header=False,
+    )
+    return 0
+
+
+def _store(args: argparse.Namespace):
+    from hybridface.gallery.keys import KeyStore
+
+    return KeyStore(args.db, create=getattr(args, "create", False))
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    record, token = _store(args).create(args.name, scope=args.scope)
+    print(f"created API key {record.name!r} (id {record.key_id}, scope {record.scope}); "
+          "store it now, it is not shown again:")
+    print(token)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    keys = _store(args).list()
+    if args.json:
+        for k in keys:
+            print(json.dumps({"key_id": k.key_id, "name": k.name, "scope": k.scope,
+                              "created": k.created, "revoked": k.revoked}))
+        return 0
+    print(f"{'KEY ID':<10} {'NAME':<24} {'SCOPE':<6} {'CREATED':<26} REVOKED")
+    for k in keys:
+        print(f"{k.key_id:<10} {k.name:<24} {k.scope:<6} {k.created:<26} {k.revoked or '-'}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    record = _store(args).revoke(args.name)
+    print(f"revoked API key {record.name!r} (id {record.key_id}) at {record.revoked}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="run the REST identification service")
+    p.add_argument("--db", required=True, help="gallery file (created empty if missing)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default=None, help="model directory or .onnx (default: the shipped model)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="search engine for /v1/identify")
+    p.add_argument("--workers-pool", type=int, default=2, metavar="N",
+                   help="threads doing decode/encode/search work; further requests queue (default 2)")
+    p.add_argument("--queue", type=int, default=64, help="requests that may wait for a worker before 503")
+    p.add_argument("--timeout", type=float, default=60.0, help="request timeout in seconds (504 beyond)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (413 beyond)")
+    p.add_argument("--max-pixels", type=int, default=25_000_000, help="largest image in pixels (422 beyond)")
+    p.add_argument("--max-faces", type=int, default=10, help="most faces per image (422 beyond)")
+    p.add_argument("--limit-concurrency", type=int, default=256,
+                   help="open connections uvicorn serves before answering 503")
+    p.add_argument("--public-metrics", action="store_true", help="serve /metrics without an API key")
+    p.set_defaults(func=_serve)
+
+    k = subparsers.add_parser("keys", help="create, list and revoke API keys of a gallery's service")
+    ks = k.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    c = ks.add_parser("create", help="create a key and print it once (last line)")
+    c.add_argument("--db", required=True)
+    c.add_argument("--name", required=True, help="who or what uses the key")
+    c.add_argument("--scope", choices=("read", "write", "admin"), default="read",
+                   help="read: search and list; write: also enrol, rename, delete; admin: everything")
+    c.add_argument("--create", action="store_true", help="create the gallery file if it does not exist")
+    c.set_defaults(func=_keys_create)
+    ls = ks.add_parser("list", help="list keys (never the secrets)")
+    ls.add_argument("--db", required=True)
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.set_defaults(func=_keys_list)
+    r = ks.add_parser("revoke", help="revoke a key by name or key id")
+    r.add_argument("--db", required=True)
+    r.add_argument("name", help="key name or key id")
+    r.set_defaults(func=_keys_revoke)
