@@ -9,8 +9,8 @@ Policies (``detect=``):
 ``all``
     every detected face, largest first; ``[]`` if none.
 
-A detected box is made square around its centre, enlarged by ``margin`` (0.2 = 20 % per side...
-of the box width in total on each dimension), rotated so the eye line is level when the
+A detected box is made square around its centre with side ``max(w, h) * (1 + 2 * margin)``
+(``margin`` is added on each side, as a fraction of the box), rotated so the eye line is level when the
 detector gives eye landmarks, and resized with ``cv2.INTER_AREA``. Image borders are padded by
 edge replication so a face at the edge still gives a full crop.
 """
@@ -70,6 +70,13 @@ class CropOutcome:
 def _check_policy(detect: str) -> None:
     if detect not in DETECT_POLICIES:
         raise ConfigError(f"detect={detect!r} is not a policy; use one of {', '.join(DETECT_POLICIES)}")
+
+
+def _check_detector(detector: str) -> None:
+    from hybridface.faces.detect import DETECTORS
+
+    if detector not in DETECTORS:
+        raise ConfigError(f"detector={detector!r} is not known; use one of {', '.join(DETECTORS)}")
 
 
 def _as_rgb(image: np.ndarray, source: str) -> np.ndarray:
@@ -194,6 +201,28 @@ def extract_faces(
     ]
 
 
+def _crops_of(path: str, cache, params: dict) -> list[FaceCrop]:
+    """Crops of one file, through the cache when there is one (a no-face result is cached too)."""
+    if cache is None:
+        return extract_faces(path, source=path, **params)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"{path}: cannot read file ({exc})") from exc
+    key = cache.key(data, params)
+    crops = cache.get(key, source=path)
+    if crops is None:
+        try:
+            crops = extract_faces(data, source=path, **params)
+        except NoFaceError:
+            cache.put(key, [])
+            raise
+        cache.put(key, crops)
+    if not crops and params["detect"] in ("always", "largest"):
+        raise NoFaceError(f"{path}: no face found by detector {params['detector']!r} (cached result)")
+    return crops
+
+
 def load_crops(
     paths: Iterable[str | Path],
     *,
@@ -208,6 +237,7 @@ def load_crops(
     ``error`` set (logged), never an exception that aborts the batch. With ``cache_dir``,
     crops are cached by file content hash + crop parameters (see :mod:`hybridface.faces.cache`)."""
     _check_policy(detect)
+    _check_detector(detector)
     paths = [str(p) for p in paths]
     cache = None
     if cache_dir is not None:
@@ -223,23 +253,13 @@ def load_crops(
     params = {"detect": detect, "detector": detector, "size": int(size), "margin": float(margin)}
     for p in it:
         try:
-            crops: list[FaceCrop] | None = None
-            key = None
-            data = Path(p).read_bytes() if cache is not None else None
-            if cache is not None and data is not None:
-                key = cache.key(data, params)
-                crops = cache.get(key, source=p)
-            if crops is None:
-                src = data if data is not None else p
-                crops = extract_faces(src, detect=detect, detector=detector, size=size, margin=margin, source=p)
-                if cache is not None and key is not None:
-                    cache.put(key, crops)
+            crops = _crops_of(p, cache, params)
             out.append(CropOutcome(path=p, crop=crops[0] if crops else None, crops=tuple(crops)))
         except HybridFaceError as exc:
             log.warning("skipping %s: %s", p, exc)
             out.append(CropOutcome(path=p, crop=None, error=exc))
-        except OSError as exc:
-            err = ImageDecodeError(f"{p}: cannot read file ({exc})")
+        except Exception as exc:  # noqa: BLE001 - one bad file never aborts the batch
+            err = ImageDecodeError(f"{p}: could not be processed ({type(exc).__name__}: {exc})")
             log.warning("skipping %s: %s", p, err)
             out.append(CropOutcome(path=p, crop=None, error=err))
     return out
