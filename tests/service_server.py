@@ -87,3 +87,34 @@ def png_bytes(seed: int, size: int = 64) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+_MODEL_DIR: list[str] = []
+
+
+def model_args() -> list[str]:
+    """``[]`` when the shipped default model exists, else ``["--model", DIR]`` of a real
+    CompressedVGGFace with seeded random weights exported once per test process."""
+    from hybridface.models.encoders import default_model_path
+
+    if default_model_path().is_file():
+        return []
+    if not _MODEL_DIR:
+        import tempfile
+
+        import torch
+
+        from hybridface.models.compressed import CompressedVGGFace
+        from hybridface.models.preprocess import PreprocessSpec
+        from hybridface.models.train import write_model_dir
+
+        torch.manual_seed(0)
+        out = Path(tempfile.mkdtemp(prefix="hf-service-model-")) / "model"
+        write_model_dir(CompressedVGGFace(5).eval(), out, PreprocessSpec(), {"data": "random init (service tests)"})
+        _MODEL_DIR.append(str(out))
+    return ["--model", _MODEL_DIR[0]]
+
+
+def model_path() -> str | None:
+    args = model_args()
+    return args[1] if args else None

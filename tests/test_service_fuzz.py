@@ -9,12 +9,11 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from hybridface.gallery.keys import KeyStore
-from hybridface.models.encoders import default_model_path
 from hybridface.service.app import create_app
 from hybridface.service.limits import ServiceSettings
 
 from hostile_images import base_images, corrupted, malformed, odd_but_valid
-from service_server import Server, png_bytes
+from service_server import Server, model_args, model_path, png_bytes
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -29,7 +28,7 @@ def db_and_key(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(db_and_key):
     db, _ = db_and_key
-    app = create_app(db, settings=ServiceSettings(max_pixels=4_000_000, workers=2))
+    app = create_app(db, settings=ServiceSettings(max_pixels=4_000_000, workers=2), model=model_path())
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -78,10 +77,8 @@ def test_a_batch_with_one_bad_file_is_refused_whole(client, db_and_key):
 
 def test_corrupted_and_odd_images_never_crash_the_live_server(db_and_key, tmp_path):
     """Through a real server: part of the malformed corpus, flipped bytes and odd valid kinds."""
-    if not default_model_path().is_file():
-        pytest.skip("the shipped model is not committed yet (needed to encode the valid images)")
     db, key = db_and_key
-    server = Server(db, "--max-pixels", "4000000")
+    server = Server(db, "--max-pixels", "4000000", *model_args())
     try:
         h = {"X-API-Key": key}
         with httpx.Client(base_url=server.url, headers=h, timeout=30) as c:
