@@ -24,8 +24,11 @@ from hybridface.models._backbone import (
 log = logging.getLogger(__name__)
 
 
-def build_inception_v3():
-    """Inception V3 trunk (no auxiliary or classifier head) returning ``(n, 2048)``."""
+def build_inception_v3(*, init: bool = True):
+    """Inception V3 trunk (no auxiliary or classifier head) returning ``(n, 2048)``.
+
+    ``init``: torchvision's truncated-normal initialisation (skip it when weights are loaded next).
+    """
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -164,7 +167,7 @@ def build_inception_v3():
             self.Mixed_7b = InceptionE(1280)
             self.Mixed_7c = InceptionE(2048)
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            for m in self.modules():
+            for m in self.modules() if init else ():
                 if isinstance(m, nn.Conv2d):
                     nn.init.trunc_normal_(m.weight, std=0.1, a=-2, b=2)
 
@@ -197,7 +200,7 @@ class InceptionV3Encoder(TorchFeatureEncoder):
     """Inception V3 pooled-feature (2048-D) `Encoder`; random weights when none are given."""
 
     def __init__(self, weights: str | PathLike | None = None, *, seed: int = 0, batch_size: int = 8) -> None:
-        net = seeded_init(build_inception_v3, seed)
+        net = seeded_init(lambda: build_inception_v3(init=weights is None), seed)
         if weights is not None:
             load_inception_weights(net, weights)
             model_id = f"inception_v3-{file_sha256(weights)[:16]}"
