@@ -11,6 +11,10 @@
 * ``folder`` — any ``<identity>/<image>`` folder; per identity a seeded shuffle, the first
   ``gallery_per_identity`` (default: half, at least 1) to the gallery, the rest probes;
   identities with one image are distractors. Options: ``gallery_per_identity``, ``detect="largest"``.
+* ``unseen`` — leave-one-dataset-out over a datasets root: test identities of ``holdout``
+  (``att_orl`` | ``vidtimit14`` | ``extended_yale_b``) never seen in training; seeded first
+  ``gallery_per_identity`` (5) images per identity to the gallery, the rest probes; the training
+  side (other datasets) is ``split.train`` (see :mod:`hybridface.protocols.unseen`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ PROTOCOLS: dict[str, str] = {
     "yale-augmented": "hybridface.protocols.yale:yale_augmented",
     "vidtimit": "hybridface.protocols.vidtimit:vidtimit",
     "folder": "hybridface.protocols.folder:folder",
+    "unseen": "hybridface.protocols.unseen:unseen",
 }
 
 
