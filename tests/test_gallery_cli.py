@@ -99,3 +99,31 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_run_protocol_folder_counts_and_rank1(data_dir, tmp_path):
+    from hybridface.runner import run_protocol
+
+    r = run_protocol("folder", data_dir, db=tmp_path / "p.db", model=MODEL, strategy="exhaustive",
+                     detect="never", gallery_per_identity=2)
+    assert (r.identities, r.templates, r.probes) == (3, 6, 3)
+    assert r.skipped == ()  # the protocol's scan already left out the unreadable file
+    assert 0.0 <= r.rank1 <= 1.0 and r.ms_per_probe > 0
+
+
+def test_main_job_on_a_vidtimit_slice(dataset, tmp_path, capsys):
+    """`hybridface run-protocol vidtimit` (what scripts/main.sh runs) on 3 identities x 12 real frames."""
+    src = dataset("vidtimit14")
+    root = tmp_path / "vidtimit14"
+    for name in sorted(p.name for p in src.iterdir() if p.is_dir())[1:4]:
+        (root / name).mkdir(parents=True)
+        for f in sorted((src / name).iterdir())[:12]:
+            (root / name / f.name).symlink_to(f)
+    db = tmp_path / "main.db"
+    assert main(["run-protocol", "vidtimit", "--data", str(tmp_path), "--db", str(db), "--model", MODEL,
+                 "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["protocol"] == "vidtimit" and row["strategy"] == "hybrid" and row["identities"] == 3
+    assert row["probes"] == 3 * 4 and row["templates"] + row["skipped"] >= 3 * 8
+    assert 0 <= row["rank1"] <= 1 and row["ms_per_probe"] > 0
+    assert main(["list", "--db", str(db), "--json"]) == 0

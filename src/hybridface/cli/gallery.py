@@ -155,7 +155,12 @@ def cmd_verify(args) -> int:
 
 
 def cmd_run_protocol(args) -> int:
+    import logging
+
     from hybridface.runner import run_protocol
+
+    if not getattr(args, "verbose", 0):  # one warning per face-less frame drowns the table; counted below
+        logging.getLogger("hybridface.faces.crop").setLevel(logging.ERROR)
 
     r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, strategy=args.strategy,
                      top_n=args.top_n, workers=args.workers, codewords=args.codewords, seed=args.seed,

@@ -15,50 +15,23 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from operator import itemgetter
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 
 from hybridface.errors import ConfigError, GalleryError, ModelMismatchError, UnknownIdentityError
 from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.gallery.sqlite_file import APPLICATION_ID, SCHEMA_VERSION, db_error, open_connection
 from hybridface.models.base import l2_normalize
 
 log = logging.getLogger(__name__)
 
-#: ``PRAGMA application_id`` of a hybridface gallery ("HYBF").
-APPLICATION_ID = 0x48594246
-SCHEMA_VERSION = 1
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "AddResult", "GalleryStore", "Quantizer", "default_quantizer"]
 
 #: ``quantize(vectors (n, d) unit float32, n_codewords) -> (c, d)`` codewords.
 Quantizer = Callable[[np.ndarray, int], np.ndarray]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS identities (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    codewords INTEGER NOT NULL DEFAULT 1,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS templates (
-    id INTEGER PRIMARY KEY,
-    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
-    vector BLOB NOT NULL,
-    source TEXT NOT NULL DEFAULT '',
-    image_hash TEXT NOT NULL,
-    created REAL NOT NULL,
-    UNIQUE (identity_id, image_hash)
-);
-CREATE TABLE IF NOT EXISTS codebooks (
-    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (identity_id, idx)
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -68,11 +41,6 @@ class AddResult:
     identity: str
     template_ids: tuple[int, ...]
     duplicates: int
-
-
-def _writable(path: Path) -> bool:
-    """Writable by us *and* marked writable (root ignores permission bits; we honour them)."""
-    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
 def default_quantizer(vectors: np.ndarray, n_codewords: int) -> np.ndarray:
@@ -106,109 +74,7 @@ class GalleryStore:
         self.readonly = readonly
         self.timeout = float(timeout)
         self.quantizer = quantizer or default_quantizer
-        self._conn = self._connect(create)
-
-    # ------------------------------------------------------------------ opening
-    def _connect(self, create: bool) -> sqlite3.Connection:
-        p = self.path
-        if p.is_dir():
-            raise GalleryError(f"{p} is a directory, not a hybridface gallery file")
-        exists = p.exists() and p.stat().st_size > 0
-        if not exists and (self.readonly or not create):
-            raise GalleryError(f"no gallery at {p}; create one first (e.g. hybridface enroll DATA_DIR --db {p})")
-        if exists:
-            with open(p, "rb") as fh:
-                if fh.read(16) != _SQLITE_MAGIC:
-                    raise GalleryError(f"{p} is not a hybridface gallery (not an SQLite file)")
-        if not self.readonly:
-            folder = p.parent
-            if not folder.is_dir():
-                raise GalleryError(f"cannot create gallery {p}: folder {folder} does not exist")
-            if exists and not _writable(p):
-                raise GalleryError(
-                    f"gallery {p} is read-only; open it read-only to search, or fix its permissions to enrol"
-                )
-            if not _writable(folder):
-                raise GalleryError(
-                    f"gallery {p} is in the read-only folder {folder} (SQLite needs to write its journal there); "
-                    "open it read-only to search, or move it"
-                )
-        try:
-            if self.readonly:
-                conn = self._connect_readonly()
-            else:
-                conn = sqlite3.connect(str(p), timeout=self.timeout, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            # WAL + NORMAL: a killed process loses nothing committed (only power loss could).
-            conn.execute("PRAGMA synchronous = NORMAL")
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            if app_id != APPLICATION_ID:
-                n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if n_tables or not create or self.readonly:
-                    conn.close()
-                    raise GalleryError(
-                        f"{p} is not a hybridface gallery (SQLite application id {app_id:#x}); "
-                        "choose another --db path"
-                    )
-                self._init_schema(conn)
-            else:
-                self._check_schema(conn)
-        except sqlite3.DatabaseError as exc:
-            raise self._db_error(exc, "open") from exc
-        return conn
-
-    def _connect_readonly(self) -> sqlite3.Connection:
-        uri = self.path.resolve().as_uri()
-        try:
-            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=self.timeout, isolation_level=None)
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return conn
-        except sqlite3.OperationalError:
-            # A WAL file in a read-only folder cannot get its -shm file: read it as immutable.
-            log.debug("opening %s as immutable (read-only folder)", self.path)
-            return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=self.timeout, isolation_level=None)
-
-    def _init_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have initialised it while we waited for the lock.
-            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-                now = repr(time.time())
-                conn.executemany(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
-                    [("schema_version", str(SCHEMA_VERSION)), ("created", now), ("revision", "0")],
-                )
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        log.info("created gallery %s", self.path)
-
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else -1
-        if version != SCHEMA_VERSION:
-            raise GalleryError(
-                f"gallery {self.path} has schema version {version}, this hybridface reads {SCHEMA_VERSION}; "
-                "re-enrol into a new gallery"
-            )
-
-    def _db_error(self, exc: sqlite3.DatabaseError, what: str) -> GalleryError:
-        msg = str(exc)
-        if "locked" in msg or "busy" in msg:
-            return GalleryError(
-                f"gallery {self.path} is locked by another process (waited {self.timeout:g} s to {what}); retry later"
-            )
-        if "readonly" in msg or "read-only" in msg:
-            return GalleryError(f"gallery {self.path} is read-only; cannot {what} ({msg})")
-        if "not a database" in msg or "malformed" in msg:
-            return GalleryError(f"{self.path} is not a hybridface gallery or is corrupt ({msg})")
-        return GalleryError(f"gallery {self.path}: cannot {what}: {msg}")
+        self._conn = open_connection(self.path, create=create, readonly=readonly, timeout=self.timeout)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -237,7 +103,7 @@ class GalleryStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
-            raise self._db_error(exc, what) from exc
+            raise db_error(self.path, exc, what, self.timeout) from exc
         try:
             yield conn
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
@@ -246,14 +112,14 @@ class GalleryStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.DatabaseError):
-                raise self._db_error(exc, what) from exc
+                raise db_error(self.path, exc, what, self.timeout) from exc
             raise
 
     def _read(self, sql: str, params: Sequence = ()) -> list[tuple]:
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise self._db_error(exc, "read") from exc
+            raise db_error(self.path, exc, "read", self.timeout) from exc
 
     def _meta(self, key: str) -> str | None:
         row = self._read("SELECT value FROM meta WHERE key = ?", (key,))
@@ -449,7 +315,7 @@ class GalleryStore:
             # Rowid order needs no SQL sort (that would spill 1M blobs); group by identity in numpy.
             rows = self.conn.execute("SELECT identity_id, id, vector FROM templates").fetchall()
         except sqlite3.DatabaseError as exc:
-            raise self._db_error(exc, "read") from exc
+            raise db_error(self.path, exc, "read", self.timeout) from exc
         if not rows:
             return TemplateMatrix(
                 vectors=np.zeros((0, dim), np.float32), labels=np.zeros(0, np.int64),
