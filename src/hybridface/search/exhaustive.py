@@ -1,0 +1,49 @@
+"""`Exhaustive`: every template of every identity, via the chunked BLAS kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.search.base import SearchResult
+from hybridface.search.common import check_positive, kernel_result, prepare, range_candidates
+from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, run_in_threads, split_identities
+
+
+class Exhaustive:
+    """Compare each probe with all N templates; the reference every other strategy must match.
+
+    Args:
+        matrix: the gallery view.
+        threads: ``1`` runs in the caller's thread with BLAS's own threading; ``> 1`` splits the
+            probe batch (or, for fewer probes than threads, the identities) over that many Python
+            threads with single-threaded BLAS each. Results do not depend on ``threads``.
+        block_bytes: memory budget of one similarity block.
+    """
+
+    name = "exhaustive"
+
+    def __init__(self, matrix: TemplateMatrix, *, threads: int = 1, block_bytes: int = DEFAULT_BLOCK_BYTES):
+        self.matrix = matrix
+        self.threads = check_positive("threads", threads)
+        self.block_bytes = check_positive("block_bytes", block_bytes)
+
+    def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
+        p = prepare(self.matrix, probes, k)
+        m, n = self.matrix.num_identities, p.shape[0]
+        if self.threads == 1:
+            parts = [range_candidates(p, self.matrix, 0, m, k, self.block_bytes)]
+        elif n >= 2 * self.threads:
+            chunks = [c for c in np.array_split(np.arange(n), self.threads) if len(c)]
+            parts = run_in_threads(
+                lambda a, b: range_candidates(p[a:b], self.matrix, 0, m, k, self.block_bytes, probe_base=a),
+                [(int(c[0]), int(c[-1]) + 1) for c in chunks],
+                self.threads,
+            )
+        else:
+            parts = run_in_threads(
+                lambda lo, hi: range_candidates(p, self.matrix, lo, hi, k, self.block_bytes),
+                split_identities(self.matrix.offsets, self.threads),
+                self.threads,
+            )
+        return kernel_result(self.matrix, p, parts, k)

@@ -1,0 +1,64 @@
+"""`Indexed`: LBG codewords → N nearest identities → their templates only (paper Fig. 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.search.base import SearchResult
+from hybridface.search.common import check_positive, exact_result, prepare
+from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, select_topk
+
+
+class Indexed:
+    """Two-stage search over an LBG index.
+
+    1. Cosine similarity of each probe to every identity's codewords (an identity scores the best
+       of its codewords); the ``max(top_n, k)`` best identities form the shortlist.
+    2. Exact comparison with all templates of the shortlisted identities only.
+
+    With ``top_n >= number of identities`` the result equals `Exhaustive`'s. A matrix without
+    codebooks is indexed on construction with one codeword (the normalised centroid) per identity,
+    the paper's setting; use :func:`hybridface.index.lbg.build_codebooks` for more.
+    """
+
+    name = "indexed"
+
+    def __init__(self, matrix: TemplateMatrix, *, top_n: int = 5, block_bytes: int = DEFAULT_BLOCK_BYTES):
+        self.top_n = check_positive("top_n", top_n)
+        self.block_bytes = check_positive("block_bytes", block_bytes)
+        if matrix.codewords is None:
+            from hybridface.index.lbg import build_codebooks
+
+            matrix = build_codebooks(matrix, codewords=1)
+        self.matrix = matrix
+        order = np.argsort(matrix.codeword_labels, kind="stable")
+        self._codewords = np.ascontiguousarray(matrix.codewords[order])
+        counts = np.bincount(matrix.codeword_labels, minlength=matrix.num_identities)
+        self._cw_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._indexed = np.flatnonzero(counts > 0)
+
+    def shortlist(self, probes: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+        """``(n, min(size, m))`` identity indices nearest by codeword, best first; evaluations."""
+        m, n = self.matrix.num_identities, probes.shape[0]
+        if size >= m:
+            return np.broadcast_to(np.arange(m, dtype=np.int64), (n, m)), 0
+        c = self._codewords.shape[0]
+        out = np.empty((n, size), np.int64)
+        nb = int(max(1, min(n, self.block_bytes // (4 * max(c, 1)))))
+        starts = self._cw_offsets[self._indexed]
+        for s in range(0, n, nb):
+            sims = self._codewords @ probes[s : s + nb].T  # (c, nb)
+            per_id = np.full((m, sims.shape[1]), -np.inf, np.float32)
+            if len(starts):
+                per_id[self._indexed] = np.maximum.reduceat(sims, starts, axis=0)
+            out[s : s + nb] = select_topk(np.ascontiguousarray(per_id.T), size)
+        return out, n * c
+
+    def _rerank(self, probes: np.ndarray, candidates: np.ndarray, k: int, evaluations: int) -> SearchResult:
+        return exact_result(self.matrix, probes, candidates, k, evaluations)
+
+    def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
+        p = prepare(self.matrix, probes, k)
+        candidates, ev = self.shortlist(p, max(self.top_n, k))
+        return self._rerank(p, np.ascontiguousarray(candidates), k, ev)

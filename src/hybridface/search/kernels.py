@@ -1,0 +1,366 @@
+"""The one exhaustive search kernel and the exact re-ranking every strategy finishes with.
+
+Two steps, shared by all four strategies:
+
+1. :func:`kernel_candidates` — candidate generation: chunked float32 BLAS products of probe blocks
+   with template blocks (never more than ``block_bytes`` of similarities at once), per-identity
+   maximum over the identity's contiguous rows (``maximum.reduceat``; for ``k == 1`` the best
+   template's identity *is* the best identity, so rows are used directly), and a running k-th best
+   threshold per probe. Kept are all identities within :func:`band_tolerance` (the float32
+   rounding bound) of the k-th best, so the exact top-k is guaranteed to be among them.
+2. :func:`exact_scores` + :func:`finalize` — the candidates are re-scored in float64 over all their
+   templates (which also yields the best-matching template) and ordered by (distance, identity
+   index). This step is canonical, so every strategy returns bit-identical identities, distances
+   and template ids whenever its candidates contain the exact top-k — equal to a float64 brute
+   force with ties going to the lower identity index.
+
+Thread use: BLAS releases the GIL, so :func:`run_in_threads` runs kernels on several Python threads
+with BLAS limited to one thread each (via ``threadpoolctl`` when installed), which really runs W
+workers in parallel instead of oversubscribing the cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Bytes of float32 similarities one kernel call holds at a time.
+DEFAULT_BLOCK_BYTES = 8 << 20
+#: Probes per block (GEMM efficiency vs. the similarity block's height).
+PROBE_BLOCK = 1024
+#: Smallest template chunk (rows) the kernel uses, whatever the budget.
+MIN_CHUNK_ROWS = 256
+#: Gathered template rows per re-ranking chunk.
+RERANK_ROWS = 1 << 15
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------- top-k selection
+def select_topk(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column positions of the ``k`` largest entries per row of ``scores`` ``(n, c)``.
+
+    Sorted by score descending; equal scores keep the lower position first (exact, not arbitrary,
+    also at the k-th boundary). Returns ``(n, min(k, c))`` int64.
+    """
+    n, c = scores.shape
+    if c <= k:
+        return np.argsort(-scores, axis=1, kind="stable")
+    thr = np.partition(scores, c - k, axis=1)[:, c - k : c - k + 1]
+    above = scores > thr
+    equal = scores == thr
+    need = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (equal & (np.cumsum(equal, axis=1) <= need))
+    pos = np.nonzero(chosen)[1].reshape(n, k)
+    vals = np.take_along_axis(scores, pos, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(pos, order, axis=1)
+
+
+def band_tolerance(dim: int) -> float:
+    """Bound on the float32 rounding error of a unit-vector dot product in ``dim`` dimensions.
+
+    A float32 sum of ``d`` products of unit vectors is off by at most about ``d * 2**-24``; twice
+    that (both sides of a comparison) and a factor 2 of slack give the band kept for re-ranking.
+    """
+    return max(1e-6, 4.0 * dim * 2.0**-24)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Per-probe candidate identities from the float32 kernel.
+
+    Holds every identity whose float32 similarity is at least the probe's k-th best minus the
+    band tolerance, so the exact (float64) top-k is always among them. Flat arrays of equal length.
+    """
+
+    probe: np.ndarray
+    identity: np.ndarray
+    score: np.ndarray
+    evaluations: int = 0
+
+
+def kth_best(probe: np.ndarray, score: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Per probe, the k-th largest ``score`` (``-inf`` with fewer than k); keys unique per probe."""
+    theta = np.full(n, -np.inf, np.float32)
+    if len(probe) == 0:
+        return theta
+    order = np.lexsort((-score, probe))
+    cnt = np.bincount(probe, minlength=n)
+    start = np.cumsum(cnt) - cnt
+    has = np.flatnonzero(cnt >= k)
+    theta[has] = score[order[start[has] + k - 1]]
+    return theta
+
+
+def _prune(pr, key, sc, theta, tol):
+    keep = sc >= theta[pr] - tol
+    return pr[keep], key[keep], sc[keep]
+
+
+def _hot_entries(block: np.ndarray, hot: np.ndarray, limit: np.ndarray, axis_probe: int):
+    """Positions ``(probe, other)`` of ``block`` entries >= ``limit[probe]`` among the ``hot`` probes."""
+    if axis_probe == 0:
+        sub = block[hot]  # (h, c)
+        f = np.flatnonzero(sub >= limit[hot][:, None])
+        return hot[f // sub.shape[1]], f % sub.shape[1]
+    sub = block[:, hot]  # (c, h)
+    f = np.flatnonzero(sub >= limit[hot][None, :])
+    return hot[f % len(hot)], f // len(hot)
+
+
+def _band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
+    """k = 1: rows within ``tol`` of the best row (the best row's identity is the best identity)."""
+    nb = p.shape[0]
+    theta = np.full(nb, -np.inf, np.float32)
+    buf = np.empty((nb, min(rc, vectors.shape[0])), np.float32)
+    prs, rows, scs = [], [], []
+    held = 0
+    for s in range(0, vectors.shape[0], rc):
+        vc = vectors[s : s + rc]
+        sims = buf[:, : vc.shape[0]]
+        np.matmul(p, vc.T, out=sims)
+        chunk_max = sims.max(axis=1)
+        np.maximum(theta, chunk_max, out=theta)
+        limit = theta - tol
+        hot = np.flatnonzero(chunk_max >= limit)  # only these probes can contribute rows
+        if len(hot) == 0:
+            continue
+        pr, r = _hot_entries(sims, hot, limit, 0)
+        prs.append(pr)
+        rows.append(r + s)
+        scs.append(sims[pr, r])
+        held += len(pr)
+        if held > 4 * nb:
+            pr, r, sc = _prune(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
+            prs, rows, scs, held = [pr], [r], [sc], len(pr)
+    return _prune(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
+
+
+def _band_topk(p: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, k: int, rc: int, tol: float):
+    """k > 1: per-identity maxima (contiguous rows, ``maximum.reduceat``) within ``tol`` of the k-th best."""
+    nb = p.shape[0]
+    theta = np.full(nb, -np.inf, np.float32)
+    pr_all = np.zeros(0, np.int64)
+    id_all = np.zeros(0, np.int64)
+    sc_all = np.zeros(0, np.float32)
+    carry: np.ndarray | None = None
+    buf = np.empty((min(rc, vectors.shape[0]), nb), np.float32)
+    pt = p.T
+    s, n_rows = 0, vectors.shape[0]
+    while s < n_rows:
+        e = min(s + rc, n_rows)
+        sims = buf[: e - s]
+        np.matmul(vectors[s:e], pt, out=sims)
+        first = int(np.searchsorted(offsets, s, side="right")) - 1
+        last = int(np.searchsorted(offsets, e, side="left"))  # identities first..last-1 touched
+        starts = np.maximum(offsets[first:last], s) - s
+        per_id = np.maximum.reduceat(sims, starts, axis=0)  # (m_c, nb)
+        empty = np.flatnonzero(offsets[first + 1 : last + 1] == offsets[first:last])
+        if len(empty):
+            per_id[empty] = -np.inf  # identities without templates never rank
+        if carry is not None:
+            np.maximum(per_id[0], carry, out=per_id[0])
+            carry = None
+        if e < offsets[last]:  # the last identity continues in the next chunk
+            carry = per_id[-1].copy()
+            per_id = per_id[:-1]
+        limit = theta - tol
+        hot = np.flatnonzero(per_id.max(axis=0, initial=-np.inf) >= limit) if len(per_id) else []
+        if len(hot):
+            pr, i = _hot_entries(per_id, hot, limit, 1)
+            keep = per_id[i, pr] > -np.inf
+            pr, i = pr[keep], i[keep]
+            pr_all = np.concatenate([pr_all, pr])
+            id_all = np.concatenate([id_all, i + first])
+            sc_all = np.concatenate([sc_all, per_id[i, pr]])
+            theta = kth_best(pr_all, sc_all, k, nb)
+            pr_all, id_all, sc_all = _prune(pr_all, id_all, sc_all, theta, tol)
+        s = e
+    return pr_all, id_all, sc_all
+
+
+def _rows_per_chunk(n_probes: int, n_rows: int, block_bytes: int) -> int:
+    return int(min(max(n_rows, 1), max(MIN_CHUNK_ROWS, block_bytes // (4 * max(n_probes, 1)))))
+
+
+def kernel_candidates(
+    probes: np.ndarray,
+    vectors: np.ndarray,
+    offsets: np.ndarray,
+    k: int,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Candidates:
+    """Candidate identities of a contiguous row range (the exhaustive kernel).
+
+    Args:
+        probes: ``(n, d)`` float32 unit rows.
+        vectors: ``(R, d)`` float32 unit rows grouped by identity.
+        offsets: ``(m + 1,)`` row boundaries *relative to* ``vectors`` (``offsets[0] == 0``).
+        k: identities wanted per probe.
+        block_bytes: memory budget of one float32 similarity block.
+
+    Returns:
+        `Candidates` with *local* identity indices (add the range's first identity), certified to
+        contain each probe's exact top-k; ``evaluations`` = probe-template products computed.
+    """
+    offsets = np.asarray(offsets, np.int64)
+    n, n_rows = probes.shape[0], vectors.shape[0]
+    empty = Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    if n == 0 or n_rows == 0:
+        return empty
+    tol = band_tolerance(probes.shape[1])
+    nb = min(n, PROBE_BLOCK)
+    rc = _rows_per_chunk(nb, n_rows, block_bytes)
+    row_labels = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets)) if k == 1 else None
+    prs, ids, scs = [], [], []
+    for ps in range(0, n, nb):
+        p = probes[ps : ps + nb]
+        if row_labels is not None:
+            pr, r, sc = _band_top1(p, vectors, rc, tol)
+            ident = row_labels[r]
+            # one entry per (probe, identity): its best row
+            order = np.lexsort((-sc, ident, pr))
+            pr, ident, sc = pr[order], ident[order], sc[order]
+            first = np.ones(len(pr), bool)
+            first[1:] = (pr[1:] != pr[:-1]) | (ident[1:] != ident[:-1])
+            pr, ident, sc = pr[first], ident[first], sc[first]
+        else:
+            pr, ident, sc = _band_topk(p, vectors, offsets, k, rc, tol)
+        prs.append(pr + ps)
+        ids.append(ident)
+        scs.append(sc)
+    return Candidates(np.concatenate(prs), np.concatenate(ids), np.concatenate(scs), n * n_rows)
+
+
+def candidate_matrix(parts: Sequence[Candidates], n: int, k: int, dim: int) -> np.ndarray:
+    """Merge candidate sets (global identity ids, disjoint identities) into an ``(n, w)`` matrix.
+
+    Keeps the band around the merged k-th best; rows sorted by identity, padded with ``-1``.
+    """
+    pr = np.concatenate([c.probe for c in parts]) if parts else np.zeros(0, np.int64)
+    ident = np.concatenate([c.identity for c in parts]) if parts else np.zeros(0, np.int64)
+    sc = np.concatenate([c.score for c in parts]) if parts else np.zeros(0, np.float32)
+    pr, ident, sc = _prune(pr, ident, sc, kth_best(pr, sc, k, n), band_tolerance(dim))
+    order = np.lexsort((ident, pr))
+    pr, ident = pr[order], ident[order]
+    cnt = np.bincount(pr, minlength=n)
+    out = np.full((n, int(cnt.max()) if len(pr) else 0), -1, np.int64)
+    out[pr, np.arange(len(pr)) - (np.cumsum(cnt) - cnt)[pr]] = ident
+    return out
+
+
+# ---------------------------------------------------------------------------- exact re-ranking
+def exact_scores(
+    probes: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, candidates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Float64 best similarity and best row of every (probe, candidate identity) pair.
+
+    ``candidates`` is ``(n, c)`` global identity indices (``-1`` = none). Returns ``(sims, rows,
+    evaluations)`` with ``-inf`` / ``-1`` for missing candidates or identities without templates.
+    Within an identity, equal similarities keep the lower row.
+    """
+    n, c = candidates.shape
+    flat = candidates.ravel()
+    valid = flat >= 0
+    safe = np.where(valid, flat, 0)
+    starts = offsets[safe]
+    counts = np.where(valid, offsets[safe + 1] - starts, 0)
+    pair_probe = np.repeat(np.arange(n, dtype=np.int64), c)
+    out_sims = np.full(n * c, -np.inf, np.float64)
+    out_rows = np.full(n * c, -1, np.int64)
+    p64 = probes.astype(np.float64)
+    cum = np.cumsum(counts)
+    total_evals = int(cum[-1]) if len(cum) else 0
+    a = 0
+    while a < len(flat):
+        # pairs a..b-1 hold at most RERANK_ROWS rows (at least one pair)
+        base = int(cum[a - 1]) if a else 0
+        b = max(a + 1, int(np.searchsorted(cum, base + RERANK_ROWS, side="right")))
+        cnt = counts[a:b]
+        nz = np.flatnonzero(cnt > 0)
+        if len(nz):
+            seg = np.cumsum(cnt) - cnt
+            tot = int(cnt.sum())
+            rows = np.repeat(starts[a:b] - seg, cnt) + np.arange(tot)
+            dots = (vectors[rows].astype(np.float64) * p64[np.repeat(pair_probe[a:b], cnt)]).sum(axis=1)
+            best = np.maximum.reduceat(dots, seg[nz])
+            pos = np.where(dots == np.repeat(best, cnt[nz]), np.arange(tot), tot)
+            first = np.minimum.reduceat(pos, seg[nz])
+            out_sims[a + nz] = best
+            out_rows[a + nz] = rows[first]
+        a = b
+    return out_sims.reshape(n, c), out_rows.reshape(n, c), total_evals
+
+
+def finalize(
+    candidates: np.ndarray,
+    sims: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    template_ids: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order exact-scored candidates by (distance, identity), keep ``k``, pad with ``-1``/``inf``.
+
+    Returns ``(identities, distances, template_ids)`` as ``(n, k)`` int64 / float32 / int64.
+    """
+    n = candidates.shape[0]
+    order = np.lexsort((np.where(candidates < 0, np.iinfo(np.int64).max, candidates), -sims), axis=1)[:, :k]
+    ids = np.take_along_axis(np.where(np.isfinite(sims), candidates, -1), order, axis=1)
+    best = np.take_along_axis(sims, order, axis=1)
+    best_rows = np.take_along_axis(rows, order, axis=1)
+    out_ids = np.full((n, k), -1, np.int64)
+    out_d = np.full((n, k), np.inf, np.float32)
+    out_t = np.full((n, k), -1, np.int64)
+    w = ids.shape[1]
+    ok = ids >= 0
+    out_ids[:, :w] = ids
+    out_d[:, :w] = np.where(ok, 1.0 - best, np.inf)
+    out_t[:, :w] = np.where(ok, template_ids[np.where(ok, best_rows, 0)], -1)
+    return out_ids, out_d, out_t
+
+
+# ---------------------------------------------------------------------------- threads
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Limit BLAS to one thread per call for the duration (process-wide; no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is in the dev extra
+        log.debug("threadpoolctl not installed: BLAS thread count left unchanged")
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def run_in_threads(fn: Callable[..., T], jobs: Sequence[tuple], workers: int) -> list[T]:
+    """Run ``fn(*job)`` for every job on up to ``workers`` threads, BLAS single-threaded each."""
+    if len(jobs) <= 1 or workers <= 1:
+        return [fn(*job) for job in jobs]
+    with single_threaded_blas(), ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        return list(pool.map(lambda job: fn(*job), jobs))
+
+
+def split_identities(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Split identities ``0..m`` into up to ``parts`` contiguous ranges with balanced row counts."""
+    m = len(offsets) - 1
+    if m == 0:
+        return []
+    total = int(offsets[-1])
+    cuts = [0]
+    for j in range(1, parts):
+        cut = int(np.searchsorted(offsets, total * j / parts, side="left"))
+        cut = min(max(cut, cuts[-1]), m)
+        cuts.append(cut)
+    cuts.append(m)
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]

@@ -1,0 +1,192 @@
+"""The four strategies agree with each other and with a float64 brute force (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hybridface.errors import ConfigError, EmptyGalleryError, ModelMismatchError
+from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.index.lbg import build_codebooks
+from hybridface.search import STRATEGIES, make_searcher
+from hybridface.search import kernels
+from hybridface.search.base import Searcher
+from hybridface.search.exhaustive import Exhaustive
+from hybridface.search.hybrid import Hybrid
+from hybridface.search.indexed import Indexed
+from hybridface.search.parallel import Parallel
+
+SETTINGS = settings(max_examples=int(__import__("os").environ.get("HF_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def galleries(draw):
+    """A random gallery (small-integer vectors: many exact ties) plus probes and k."""
+    d = draw(st.integers(2, 5))
+    m = draw(st.integers(1, 7))
+    counts = draw(st.lists(st.integers(1, 4), min_size=m, max_size=m))
+    ints = st.integers(-2, 2)
+    rows = []
+    for c in counts:
+        rows.extend(draw(st.lists(st.lists(ints, min_size=d, max_size=d), min_size=c, max_size=c)))
+    vec = np.array(rows, np.float32)
+    if draw(st.booleans()) and m > 1:  # an identity duplicating another one's templates
+        a, b = draw(st.integers(0, m - 1)), draw(st.integers(0, m - 1))
+        ia, ib = np.cumsum([0, *counts])[[a, b]]
+        n_copy = min(counts[a], counts[b])
+        vec[ib : ib + n_copy] = vec[ia : ia + n_copy]
+    vec[np.abs(vec).sum(axis=1) == 0, 0] = 1.0
+    names = [f"id{i}" for i, c in enumerate(counts) for _ in range(c)]
+    n = draw(st.integers(1, 4))
+    probes = np.array(draw(st.lists(st.lists(ints, min_size=d, max_size=d), min_size=n, max_size=n)), np.float32)
+    probes[np.abs(probes).sum(axis=1) == 0, -1] = 1.0
+    k = draw(st.integers(1, m + 2))
+    return TemplateMatrix.from_arrays(vec, names), probes, k
+
+
+def brute_force(matrix: TemplateMatrix, probes: np.ndarray, k: int):
+    """Float64 reference: per-identity best similarity, ranked by (distance, identity)."""
+    p = matrix.check_probes(probes).astype(np.float64)
+    sims = p @ matrix.vectors.astype(np.float64).T
+    per_id = np.maximum.reduceat(sims, matrix.offsets[:-1], axis=1)
+    order = np.lexsort((np.broadcast_to(np.arange(per_id.shape[1]), per_id.shape), -per_id), axis=1)[:, :k]
+    return order, 1.0 - np.take_along_axis(per_id, order, axis=1)
+
+
+def assert_same(a, b):
+    np.testing.assert_array_equal(a.identities, b.identities)
+    np.testing.assert_array_equal(a.distances, b.distances)
+    np.testing.assert_array_equal(a.template_ids, b.template_ids)
+
+
+@SETTINGS
+@given(galleries(), st.integers(1, 5))
+def test_parallel_equals_exhaustive(case, workers):
+    matrix, probes, k = case
+    assert_same(Parallel(matrix, workers=workers).search(probes, k), Exhaustive(matrix).search(probes, k))
+    assert_same(Exhaustive(matrix, threads=workers).search(probes, k), Exhaustive(matrix).search(probes, k))
+
+
+@SETTINGS
+@given(galleries(), st.integers(0, 3), st.integers(1, 4))
+def test_indexed_and_hybrid_equal_exhaustive_with_full_shortlist(case, extra, workers):
+    matrix, probes, k = case
+    ref = Exhaustive(matrix).search(probes, k)
+    top_n = matrix.num_identities + extra
+    assert_same(Indexed(matrix, top_n=top_n).search(probes, k), ref)
+    assert_same(Hybrid(matrix, top_n=top_n, workers=workers).search(probes, k), ref)
+
+
+@SETTINGS
+@given(galleries())
+def test_exhaustive_matches_float64_brute_force(case):
+    matrix, probes, k = case
+    res = Exhaustive(matrix).search(probes, k)
+    m = matrix.num_identities
+    ids, dist = brute_force(matrix, probes, k)
+    w = min(k, m)
+    np.testing.assert_allclose(res.distances[:, :w], dist, atol=1e-6)
+    np.testing.assert_array_equal(res.identities[:, :w], ids)
+    assert (res.identities[:, w:] == -1).all() and np.isinf(res.distances[:, w:]).all()
+    assert (res.template_ids[:, w:] == -1).all()
+    # the reported template belongs to the identity and attains the distance
+    p = matrix.check_probes(probes).astype(np.float64)
+    row_of = {int(t): r for r, t in enumerate(matrix.template_ids)}
+    for i in range(len(p)):
+        for j in range(w):
+            r = row_of[int(res.template_ids[i, j])]
+            assert matrix.labels[r] == res.identities[i, j]
+            assert abs((1 - matrix.vectors[r] @ p[i]) - res.distances[i, j]) < 1e-6
+
+
+@SETTINGS
+@given(galleries(), st.integers(1, 3))
+def test_hybrid_equals_indexed_for_any_top_n(case, top_n):
+    matrix, probes, k = case
+    assert_same(Hybrid(matrix, top_n=top_n, workers=3).search(probes, k), Indexed(matrix, top_n=top_n).search(probes, k))
+
+
+def test_ties_go_to_the_lower_identity_index():
+    v = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 0, 0]], np.float32)
+    matrix = TemplateMatrix.from_arrays(v, ["a", "b", "c", "c"], template_ids=np.array([10, 11, 12, 13]))
+    for strategy in STRATEGIES:
+        res = make_searcher(strategy, matrix, top_n=3, workers=2).search(np.array([[1, 0, 0]], np.float32), k=3)
+        assert res.identities.tolist() == [[0, 2, 1]], strategy
+        assert res.template_ids.tolist() == [[10, 12, 11]], strategy
+        assert res.distances[0, 0] == 0.0 and res.distances[0, 2] == pytest.approx(1.0)
+
+
+def test_single_identity_and_k_beyond_gallery():
+    matrix = TemplateMatrix.from_arrays(np.eye(3, dtype=np.float32), ["x", "x", "x"])
+    for strategy in STRATEGIES:
+        res = make_searcher(strategy, matrix).search(np.array([[0, 1, 0.1]], np.float32), k=4)
+        assert isinstance(make_searcher(strategy, matrix), Searcher)
+        assert res.identities.tolist() == [[0, -1, -1, -1]]
+        assert res.template_ids.tolist() == [[1, -1, -1, -1]]
+        assert np.isinf(res.distances[0, 1:]).all() and res.distances.dtype == np.float32
+
+
+def test_chunked_kernel_with_identities_spanning_chunks(monkeypatch):
+    """Tiny blocks force identities across chunk boundaries and several probe blocks."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 9, size=40)
+    v = rng.standard_normal((counts.sum(), 6)).astype(np.float32)
+    names = np.repeat([f"i{j}" for j in range(40)], counts)
+    matrix = TemplateMatrix.from_arrays(v, names)
+    probes = rng.standard_normal((13, 6)).astype(np.float32)
+    ref = {k: Exhaustive(matrix).search(probes, k) for k in (1, 4)}
+    monkeypatch.setattr(kernels, "MIN_CHUNK_ROWS", 3)
+    monkeypatch.setattr(kernels, "PROBE_BLOCK", 4)
+    monkeypatch.setattr(kernels, "RERANK_ROWS", 5)
+    for k in (1, 4):
+        assert_same(Exhaustive(matrix, block_bytes=1).search(probes, k), ref[k])
+        assert_same(Parallel(matrix, workers=3, block_bytes=1).search(probes, k), ref[k])
+        assert_same(Hybrid(matrix, top_n=40, workers=2, block_bytes=1).search(probes, k), ref[k])
+        ids, _ = brute_force(matrix, probes, k)
+        np.testing.assert_array_equal(ref[k].identities, ids)
+
+
+def test_indexed_shortlist_uses_codewords_and_counts_evaluations():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((50, 8))
+    v = np.repeat(centers, 6, axis=0) + 0.05 * rng.standard_normal((300, 8))
+    matrix = build_codebooks(TemplateMatrix.from_arrays(v.astype(np.float32), np.repeat(np.arange(50), 6)), codewords=2)
+    probes = (centers[:20] + 0.05 * rng.standard_normal((20, 8))).astype(np.float32)
+    ex = Exhaustive(matrix).search(probes)
+    ix = Indexed(matrix, top_n=3).search(probes)
+    np.testing.assert_array_equal(ix.identities[:, 0], np.arange(20))
+    np.testing.assert_array_equal(ix.identities, ex.identities)
+    # 100 codewords + 3 identities x 6 templates per probe, vs 300 (+ re-rank 6) exhaustive
+    assert ix.distance_evaluations == 20 * (100 + 18)
+    assert ex.distance_evaluations == 20 * (300 + 6)
+
+
+def test_indexed_builds_centroid_codebook_when_missing():
+    matrix = TemplateMatrix.from_arrays(np.eye(4, dtype=np.float32), ["a", "a", "b", "b"])
+    idx = Indexed(matrix, top_n=1)
+    assert idx.matrix.codewords.shape == (2, 4)
+    assert idx.search(np.array([[0, 0, 1, 0.9]], np.float32)).identities.tolist() == [[1]]
+
+
+def test_empty_gallery_and_bad_input():
+    empty = TemplateMatrix.from_arrays(np.zeros((0, 4), np.float32), [])
+    matrix = TemplateMatrix.from_arrays(np.eye(4, dtype=np.float32), ["a", "b", "c", "d"])
+    for strategy in STRATEGIES:
+        with pytest.raises(EmptyGalleryError):
+            make_searcher(strategy, empty).search(np.ones((1, 4), np.float32))
+        s = make_searcher(strategy, matrix)
+        with pytest.raises(ModelMismatchError):
+            s.search(np.ones((2, 5), np.float32))
+        with pytest.raises(ConfigError):
+            s.search(np.array([[np.nan, 0, 0, 1]], np.float32))
+        with pytest.raises(ConfigError):
+            s.search(np.ones((1, 4), np.float32), k=0)
+        assert len(s.search(np.zeros((0, 4), np.float32), k=2)) == 0
+    with pytest.raises(ConfigError):
+        make_searcher("brute", matrix)
+    with pytest.raises(ConfigError):
+        make_searcher("indexed", matrix, top_n=0)
+    with pytest.raises(ConfigError):
+        make_searcher("parallel", matrix, workers=0)
