@@ -100,6 +100,8 @@ def model_args() -> list[str]:
     if default_model_path().is_file():
         return []
     if not _MODEL_DIR:
+        import atexit
+        import shutil
         import tempfile
 
         import torch
@@ -109,7 +111,9 @@ def model_args() -> list[str]:
         from hybridface.models.train import write_model_dir
 
         torch.manual_seed(0)
-        out = Path(tempfile.mkdtemp(prefix="hf-service-model-")) / "model"
+        tmp = tempfile.mkdtemp(prefix="hf-service-model-")
+        atexit.register(shutil.rmtree, tmp, True)
+        out = Path(tmp) / "model"
         write_model_dir(CompressedVGGFace(5).eval(), out, PreprocessSpec(), {"data": "random init (service tests)"})
         _MODEL_DIR.append(str(out))
     return ["--model", _MODEL_DIR[0]]
