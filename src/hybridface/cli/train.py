@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train on DATA_DIR (an <identity>/<image> folder) and write MODEL_DIR "
                                    "(model.onnx + model.json). Several DATA_DIRs train one model on all of them "
                                    "(identities prefixed by the folder name).")
-    p.add_argument("data_dir", nargs="+", metavar="DATA_DIR", help="dataset folder(s), <identity>/<image> layout")
+    p.add_argument("data_dir", nargs="*", metavar="DATA_DIR", help="dataset folder(s), <identity>/<image> layout")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write (atomically)")
     p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default 100)")
     p.add_argument("--lr", type=float, default=DEFAULTS.learning_rate,
@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", action="store_true", help="random augmentation variant per image and epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    from hybridface.cli.train_general import add_general_arguments
+
+    add_general_arguments(p)
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="check/copy a model's fp32 ONNX file, or export an int8 model",
@@ -67,6 +70,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hybridface.models.data import scan_image_folder
     from hybridface.models.preprocess import PreprocessSpec
     from hybridface.models.train import train_sources
+    from hybridface.cli.train_general import cmd_train_general, uses_general
+
+    if uses_general(args):
+        return cmd_train_general(args)
+    if not args.data_dir:
+        raise ConfigError("give at least one DATA_DIR (or --unlabeled DIR with --teacher dlib)")
 
     dirs = [Path(d) for d in args.data_dir]
     protocols = _per_dir(args.protocol, len(dirs), "--protocol")
