@@ -15,9 +15,10 @@ class Exhaustive:
 
     Args:
         matrix: the gallery view.
-        threads: ``1`` runs in the caller's thread with BLAS's own threading; ``> 1`` splits the
-            probe batch (or, for fewer probes than threads, the identities) over that many Python
-            threads with single-threaded BLAS each. Results do not depend on ``threads``.
+        threads: how many threads search: ``1`` runs in the caller's thread with single-threaded
+            BLAS (the paper's sequential baseline); ``> 1`` splits the probe batch (or, for fewer
+            probes than ``2 * threads``, the identities) over that many threads, BLAS
+            single-threaded in each. Results do not depend on ``threads``.
         block_bytes: memory budget of one similarity block.
     """
 
@@ -32,7 +33,9 @@ class Exhaustive:
         p = prepare(self.matrix, probes, k)
         m, n = self.matrix.num_identities, p.shape[0]
         if self.threads == 1:
-            parts = [range_candidates(p, self.matrix, 0, m, k, self.block_bytes)]
+            parts = run_in_threads(
+                lambda: range_candidates(p, self.matrix, 0, m, k, self.block_bytes), [()], 1
+            )
         elif n >= 2 * self.threads:
             chunks = [c for c in np.array_split(np.arange(n), self.threads) if len(c)]
             parts = run_in_threads(

@@ -7,7 +7,7 @@ import numpy as np
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, exact_result, prepare
-from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, select_topk
+from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, segment_max, select_topk
 
 
 class Indexed:
@@ -36,7 +36,6 @@ class Indexed:
         self._codewords = np.ascontiguousarray(matrix.codewords[order])
         counts = np.bincount(matrix.codeword_labels, minlength=matrix.num_identities)
         self._cw_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._indexed = np.flatnonzero(counts > 0)
 
     def shortlist(self, probes: np.ndarray, size: int) -> tuple[np.ndarray, int]:
         """``(n, min(size, m))`` identity indices nearest by codeword, best first; evaluations."""
@@ -46,12 +45,10 @@ class Indexed:
         c = self._codewords.shape[0]
         out = np.empty((n, size), np.int64)
         nb = int(max(1, min(n, self.block_bytes // (4 * max(c, 1)))))
-        starts = self._cw_offsets[self._indexed]
+        starts, counts = self._cw_offsets[:-1], np.diff(self._cw_offsets)
         for s in range(0, n, nb):
             sims = self._codewords @ probes[s : s + nb].T  # (c, nb)
-            per_id = np.full((m, sims.shape[1]), -np.inf, np.float32)
-            if len(starts):
-                per_id[self._indexed] = np.maximum.reduceat(sims, starts, axis=0)
+            per_id = segment_max(sims, starts, counts)  # (m, nb); -inf without codewords
             out[s : s + nb] = select_topk(np.ascontiguousarray(per_id.T), size)
         return out, n * c
 
