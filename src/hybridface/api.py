@@ -263,7 +263,20 @@ class Gallery:
             self._encoder = enc
         return self._encoder
 
+    def _close_searchers(self) -> None:
+        """Release searchers that hold resources (thread pools, Ray actors) before they are dropped."""
+        for searcher in self._cache.searchers.values():
+            close = getattr(searcher, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:  # a failing shutdown must not hide the caller's result
+                    log.warning("closing searcher %r failed: %s", searcher, exc)
+        self._cache.searchers.clear()
+
     def close(self) -> None:
+        with self._lock:
+            self._close_searchers()
         self.store.close()
 
     def __enter__(self) -> Gallery:
@@ -321,6 +334,7 @@ class Gallery:
         with self._lock:
             rev = self.store.revision()
             if self._cache.matrix is None or rev != self._cache.revision:
+                self._close_searchers()
                 self._cache = _Cache(rev, self.store.load_matrix())
             return self._cache.matrix  # type: ignore[return-value]
 
