@@ -144,9 +144,15 @@ def vector_hash(vector: np.ndarray) -> str:
     return "v:" + hashlib.sha256(np.asarray(vector, "<f4").tobytes()).hexdigest()
 
 
+def crop_size(encoder: Encoder) -> int:
+    """Side of the square face crop an encoder wants (its input height; 60 for the paper's network)."""
+    return int(getattr(encoder, "input_size", (60, 60))[0])
+
+
 def prepare_images(images: Sequence[Any] | np.ndarray, *, detect: str = "never", detector: str = "cascade",
-                   sources: Sequence[str] | None = None) -> list[Prepared]:
-    """Crop each image (path, encoded bytes or uint8 array); bad inputs become errors, never raise."""
+                   sources: Sequence[str] | None = None, size: int = 60) -> list[Prepared]:
+    """Crop each image (path, encoded bytes or uint8 array) to ``size`` x ``size``; bad inputs
+    become `Prepared` entries with ``error`` set, never an exception."""
     from hybridface.faces.crop import extract_faces
 
     if isinstance(images, np.ndarray) and images.ndim == 4:
@@ -180,7 +186,7 @@ def prepare_images(images: Sequence[Any] | np.ndarray, *, detect: str = "never",
             digest = hashlib.sha256(data if data is not None else
                                     repr(img.shape).encode() + np.ascontiguousarray(img).tobytes()).hexdigest()
             src = img if isinstance(img, (str, Path)) else (data if data is not None else img)
-            crop = extract_faces(src, detect=detect, detector=detector, source=name)[0]
+            crop = extract_faces(src, detect=detect, detector=detector, size=size, source=name)[0]
             out.append(Prepared(name, digest, crop.image))
         except HybridFaceError as exc:
             log.info("skipping %s: %s", name, exc)
@@ -305,7 +311,8 @@ class Gallery:
         """Crop, encode and store images of one identity in one transaction; bad files are skipped."""
         if is_vectors(images):
             return self.enroll_vectors(identity, images, codewords=codewords, sources=sources)
-        prepared = prepare_images(images, detect=detect, detector=detector, sources=sources)
+        prepared = prepare_images(images, detect=detect, detector=detector, sources=sources,
+                                  size=crop_size(self.encoder))
         good = [p for p in prepared if p.crop is not None]
         skipped = tuple((p.source, str(p.error)) for p in prepared if p.crop is None)
         if not good:
@@ -384,7 +391,7 @@ class Gallery:
         if is_vectors(images):
             return self.identify_vectors(images, **opts)
         self.searcher(strategy, top_n=top_n, workers=workers, engine=engine)  # fail fast on an empty gallery
-        prepared = prepare_images(images, detect=detect, detector=detector)
+        prepared = prepare_images(images, detect=detect, detector=detector, size=crop_size(self.encoder))
         good = [p for p in prepared if p.crop is not None]
         found = iter(self.identify_vectors(encode_crops(self.encoder, [p.crop for p in good]),
                                            probes=[p.source for p in good], **opts) if good else [])
@@ -400,7 +407,7 @@ class Gallery:
             v = as_vectors(items, self.store.dim, what="calibration vectors")
             lab = list(labels)
         else:
-            prepared = prepare_images(items, detect=detect, detector=detector)
+            prepared = prepare_images(items, detect=detect, detector=detector, size=crop_size(self.encoder))
             keep = [i for i, p in enumerate(prepared) if p.crop is not None]
             v = encode_crops(self.encoder, [prepared[i].crop for i in keep])
             lab = [labels[i] for i in keep]
@@ -428,10 +435,10 @@ def verify(a: Any, b: Any, *, encoder: Encoder | None = None, threshold: float |
             vecs.append(as_vectors(x, what="vector")[0])
             names.append(f"<vector #{i}>")
             continue
-        p = prepare_images([x], detect=detect, detector=detector)[0]
+        encoder = encoder or load_encoder(None)
+        p = prepare_images([x], detect=detect, detector=detector, size=crop_size(encoder))[0]
         if p.error is not None:
             raise p.error
-        encoder = encoder or load_encoder(None)
         vecs.append(encode_crops(encoder, [p.crop])[0])
         names.append(p.source)
     if vecs[0].shape != vecs[1].shape:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from hybridface.api import Gallery, encode_crops, open_gallery
+from hybridface.api import Gallery, crop_size, encode_crops, open_gallery
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ class ProtocolRun:
         return 1000 * self.search_seconds / max(self.probes, 1)
 
 
-def _crop_samples(samples, detect: str, *, progress: bool):
+def _crop_samples(samples, detect: str, *, size: int, progress: bool):
     """Crops (augmented per sample variant) of the samples, plus the skipped ``(path, reason)``."""
     from hybridface.faces.crop import load_crops
 
-    outcomes = load_crops([s.path for s in samples], detect=detect, progress=progress)
+    outcomes = load_crops([s.path for s in samples], detect=detect, size=size, progress=progress)
     kept, crops, skipped = [], [], []
     for s, o in zip(samples, outcomes):
         if o.crop is None:
@@ -83,7 +83,7 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
         encoder = gallery.encoder
         t0 = time.perf_counter()
         kept, crops, skipped = _crop_samples((*split.gallery, *split.distractors), split.detect,
-                                             progress=progress)
+                                             size=crop_size(encoder), progress=progress)
         vecs = encode_crops(encoder, crops)
         by_id: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(kept):
@@ -95,7 +95,7 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
         enrol_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        pkept, pcrops, pskipped = _crop_samples(split.probes, split.detect, progress=progress)
+        pkept, pcrops, pskipped = _crop_samples(split.probes, split.detect, size=crop_size(encoder), progress=progress)
         pvecs = encode_crops(encoder, pcrops)
         prep_s = time.perf_counter() - t0
         gallery.searcher(strategy, top_n=top_n, workers=workers)  # build outside the timed part
