@@ -69,3 +69,11 @@ def test_wrong_shaped_weights_file_names_the_layer(tmp_path):
         load_paper_arrays(tmp_path / "junk.npz")
     with pytest.raises(ModelFileError, match="missing.npz"):
         load_paper_arrays(tmp_path / "missing.npz")
+
+
+def test_lazy_package_exports():
+    import hybridface.models as m
+
+    assert m.CompressedVGGFace is CompressedVGGFace
+    with pytest.raises(AttributeError):
+        m.NoSuchThing  # noqa: B018
