@@ -46,10 +46,14 @@ class Indexed:
         out = np.empty((n, size), np.int64)
         nb = int(max(1, min(n, self.block_bytes // (4 * max(c, 1)))))
         starts, counts = self._cw_offsets[:-1], np.diff(self._cw_offsets)
+        one_each = c == m and bool((counts == 1).all())
         for s in range(0, n, nb):
-            sims = self._codewords @ probes[s : s + nb].T  # (c, nb)
-            per_id = segment_max(sims, starts, counts)  # (m, nb); -inf without codewords
-            out[s : s + nb] = select_topk(np.ascontiguousarray(per_id.T), size)
+            if one_each:  # one codeword per identity, in identity order: no reduction needed
+                per_id = probes[s : s + nb] @ self._codewords.T  # (nb, m)
+            else:
+                sims = self._codewords @ probes[s : s + nb].T  # (c, nb)
+                per_id = np.ascontiguousarray(segment_max(sims, starts, counts).T)  # -inf: no codeword
+            out[s : s + nb] = select_topk(per_id, size)
         return out, n * c
 
     def _rerank(self, probes: np.ndarray, candidates: np.ndarray, k: int, evaluations: int) -> SearchResult:
