@@ -26,7 +26,7 @@ def free_port() -> int:
 class Server:
     """``hybridface serve`` in a subprocess; ``url`` is its base address."""
 
-    def __init__(self, db: Path, *extra: str, log: Path | None = None) -> None:
+    def __init__(self, db: Path, *extra: str, log: Path | None = None, wait: bool = True) -> None:
         self.db = Path(db)
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
@@ -38,9 +38,10 @@ class Server:
              "--port", str(self.port), *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

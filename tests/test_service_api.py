@@ -21,8 +21,10 @@ def env(tmp_path_factory):
     db = tmp_path_factory.mktemp("api") / "g.db"
     ks = KeyStore(db, create=True)
     keys = {s: ks.create(f"k-{s}", scope=s)[1] for s in ("read", "write", "admin")}
-    a = Server(db, "--max-faces", "4", *model_args())
-    b = Server(db, "--max-faces", "4", *model_args())  # a second process on the same gallery file
+    a = Server(db, "--max-faces", "4", *model_args(), wait=False)
+    b = Server(db, "--max-faces", "4", *model_args(), wait=False)  # a second process on the same file
+    a.wait_ready()
+    b.wait_ready()
     yield a, b, keys
     a.stop()
     b.stop()
