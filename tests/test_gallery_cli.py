@@ -127,3 +127,22 @@ def test_main_job_on_a_vidtimit_slice(dataset, tmp_path, capsys):
     assert row["probes"] == 3 * 4 and row["templates"] + row["skipped"] >= 3 * 8
     assert 0 <= row["rank1"] <= 1 and row["ms_per_probe"] > 0
     assert main(["list", "--db", str(db), "--json"]) == 0
+
+
+def test_identify_probe_without_face_and_calibrate_errors(data_dir, tmp_path, capsys):
+    db = str(tmp_path / "g.db")
+    assert main(["-q", "enroll", str(data_dir), "--db", db, "--model", MODEL]) == 0
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(blank)
+    capsys.readouterr()
+    assert main(["identify", str(blank), str(data_dir / "ann" / "0.png"), "--db", db, "--model", MODEL,
+                 "--detect", "always", "--json"]) == 0
+    first = _json_lines(capsys.readouterr().out)[0]
+    assert first["status"] == "no_face" and first["identity"] is None and "no face" in first["error"]
+    one = tmp_path / "one"
+    (one / "solo").mkdir(parents=True)
+    Image.fromarray(np.zeros((60, 60, 3), np.uint8)).save(one / "solo" / "x.png")
+    Image.fromarray(np.ones((60, 60, 3), np.uint8)).save(one / "solo" / "y.png")
+    assert main(["calibrate", str(one), "--db", db, "--model", MODEL]) == 2
+    assert "at least 2 identities" in capsys.readouterr().err
+    assert main(["identify", str(blank), "--db", db, "--model", "compressed-but-missing"]) == 2

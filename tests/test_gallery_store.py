@@ -203,3 +203,76 @@ def test_locked_gallery_gives_clear_error(tmp_path):
     with GalleryStore(path) as s:
         s.add_templates("b", _vecs(1), ["1"], model_id="m")
         assert len(s.identities()) == 2
+
+
+# ---------------------------------------------------------------------------- model-based property test
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.sampled_from("abcd"), st.lists(st.integers(0, 6), min_size=1, max_size=4)),
+        st.tuples(st.just("remove"), st.sampled_from("abcd")),
+        st.tuples(st.just("rename"), st.sampled_from("abcd"), st.sampled_from("abcd")),
+        st.tuples(st.just("drop"), st.integers(0, 30)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops)
+def test_store_matches_a_dict_model(tmp_path_factory, ops):
+    """Any sequence of enrol/remove/rename/remove-template leaves exactly what a dict model predicts."""
+    pool = _unit(_vecs(7, seed=3))
+    model: dict[str, dict[int, int]] = {}  # identity -> {template id: pool row}
+    with GalleryStore(tmp_path_factory.mktemp("prop") / "p.db", create=True) as s:
+        for op in ops:
+            if op[0] == "add":
+                _, name, rows = op
+                res = s.add_templates(name, pool[rows], [f"h{r}" for r in rows], model_id="m")
+                have = set(model.get(name, {}).values())
+                fresh = list(dict.fromkeys(r for r in rows if r not in have))
+                assert len(res.template_ids) == len(fresh)
+                model.setdefault(name, {}).update(zip(res.template_ids, fresh))
+            elif op[0] == "remove":
+                if op[1] in model:
+                    assert s.remove_identity(op[1]) == len(model.pop(op[1]))
+                else:
+                    with pytest.raises(UnknownIdentityError):
+                        s.remove_identity(op[1])
+            elif op[0] == "rename":
+                _, old, new = op
+                if old in model and new not in model:
+                    s.rename_identity(old, new)
+                    model[new] = model.pop(old)
+                else:
+                    with pytest.raises(GalleryError):
+                        s.rename_identity(old, new)
+            else:
+                owner = next((n for n, t in model.items() if op[1] in t), None)
+                if owner is None:
+                    with pytest.raises(UnknownIdentityError):
+                        s.remove_template(op[1])
+                else:
+                    assert s.remove_template(op[1]) == owner
+                    del model[owner][op[1]]
+        m = s.load_matrix()
+        expect = {n: t for n, t in model.items() if t}
+        assert sorted(m.names) == sorted(expect)
+        for i, name in enumerate(m.names):
+            rows = m.rows(i)
+            ids = m.template_ids[rows].tolist()
+            assert ids == sorted(expect[name])
+            assert np.allclose(m.vectors[rows], pool[[expect[name][t] for t in ids]], atol=1e-6)
+        if m.num_identities:
+            assert m.codewords.shape == (m.num_identities, 60)
+        assert s.integrity_check() == "ok"
+
+
+def test_template_and_identity_ids_are_never_reused(store):
+    r1 = store.add_templates("a", _vecs(2), ["1", "2"], model_id="m")
+    store.remove_template(r1.template_ids[-1])
+    store.remove_identity("a")
+    r2 = store.add_templates("a", _vecs(2), ["1", "2"], model_id="m")
+    assert min(r2.template_ids) > max(r1.template_ids)
