@@ -31,7 +31,7 @@ def test_no_server_errors(app_and_key):
         seen.append(operation.label)
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case):
             response = case.call(headers={"X-API-Key": key})
             assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
