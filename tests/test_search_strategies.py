@@ -11,6 +11,7 @@ from hybridface.errors import ConfigError, EmptyGalleryError, ModelMismatchError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.index.lbg import build_codebooks
 from hybridface.search import STRATEGIES, make_searcher
+from hybridface.search import hybrid as hybrid_module
 from hybridface.search import kernels
 from hybridface.search.base import Searcher
 from hybridface.search.exhaustive import Exhaustive
@@ -140,6 +141,9 @@ def test_chunked_kernel_with_identities_spanning_chunks(monkeypatch):
     monkeypatch.setattr(kernels, "MIN_CHUNK_ROWS", 3)
     monkeypatch.setattr(kernels, "PROBE_BLOCK", 4)
     monkeypatch.setattr(kernels, "RERANK_ROWS", 5)
+    monkeypatch.setattr(hybrid_module, "PARALLEL_MIN_ROWS", 0)
+    for k in (1, 4):  # threaded shortlist + threaded re-rank == sequential indexed
+        assert_same(Hybrid(matrix, top_n=5, workers=3).search(probes, k), Indexed(matrix, top_n=5).search(probes, k))
     for k in (1, 4):
         assert_same(Exhaustive(matrix, block_bytes=1).search(probes, k), ref[k])
         assert_same(Parallel(matrix, workers=3, block_bytes=1).search(probes, k), ref[k])

@@ -6,16 +6,30 @@ import numpy as np
 
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
-from hybridface.search.common import check_positive
+from hybridface.search.common import check_positive, prepare
 from hybridface.search.indexed import Indexed
-from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, exact_scores, finalize, run_in_threads
+from hybridface.search.kernels import (
+    DEFAULT_BLOCK_BYTES,
+    exact_scores,
+    finalize,
+    run_in_threads,
+    single_threaded_blas,
+)
+
+
+#: Below this many template rows to re-rank, the re-ranking runs inline (threads cost more).
+PARALLEL_MIN_ROWS = 20_000
 
 
 class Hybrid(Indexed):
-    """`Indexed` whose second stage splits each probe's shortlisted identities over ``workers`` threads.
+    """`Indexed` with both stages spread over ``workers`` threads (BLAS single-threaded in each).
 
-    Worker ``w`` compares the probes with the templates of shortlist columns ``w, w + W, ...``; the
-    per-identity results are merged and ordered exactly as in `Indexed`, so the answers are equal.
+    The codeword shortlist runs on probe blocks in parallel; then each probe's shortlisted
+    identities are split over the workers (worker ``w`` compares the probes with the templates of
+    shortlist columns in its share), and the per-identity results are merged and ordered exactly
+    as in `Indexed`, so the answers are equal. Work too small to pay for threads (fewer than
+    ``2 * workers`` probes for the shortlist, fewer than ``PARALLEL_MIN_ROWS`` template rows for
+    the re-ranking) runs inline.
     """
 
     name = "hybrid"
@@ -26,17 +40,35 @@ class Hybrid(Indexed):
         super().__init__(matrix, top_n=top_n, block_bytes=block_bytes)
         self.workers = check_positive("workers", workers)
 
+    def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
+        p = prepare(self.matrix, probes, k)
+        n, size = p.shape[0], max(self.top_n, k)
+        if n >= 2 * self.workers and size < self.matrix.num_identities:
+            blocks = [b for b in np.array_split(np.arange(n), self.workers) if len(b)]
+            parts = run_in_threads(
+                lambda a, b: self.shortlist(p[a:b], size), [(int(b[0]), int(b[-1]) + 1) for b in blocks], self.workers
+            )
+            candidates = np.concatenate([c for c, _ in parts])
+            ev = sum(e for _, e in parts)
+        else:
+            with single_threaded_blas():
+                candidates, ev = self.shortlist(p, size)
+        return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
+
     def _rerank(self, probes: np.ndarray, candidates: np.ndarray, k: int, evaluations: int) -> SearchResult:
         n, c = candidates.shape
-        groups = [g for g in np.array_split(np.arange(c), min(self.workers, c)) if len(g)]
+        counts = np.diff(self.matrix.offsets)
+        rows = int(counts[candidates[candidates >= 0]].sum()) if candidates.size else 0
+        workers = self.workers if rows >= PARALLEL_MIN_ROWS else 1
+        groups = [g for g in np.array_split(np.arange(c), min(workers, max(c, 1))) if len(g)]
         out = run_in_threads(
             lambda cols: exact_scores(probes, self.matrix.vectors, self.matrix.offsets, np.ascontiguousarray(candidates[:, cols])),
             [(g,) for g in groups],
-            self.workers,
+            workers,
         )
         sims = np.empty((n, c), np.float64)
-        rows = np.empty((n, c), np.int64)
+        best_rows = np.empty((n, c), np.int64)
         for g, (s, r, _) in zip(groups, out):
-            sims[:, g], rows[:, g] = s, r
-        ids, dist, tids = finalize(candidates, sims, rows, k, self.matrix.template_ids)
+            sims[:, g], best_rows[:, g] = s, r
+        ids, dist, tids = finalize(candidates, sims, best_rows, k, self.matrix.template_ids)
         return SearchResult(ids, dist, tids, evaluations + sum(o[2] for o in out))

@@ -7,7 +7,7 @@ import numpy as np
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, exact_result, prepare
-from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, segment_max, select_topk
+from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, segment_max, select_topk, single_threaded_blas
 
 
 class Indexed:
@@ -36,6 +36,7 @@ class Indexed:
         self._codewords = np.ascontiguousarray(matrix.codewords[order])
         counts = np.bincount(matrix.codeword_labels, minlength=matrix.num_identities)
         self._cw_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._one_each = len(self._codewords) == matrix.num_identities and bool((counts == 1).all())
 
     def shortlist(self, probes: np.ndarray, size: int) -> tuple[np.ndarray, int]:
         """``(n, min(size, m))`` identity indices nearest by codeword, best first; evaluations."""
@@ -46,9 +47,8 @@ class Indexed:
         out = np.empty((n, size), np.int64)
         nb = int(max(1, min(n, self.block_bytes // (4 * max(c, 1)))))
         starts, counts = self._cw_offsets[:-1], np.diff(self._cw_offsets)
-        one_each = c == m and bool((counts == 1).all())
         for s in range(0, n, nb):
-            if one_each:  # one codeword per identity, in identity order: no reduction needed
+            if self._one_each:  # one codeword per identity, in identity order: no reduction needed
                 per_id = probes[s : s + nb] @ self._codewords.T  # (nb, m)
             else:
                 sims = self._codewords @ probes[s : s + nb].T  # (c, nb)
@@ -61,5 +61,6 @@ class Indexed:
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
-        candidates, ev = self.shortlist(p, max(self.top_n, k))
-        return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
+        with single_threaded_blas():  # idle OpenBLAS threads spin and slow the NumPy steps
+            candidates, ev = self.shortlist(p, max(self.top_n, k))
+            return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
