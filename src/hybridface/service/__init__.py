@@ -1,1 +1,1 @@
-"""service."""
+"""The REST service: FastAPI app (`app.create_app`), API-key auth, limits, metrics, schemas."""
