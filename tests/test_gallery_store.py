@@ -267,6 +267,9 @@ def test_store_matches_a_dict_model(tmp_path_factory, ops):
             assert np.allclose(m.vectors[rows], pool[[expect[name][t] for t in ids]], atol=1e-6)
         if m.num_identities:
             assert m.codewords.shape == (m.num_identities, 60)
+        # the packed per-identity blocks and the template rows say the same thing
+        for a, b in zip(s._read_blocks(s.conn, 60), s._read_rows(s.conn, 60)):
+            assert np.array_equal(a, b)
         assert s.integrity_check() == "ok"
 
 
@@ -276,3 +279,20 @@ def test_template_and_identity_ids_are_never_reused(store):
     store.remove_identity("a")
     r2 = store.add_templates("a", _vecs(2), ["1", "2"], model_id="m")
     assert min(r2.template_ids) > max(r1.template_ids)
+
+
+def test_gallery_without_blocks_loads_from_template_rows(tmp_path):
+    path = tmp_path / "legacy.db"
+    with GalleryStore(path, create=True) as s:
+        s.add_templates("b", _vecs(3, seed=1), ["1", "2", "3"], model_id="m")
+        s.add_templates("a", _vecs(2, seed=2), ["1", "2"], model_id="m")
+        fast = s.load_matrix()
+    with sqlite3.connect(path) as c:  # a gallery written before the packed blocks existed
+        c.execute("DELETE FROM meta WHERE key = 'blocks'")
+        c.execute("DELETE FROM blocks")
+    with GalleryStore(path) as s:
+        slow = s.load_matrix()
+        s.add_templates("c", _vecs(1, seed=3), ["1"], model_id="m")  # keeps working without blocks
+        assert s.load_matrix().num_templates == 6
+    assert slow.names == fast.names and np.array_equal(slow.template_ids, fast.template_ids)
+    assert np.array_equal(slow.vectors, fast.vectors) and np.array_equal(slow.codewords, fast.codewords)

@@ -342,7 +342,7 @@ class Gallery:
             rev = self.store.revision()
             if self._cache.matrix is None or rev != self._cache.revision:
                 self._close_searchers()
-                self._cache = _Cache(rev, self.store.load_matrix())
+                self._cache = _Cache(*self.store.snapshot())
             return self._cache.matrix  # type: ignore[return-value]
 
     def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local"):

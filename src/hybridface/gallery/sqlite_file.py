@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS templates (
     created REAL NOT NULL,
     UNIQUE (identity_id, image_hash)
 );
+CREATE TABLE IF NOT EXISTS blocks (
+    identity_id INTEGER PRIMARY KEY REFERENCES identities(id) ON DELETE CASCADE,
+    template_ids BLOB NOT NULL,
+    vectors BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS codebooks (
     identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -120,7 +125,7 @@ def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
             now = repr(time.time())
             conn.executemany(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
-                [("schema_version", str(SCHEMA_VERSION)), ("created", now), ("revision", "0")],
+                [("schema_version", str(SCHEMA_VERSION)), ("created", now), ("revision", "0"), ("blocks", "1")],
             )
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("COMMIT")

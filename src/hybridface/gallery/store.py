@@ -75,6 +75,8 @@ class GalleryStore:
         self.timeout = float(timeout)
         self.quantizer = quantizer or default_quantizer
         self._conn = open_connection(self.path, create=create, readonly=readonly, timeout=self.timeout)
+        #: galleries created by this version keep per-identity packed blocks (fast loading)
+        self._has_blocks = self._meta("blocks") == "1"
 
     def close(self) -> None:
         if self._conn is not None:
@@ -135,19 +137,27 @@ class GalleryStore:
             raise UnknownIdentityError(f"gallery {self.path} has no identity {name!r} (see: hybridface list --db {self.path})")
         return int(row[0])
 
-    def _requantize(self, conn: sqlite3.Connection, identity_id: int) -> None:
-        """Recompute one identity's codebook from its templates (inside the caller's transaction)."""
+    def _refresh_identity(self, conn: sqlite3.Connection, identity_id: int) -> None:
+        """Rewrite one identity's derived rows from its templates (inside the caller's transaction):
+        its LBG codebook and its packed block (all its template ids and vectors in two blobs)."""
         conn.execute("DELETE FROM codebooks WHERE identity_id = ?", (identity_id,))
+        if self._has_blocks:
+            conn.execute("DELETE FROM blocks WHERE identity_id = ?", (identity_id,))
         k = conn.execute("SELECT codewords FROM identities WHERE id = ?", (identity_id,)).fetchone()[0]
-        blobs = [r[0] for r in conn.execute("SELECT vector FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,))]
-        if not blobs:
+        rows = conn.execute("SELECT id, vector FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,)).fetchall()
+        if not rows:
             return
-        vecs = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
+        ids = np.fromiter((r[0] for r in rows), dtype="<i8", count=len(rows))
+        flat = b"".join(r[1] for r in rows)
+        vecs = np.frombuffer(flat, dtype="<f4").reshape(len(rows), -1)
         codewords = l2_normalize(self.quantizer(vecs, int(k)))
         conn.executemany(
             "INSERT INTO codebooks(identity_id, idx, vector) VALUES (?, ?, ?)",
             [(identity_id, i, c.astype("<f4").tobytes()) for i, c in enumerate(codewords)],
         )
+        if self._has_blocks:
+            conn.execute("INSERT INTO blocks(identity_id, template_ids, vectors) VALUES (?, ?, ?)",
+                         (identity_id, ids.tobytes(), flat))
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -249,7 +259,7 @@ class GalleryStore:
                 if cur.rowcount:
                     added.append(int(cur.lastrowid))
             if added or codewords is not None:
-                self._requantize(conn, ident)
+                self._refresh_identity(conn, ident)
         return AddResult(name, tuple(added), len(vectors) - len(added))
 
     def remove_identity(self, name: str) -> int:
@@ -258,6 +268,8 @@ class GalleryStore:
             ident = self._identity_id(conn, name)
             n = conn.execute("DELETE FROM templates WHERE identity_id = ?", (ident,)).rowcount
             conn.execute("DELETE FROM codebooks WHERE identity_id = ?", (ident,))
+            if self._has_blocks:
+                conn.execute("DELETE FROM blocks WHERE identity_id = ?", (ident,))
             conn.execute("DELETE FROM identities WHERE id = ?", (ident,))
         return int(n)
 
@@ -282,7 +294,7 @@ class GalleryStore:
             if row is None:
                 raise UnknownIdentityError(f"gallery {self.path} has no template with id {template_id}")
             conn.execute("DELETE FROM templates WHERE id = ?", (int(template_id),))
-            self._requantize(conn, int(row[0]))
+            self._refresh_identity(conn, int(row[0]))
         return str(row[1])
 
     # ------------------------------------------------------------------ reads
@@ -308,20 +320,37 @@ class GalleryStore:
         return str(self._read("PRAGMA integrity_check")[0][0])
 
     def load_matrix(self) -> TemplateMatrix:
-        """The whole gallery as a `TemplateMatrix` (with codebooks), in one SELECT per table."""
-        dim = self.dim or 0
-        names = dict(self._read("SELECT id, name FROM identities"))
+        """The whole gallery as a `TemplateMatrix` (with codebooks)."""
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[int, TemplateMatrix]:
+        """``(revision, matrix)`` read in one read transaction, so both describe the same state."""
+        conn = self.conn
         try:
-            # Rowid order needs no SQL sort (that would spill 1M blobs); group by identity in numpy.
-            rows = self.conn.execute("SELECT identity_id, id, vector FROM templates").fetchall()
+            conn.execute("BEGIN")
+            try:
+                revision = int(self._meta("revision") or 0)
+                matrix = self._read_matrix(conn)
+            finally:
+                conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise db_error(self.path, exc, "read", self.timeout) from exc
-        if not rows:
-            return TemplateMatrix(
-                vectors=np.zeros((0, dim), np.float32), labels=np.zeros(0, np.int64),
-                template_ids=np.zeros(0, np.int64), names=(), offsets=np.zeros(1, np.int64),
-                model_id=self.model_id or "",
-            )
+        return revision, matrix
+
+    def _read_blocks(self, conn: sqlite3.Connection, dim: int):
+        """Per-identity packed blocks: ``(identity ids per row, template ids, vectors)`` — one row per identity."""
+        blocks = conn.execute("SELECT identity_id, template_ids, vectors FROM blocks ORDER BY identity_id").fetchall()
+        if not blocks:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        counts = np.fromiter((len(b[1]) // 8 for b in blocks), dtype=np.int64, count=len(blocks))
+        ident_ids = np.repeat(np.fromiter((b[0] for b in blocks), dtype=np.int64, count=len(blocks)), counts)
+        tmpl_ids = np.frombuffer(b"".join(map(itemgetter(1), blocks)), dtype="<i8").astype(np.int64)
+        vectors = np.frombuffer(b"".join(map(itemgetter(2), blocks)), dtype="<f4").reshape(-1, dim)
+        return ident_ids, tmpl_ids, vectors
+
+    def _read_rows(self, conn: sqlite3.Connection, dim: int):
+        """One SELECT over the templates (rowid order, no SQL sort), grouped by identity in numpy."""
+        rows = conn.execute("SELECT identity_id, id, vector FROM templates").fetchall()
         n = len(rows)
         ident_ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=n)
         tmpl_ids = np.fromiter(map(itemgetter(1), rows), dtype=np.int64, count=n)
@@ -330,19 +359,30 @@ class GalleryStore:
         if n > 1 and (np.diff(ident_ids) < 0).any():
             order = np.lexsort((tmpl_ids, ident_ids))
             ident_ids, tmpl_ids, vectors = ident_ids[order], tmpl_ids[order], vectors[order]
+        return ident_ids, tmpl_ids, vectors
+
+    def _read_matrix(self, conn: sqlite3.Connection) -> TemplateMatrix:
+        dim = self.dim or 0
+        names = dict(conn.execute("SELECT id, name FROM identities").fetchall())
+        read = self._read_blocks if self._has_blocks else self._read_rows
+        ident_ids, tmpl_ids, vectors = read(conn, dim)
+        if len(ident_ids) == 0:
+            return TemplateMatrix(
+                vectors=np.zeros((0, dim), np.float32), labels=np.zeros(0, np.int64),
+                template_ids=np.zeros(0, np.int64), names=(), offsets=np.zeros(1, np.int64),
+                model_id=self.model_id or "",
+            )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         uniq, starts = np.unique(ident_ids, return_index=True)
-        labels = np.searchsorted(uniq, ident_ids)
-        offsets = np.append(starts, len(ident_ids)).astype(np.int64)
         matrix = TemplateMatrix(
             vectors=vectors,
-            labels=labels.astype(np.int64),
-            template_ids=tmpl_ids,
+            labels=np.searchsorted(uniq, ident_ids).astype(np.int64),
+            template_ids=np.ascontiguousarray(tmpl_ids, dtype=np.int64),
             names=tuple(str(names[int(i)]) for i in uniq),
-            offsets=offsets,
+            offsets=np.append(starts, len(ident_ids)).astype(np.int64),
             model_id=self.model_id or "",
         )
-        cb = self._read("SELECT identity_id, vector FROM codebooks ORDER BY identity_id, idx")
+        cb = conn.execute("SELECT identity_id, vector FROM codebooks ORDER BY identity_id, idx").fetchall()
         if cb:
             cb_ids = np.fromiter((r[0] for r in cb), dtype=np.int64, count=len(cb))
             keep = np.isin(cb_ids, uniq)
