@@ -102,9 +102,10 @@ def run(args) -> list[dict]:
             "exhaustive (1 thread)": Exhaustive(matrix, threads=1),
             f"exhaustive ({args.threads} threads)": Exhaustive(matrix, threads=args.threads),
             f"parallel (W={args.threads})": Parallel(matrix, workers=args.threads),
-            f"indexed (N={args.top_n})": Indexed(matrix, top_n=args.top_n),
-            f"hybrid (N={args.top_n}, W={args.threads})": Hybrid(matrix, top_n=args.top_n, workers=args.threads),
         }
+        for top_n in args.top_n:
+            strategies[f"indexed (N={top_n})"] = Indexed(matrix, top_n=top_n)
+            strategies[f"hybrid (N={top_n}, W={args.threads})"] = Hybrid(matrix, top_n=top_n, workers=args.threads)
         ref = strategies["exhaustive (1 thread)"].search(probes, 1).identities[:, 0]
         name_of = np.asarray([int(n) for n in matrix.names])  # identity index -> true label
         for name, searcher in strategies.items():
@@ -119,17 +120,17 @@ def run(args) -> list[dict]:
             ))
         if not args.no_faiss:
             faiss, flat, ivf = faiss_indexes(matrix, args.threads)
-            ivf.nprobe = args.top_n
-            for name, index, evals in (
-                (f"FAISS IndexFlatIP ({args.threads} threads)", flat, matrix.num_templates),
-                (f"FAISS IVFFlat, identity codewords (nprobe={args.top_n})", ivf, None),
-            ):
+            runs = [(f"FAISS IndexFlatIP ({args.threads} threads)", flat, matrix.num_templates, 0)]
+            runs += [(f"FAISS IVFFlat, identity codewords (nprobe={t})", ivf, None, t) for t in args.top_n]
+            for name, index, evals, nprobe in runs:
+                if nprobe:
+                    ivf.nprobe = nprobe
                 secs, (_, ids) = timed(lambda: index.search(probes, 1), args.repeats)
                 lat = latencies(lambda p: index.search(p, 1), single)
                 top = np.where(ids[:, 0] >= 0, matrix.labels[ids[:, 0]], -1)
                 if evals is None:  # coarse centroids + the probed lists
                     sims = probes @ matrix.codewords.T
-                    probed = np.argsort(-sims, axis=1)[:, : args.top_n]
+                    probed = np.argsort(-sims, axis=1)[:, :nprobe]
                     evals = matrix.num_identities + np.diff(matrix.offsets)[probed].sum(axis=1).mean()
                 rows.append(dict(
                     gallery=spec, templates=matrix.num_templates, method=name, qps=len(probes) / secs,
@@ -184,7 +185,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000, help="probes per batch")
     ap.add_argument("--single", type=int, default=50, help="probes timed one by one for latency")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--top-n", type=int, default=5)
+    ap.add_argument("--top-n", type=int, nargs="+", default=[5, 20], help="shortlist sizes N (and IVF nprobe)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-faiss", action="store_true")

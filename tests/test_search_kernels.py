@@ -7,15 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridface.search import kernels
-from hybridface.search.kernels import (
-    GROUP,
-    band_tolerance,
-    kernel_candidates,
-    segment_max,
-    select_topk,
-    split_identities,
-)
+from hybridface.search import kernels, topk
+from hybridface.search.kernels import band_tolerance, kernel_candidates
+from hybridface.search.threads import split_identities
+from hybridface.search.topk import GROUP, segment_max, select_topk
 
 
 def reference_topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -41,7 +36,7 @@ def test_select_topk_matches_lexsort_including_ties(seed, c, k, levels):
 @given(st.integers(0, 2**31 - 1), st.integers(1, 40))
 def test_segment_max_matches_reduceat(seed, m):
     rng = np.random.default_rng(seed)
-    counts = rng.choice([0, 1, 2, 5, kernels.LONG_SEGMENT + 3], size=m)
+    counts = rng.choice([0, 1, 2, 5, topk.LONG_SEGMENT + 3], size=m)
     if rng.random() < 0.3:
         counts[:] = counts.max() or 1  # uniform: the reshape path
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -98,3 +93,25 @@ def test_kernel_memory_is_bounded_by_block_bytes(monkeypatch, k):
     p = rng.standard_normal((300, 8)).astype(np.float32)
     kernel_candidates(p, v, np.arange(0, 5001, 5), k, block_bytes=300 * 4 * 512)
     assert seen and max(seen) <= 300 * 4 * 512
+
+
+def test_blas_limit_is_restored_after_concurrent_searches():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hybridface.gallery.matrix import TemplateMatrix
+    from hybridface.search.parallel import Parallel
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    rng = np.random.default_rng(1)
+    matrix = TemplateMatrix.from_arrays(rng.standard_normal((400, 8)).astype(np.float32), np.repeat(np.arange(40), 10))
+    probes = rng.standard_normal((30, 8)).astype(np.float32)
+    ref = Parallel(matrix, workers=2).search(probes, 3)
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda _: Parallel(matrix, workers=2).search(probes, 3), range(6)))
+    for out in outs:
+        np.testing.assert_array_equal(out.identities, ref.identities)
+    assert blas_threads() == before

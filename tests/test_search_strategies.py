@@ -106,7 +106,20 @@ def test_exhaustive_matches_float64_brute_force(case):
 @given(galleries(), st.integers(1, 3))
 def test_hybrid_equals_indexed_for_any_top_n(case, top_n):
     matrix, probes, k = case
-    assert_same(Hybrid(matrix, top_n=top_n, workers=3).search(probes, k), Indexed(matrix, top_n=top_n).search(probes, k))
+    indexed = Indexed(matrix, top_n=top_n)
+    res = indexed.search(probes, k)
+    assert_same(Hybrid(matrix, top_n=top_n, workers=3).search(probes, k), res)
+    # indexed == brute force restricted to each probe's shortlist
+    p = matrix.check_probes(probes)
+    shortlist, _ = indexed.shortlist(p, max(top_n, k))
+    per_id = np.maximum.reduceat(p.astype(np.float64) @ matrix.vectors.astype(np.float64).T, matrix.offsets[:-1], axis=1)
+    masked = np.full_like(per_id, -np.inf)
+    rows = np.arange(len(p))[:, None]
+    masked[rows, shortlist] = per_id[rows, shortlist]
+    w = min(k, shortlist.shape[1])
+    want = np.lexsort((np.broadcast_to(np.arange(masked.shape[1]), masked.shape), -masked), axis=1)[:, :w]
+    np.testing.assert_array_equal(res.identities[:, :w], want)
+    np.testing.assert_allclose(res.distances[:, :w], 1 - np.take_along_axis(masked, want, axis=1), atol=1e-6)
 
 
 def test_ties_go_to_the_lower_identity_index():
@@ -140,7 +153,7 @@ def test_chunked_kernel_with_identities_spanning_chunks(monkeypatch):
     ref = {k: Exhaustive(matrix).search(probes, k) for k in (1, 4)}
     monkeypatch.setattr(kernels, "MIN_CHUNK_ROWS", 3)
     monkeypatch.setattr(kernels, "PROBE_BLOCK", 4)
-    monkeypatch.setattr(kernels, "RERANK_ROWS", 5)
+    monkeypatch.setattr(kernels, "RERANK_BYTES", 5 * 8 * 6)
     monkeypatch.setattr(hybrid_module, "PARALLEL_MIN_ROWS", 0)
     for k in (1, 4):  # threaded shortlist + threaded re-rank == sequential indexed
         assert_same(Hybrid(matrix, top_n=5, workers=3).search(probes, k), Indexed(matrix, top_n=5).search(probes, k))
@@ -162,8 +175,8 @@ def test_indexed_shortlist_uses_codewords_and_counts_evaluations():
     ix = Indexed(matrix, top_n=3).search(probes)
     np.testing.assert_array_equal(ix.identities[:, 0], np.arange(20))
     np.testing.assert_array_equal(ix.identities, ex.identities)
-    # 100 codewords + 3 identities x 6 templates per probe, vs 300 (+ re-rank 6) exhaustive
-    assert ix.distance_evaluations == 20 * (100 + 18)
+    # per probe: 100 codewords + 3 identities x 6 templates (+ 6 exact re-rank), vs 300 (+ 6)
+    assert ix.distance_evaluations == 20 * (100 + 18 + 6)
     assert ex.distance_evaluations == 20 * (300 + 6)
 
 

@@ -8,13 +8,8 @@ from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, prepare
 from hybridface.search.indexed import Indexed
-from hybridface.search.kernels import (
-    DEFAULT_BLOCK_BYTES,
-    exact_scores,
-    finalize,
-    run_in_threads,
-    single_threaded_blas,
-)
+from hybridface.search.kernels import DEFAULT_BLOCK_BYTES
+from hybridface.search.threads import run_in_threads, single_threaded_blas
 
 
 #: Below this many template rows to re-rank, the re-ranking runs inline (threads cost more).
@@ -24,9 +19,9 @@ PARALLEL_MIN_ROWS = 20_000
 class Hybrid(Indexed):
     """`Indexed` with both stages spread over ``workers`` threads (BLAS single-threaded in each).
 
-    The codeword shortlist runs on probe blocks in parallel; then each probe's shortlisted
-    identities are split over the workers (worker ``w`` compares the probes with the templates of
-    shortlist columns in its share), and the per-identity results are merged and ordered exactly
+    The codeword shortlist runs on probe blocks in parallel; then the shortlisted identities are
+    split over the workers (row-balanced; each worker compares the templates of its identities with
+    the probes that shortlisted them), and the per-identity results are merged and ordered exactly
     as in `Indexed`, so the answers are equal. Work too small to pay for threads (fewer than
     ``2 * workers`` probes for the shortlist, fewer than ``PARALLEL_MIN_ROWS`` template rows for
     the re-ranking) runs inline.
@@ -43,32 +38,21 @@ class Hybrid(Indexed):
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
         n, size = p.shape[0], max(self.top_n, k)
-        if n >= 2 * self.workers and size < self.matrix.num_identities:
-            blocks = [b for b in np.array_split(np.arange(n), self.workers) if len(b)]
-            parts = run_in_threads(
-                lambda a, b: self.shortlist(p[a:b], size), [(int(b[0]), int(b[-1]) + 1) for b in blocks], self.workers
-            )
-            candidates = np.concatenate([c for c, _ in parts])
-            ev = sum(e for _, e in parts)
-        else:
-            with single_threaded_blas():
+        with single_threaded_blas():
+            if n >= 2 * self.workers and size < self.matrix.num_identities:
+                blocks = [b for b in np.array_split(np.arange(n), self.workers) if len(b)]
+                parts = run_in_threads(
+                    lambda a, b: self.shortlist(p[a:b], size),
+                    [(int(b[0]), int(b[-1]) + 1) for b in blocks],
+                    self.workers,
+                )
+                candidates = np.concatenate([c for c, _ in parts])
+                ev = sum(e for _, e in parts)
+            else:
                 candidates, ev = self.shortlist(p, size)
-        return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
+            return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
 
-    def _rerank(self, probes: np.ndarray, candidates: np.ndarray, k: int, evaluations: int) -> SearchResult:
-        n, c = candidates.shape
-        counts = np.diff(self.matrix.offsets)
-        rows = int(counts[candidates[candidates >= 0]].sum()) if candidates.size else 0
-        workers = self.workers if rows >= PARALLEL_MIN_ROWS else 1
-        groups = [g for g in np.array_split(np.arange(c), min(workers, max(c, 1))) if len(g)]
-        out = run_in_threads(
-            lambda cols: exact_scores(probes, self.matrix.vectors, self.matrix.offsets, np.ascontiguousarray(candidates[:, cols])),
-            [(g,) for g in groups],
-            workers,
-        )
-        sims = np.empty((n, c), np.float64)
-        best_rows = np.empty((n, c), np.int64)
-        for g, (s, r, _) in zip(groups, out):
-            sims[:, g], best_rows[:, g] = s, r
-        ids, dist, tids = finalize(candidates, sims, best_rows, k, self.matrix.template_ids)
-        return SearchResult(ids, dist, tids, evaluations + sum(o[2] for o in out))
+    def _rerank_workers(self, shortlist: np.ndarray) -> int:
+        valid = shortlist[shortlist >= 0]
+        rows = int(np.diff(self.matrix.offsets)[valid].sum()) if valid.size else 0
+        return self.workers if rows >= PARALLEL_MIN_ROWS else 1

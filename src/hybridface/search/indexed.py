@@ -6,8 +6,10 @@ import numpy as np
 
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
-from hybridface.search.common import check_positive, exact_result, prepare
-from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, segment_max, select_topk, single_threaded_blas
+from hybridface.search.common import check_positive, kernel_result, prepare, range_candidates
+from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, shortlist_candidates
+from hybridface.search.threads import run_in_threads, single_threaded_blas, split_identities
+from hybridface.search.topk import segment_max, select_topk
 
 
 class Indexed:
@@ -56,8 +58,31 @@ class Indexed:
             out[s : s + nb] = select_topk(per_id, size)
         return out, n * c
 
-    def _rerank(self, probes: np.ndarray, candidates: np.ndarray, k: int, evaluations: int) -> SearchResult:
-        return exact_result(self.matrix, probes, candidates, k, evaluations)
+    #: threads used by the second stage (`Hybrid` sets more)
+    workers = 1
+
+    def _rerank(self, probes: np.ndarray, shortlist: np.ndarray, k: int, evaluations: int) -> SearchResult:
+        """Second stage: the shortlisted identities' templates, then the exact final step."""
+        m = self.matrix.num_identities
+        if shortlist.shape[1] >= m:  # everything shortlisted: this is the exhaustive kernel
+            parts = run_in_threads(
+                lambda lo, hi: range_candidates(probes, self.matrix, lo, hi, k, self.block_bytes),
+                split_identities(self.matrix.offsets, self.workers),
+                self.workers,
+            )
+        else:
+            parts = [
+                shortlist_candidates(
+                    probes, self.matrix.vectors, self.matrix.offsets, shortlist, k, workers=self._rerank_workers(shortlist)
+                )
+            ]
+        result = kernel_result(self.matrix, probes, parts, k)
+        return type(result)(
+            result.identities, result.distances, result.template_ids, result.distance_evaluations + evaluations
+        )
+
+    def _rerank_workers(self, shortlist: np.ndarray) -> int:
+        return 1
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)

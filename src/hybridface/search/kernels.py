@@ -14,24 +14,19 @@ Two steps, shared by all four strategies:
    and template ids whenever its candidates contain the exact top-k — equal to a float64 brute
    force with ties going to the lower identity index.
 
-Thread use: BLAS releases the GIL, so :func:`run_in_threads` runs kernels on several Python threads
-with BLAS limited to one thread each (via ``threadpoolctl`` when installed), which really runs W
-workers in parallel instead of oversubscribing the cores.
+Threads: see :mod:`hybridface.search.threads`; selection helpers: :mod:`hybridface.search.topk`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from hybridface.search.threads import run_in_threads
+from hybridface.search.topk import segment_max
+
 
 #: Bytes of float32 similarities one kernel call holds at a time.
 DEFAULT_BLOCK_BYTES = 8 << 20
@@ -39,84 +34,9 @@ DEFAULT_BLOCK_BYTES = 8 << 20
 PROBE_BLOCK = 1024
 #: Smallest template chunk (rows) the kernel uses, whatever the budget.
 MIN_CHUNK_ROWS = 256
-#: Gathered template rows per re-ranking chunk.
-RERANK_ROWS = 1 << 15
+#: Bytes of gathered float64 template rows per re-ranking chunk.
+RERANK_BYTES = 16 << 20
 
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------- top-k selection
-def select_topk(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column positions of the ``k`` largest entries per row of ``scores`` ``(n, c)``.
-
-    Sorted by score descending; equal scores keep the lower position first (exact, not arbitrary,
-    also at the k-th boundary). Returns ``(n, min(k, c))`` int64.
-    """
-    n, c = scores.shape
-    if c <= k:
-        return np.argsort(-scores, axis=1, kind="stable")
-    if c >= 16 * GROUP and 4 * k * GROUP <= c:
-        return _select_topk_grouped(scores, k)
-    return _select_topk_dense(scores, k)
-
-
-#: Column group width of the two-level top-k selection.
-GROUP = 64
-
-
-def _select_topk_grouped(scores: np.ndarray, k: int) -> np.ndarray:
-    """Two-level selection: group maxima (one fast pass) pick <= k groups that hold the top k.
-
-    Exact: every entry >= the k-th largest lies in a group whose maximum is >= the k-th largest
-    group maximum. Rows where more than k groups reach that value (ties) use the dense path.
-    """
-    n, c = scores.shape
-    cg = c // GROUP * GROUP
-    gmax = scores[:, :cg].reshape(n, cg // GROUP, GROUP).max(axis=2)
-    if cg < c:
-        gmax = np.concatenate([gmax, scores[:, cg:].max(axis=1, keepdims=True)], axis=1)
-    ng = gmax.shape[1]
-    gthr = np.partition(gmax, ng - k, axis=1)[:, ng - k : ng - k + 1]
-    gsel = gmax >= gthr
-    gcnt = np.count_nonzero(gsel, axis=1)
-    pos = np.empty((n, k), np.int64)
-    ok = np.flatnonzero(gcnt == k)
-    if len(ok):
-        groups = (np.flatnonzero(gsel[ok]) % ng).reshape(len(ok), k)  # ascending
-        cols = (groups[:, :, None] * GROUP + np.arange(GROUP)).reshape(len(ok), k * GROUP)
-        valid = cols < c
-        sub = np.where(valid, np.take_along_axis(scores[ok], np.minimum(cols, c - 1), axis=1), -np.inf)
-        local = _select_topk_dense(sub.astype(scores.dtype, copy=False), k)
-        pos[ok] = np.take_along_axis(cols, local, axis=1)
-    rest = np.flatnonzero(gcnt != k)
-    if len(rest):
-        pos[rest] = _select_topk_dense(scores[rest], k)
-    return pos
-
-
-def _select_topk_dense(scores: np.ndarray, k: int) -> np.ndarray:
-    n, c = scores.shape
-    if c <= k:
-        return np.argsort(-scores, axis=1, kind="stable")
-    thr = np.partition(scores, c - k, axis=1)[:, c - k : c - k + 1]
-    ge = scores >= thr
-    cnt = np.count_nonzero(ge, axis=1)
-    pos = np.empty((n, k), np.int64)
-    exact = np.flatnonzero(cnt == k)
-    pos[exact] = (np.flatnonzero(ge[exact]) % c).reshape(len(exact), k)
-    # rows with more than k entries >= the k-th value have a tie at the boundary: lowest positions
-    tied = np.flatnonzero(cnt > k)
-    if len(tied):
-        sub = scores[tied]
-        above = sub > thr[tied]
-        equal = sub == thr[tied]
-        need = k - above.sum(axis=1, keepdims=True)
-        chosen = above | (equal & (np.cumsum(equal, axis=1) <= need))
-        pos[tied] = (np.flatnonzero(chosen) % c).reshape(len(tied), k)
-    vals = np.take_along_axis(scores, pos, axis=1)
-    # order by score descending, then position ascending
-    order = np.lexsort((pos, -vals), axis=1)
-    return np.take_along_axis(pos, order, axis=1)
 
 
 def band_tolerance(dim: int) -> float:
@@ -197,40 +117,6 @@ def _band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
             pr, r, sc = _prune(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
             prs, rows, scs, held = [pr], [r], [sc], len(pr)
     return _prune(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
-
-
-#: Identities with more rows than this in a chunk are reduced one by one (others in lock-step).
-LONG_SEGMENT = 32
-
-
-def segment_max(block: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-segment maximum over rows of ``block`` ``(R, nb)``: ``(len(starts), nb)``.
-
-    ``np.maximum.reduceat`` is 20-150x slower than a plain reduction here, so segments are reduced
-    in lock-step (row j of every segment at once) or, for long ones, with ``max(axis=0)``.
-    Empty segments give ``-inf``.
-    """
-    m, nb = len(starts), block.shape[1]
-    if m and counts[0] > 0 and (counts == counts[0]).all() and starts[0] + m * counts[0] == block.shape[0] and (
-        m == 1 or (np.diff(starts) == counts[0]).all()
-    ):
-        t = int(counts[0])
-        return block[starts[0] :].reshape(m, t, nb).max(axis=1)
-    out = np.full((m, nb), -np.inf, np.float32)
-    long_ = np.flatnonzero(counts > LONG_SEGMENT)
-    for i in long_:
-        out[i] = block[starts[i] : starts[i] + counts[i]].max(axis=0)
-    short = np.flatnonzero((counts > 0) & (counts <= LONG_SEGMENT))
-    if len(short):
-        perm = short[np.argsort(-counts[short], kind="stable")]
-        st, ct = starts[perm], counts[perm]
-        acc = block[st]
-        # active[j] = how many segments have more than j rows (ct is sorted descending)
-        active = np.searchsorted(-ct, -np.arange(1, int(ct[0])), side="left")
-        for j, a in enumerate(active, start=1):
-            np.maximum(acc[:a], block[st[:a] + j], out=acc[:a])
-        out[perm] = acc
-    return out
 
 
 def _band_topk(p: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, k: int, rc: int, tol: float):
@@ -359,6 +245,61 @@ def candidate_matrix(parts: Sequence[Candidates], n: int, k: int, dim: int) -> n
     return out
 
 
+# ---------------------------------------------------------------------------- shortlists
+def shortlist_candidates(
+    probes: np.ndarray,
+    vectors: np.ndarray,
+    offsets: np.ndarray,
+    shortlist: np.ndarray,
+    k: int,
+    *,
+    workers: int = 1,
+) -> Candidates:
+    """Kernel candidates restricted to per-probe shortlists ``(n, c)`` of identities (``-1`` = none).
+
+    Pairs are grouped by identity, so each shortlisted identity costs one BLAS product of its
+    contiguous rows with the probes that shortlisted it. The distinct identities are split over
+    ``workers`` threads (row-balanced). Returns the band around each probe's k-th best, as
+    :func:`kernel_candidates` does.
+    """
+    n, c = shortlist.shape
+    flat = shortlist.ravel()
+    valid = np.flatnonzero(flat >= 0)
+    order = valid[np.argsort(flat[valid], kind="stable")]
+    ids_sorted = flat[order]
+    cut = np.flatnonzero(np.diff(ids_sorted)) + 1
+    g_start = np.concatenate([[0], cut]).astype(np.int64)
+    g_end = np.concatenate([cut, [len(order)]]).astype(np.int64)
+    scores = np.full(n * c, -np.inf, np.float32)
+
+    def score(g_lo: int, g_hi: int) -> int:
+        evals = 0
+        for a, b in zip(g_start[g_lo:g_hi], g_end[g_lo:g_hi]):
+            u = ids_sorted[a]
+            rows = vectors[offsets[u] : offsets[u + 1]]
+            if len(rows):
+                pairs = order[a:b]
+                scores[pairs] = (rows @ probes[pairs // c].T).max(axis=0)
+                evals += len(rows) * len(pairs)
+        return evals
+
+    n_groups = len(g_start)
+    if workers > 1 and n_groups > 1:
+        sizes = np.diff(offsets)[ids_sorted[g_start]] * (g_end - g_start)
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        cuts = np.searchsorted(bounds, bounds[-1] * np.arange(1, workers) / workers)
+        edges = np.unique(np.concatenate([[0], np.clip(cuts, 0, n_groups), [n_groups]]))
+        jobs = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
+    else:
+        jobs = [(0, n_groups)]
+    evals = sum(run_in_threads(score, jobs, workers))
+    keep = np.flatnonzero(scores > -np.inf)
+    tol = band_tolerance(probes.shape[1])
+    pr, ident, sc = keep // c, flat[keep], scores[keep]
+    pr, ident, sc = _prune(pr, ident, sc, kth_best(pr, sc, k, n), tol)
+    return Candidates(pr, ident, sc, evals)
+
+
 # ---------------------------------------------------------------------------- exact re-ranking
 def exact_scores(
     probes: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, candidates: np.ndarray
@@ -380,12 +321,13 @@ def exact_scores(
     out_rows = np.full(n * c, -1, np.int64)
     p64 = probes.astype(np.float64)
     cum = np.cumsum(counts)
+    rerank_rows = max(1, RERANK_BYTES // (8 * max(vectors.shape[1], 1)))
     total_evals = int(cum[-1]) if len(cum) else 0
     a = 0
     while a < len(flat):
-        # pairs a..b-1 hold at most RERANK_ROWS rows (at least one pair)
+        # pairs a..b-1 hold at most `rerank_rows` rows (at least one pair)
         base = int(cum[a - 1]) if a else 0
-        b = max(a + 1, int(np.searchsorted(cum, base + RERANK_ROWS, side="right")))
+        b = max(a + 1, int(np.searchsorted(cum, base + rerank_rows, side="right")))
         cnt = counts[a:b]
         nz = np.flatnonzero(cnt > 0)
         if len(nz):
@@ -429,63 +371,3 @@ def finalize(
     return out_ids, out_d, out_t
 
 
-# ---------------------------------------------------------------------------- threads
-_CONTROLLER: list = []  # lazily built threadpoolctl controller (building one costs ~1 ms)
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _controller():
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl is in the dev extra
-            log.debug("threadpoolctl not installed: BLAS thread count left unchanged")
-            _CONTROLLER.append(None)
-        else:
-            _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0]
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Limit BLAS to one thread per call for the duration (process-wide; no-op without threadpoolctl)."""
-    ctl = _controller()
-    if ctl is None:  # pragma: no cover
-        yield
-        return
-    with ctl.limit(limits=1, user_api="blas"):
-        yield
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    with _POOLS_LOCK:
-        if workers not in _POOLS:
-            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hybridface-search")
-        return _POOLS[workers]
-
-
-def run_in_threads(fn: Callable[..., T], jobs: Sequence[tuple], workers: int) -> list[T]:
-    """Run ``fn(*job)`` for every job on up to ``workers`` threads, BLAS single-threaded each.
-
-    The thread pools are created once per worker count and reused (no per-call thread start-up).
-    """
-    with single_threaded_blas():
-        if len(jobs) <= 1 or workers <= 1:
-            return [fn(*job) for job in jobs]
-        return list(_pool(min(workers, len(jobs))).map(lambda job: fn(*job), jobs))
-
-
-def split_identities(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
-    """Split identities ``0..m`` into up to ``parts`` contiguous ranges with balanced row counts."""
-    m = len(offsets) - 1
-    if m == 0:
-        return []
-    total = int(offsets[-1])
-    cuts = [0]
-    for j in range(1, parts):
-        cut = int(np.searchsorted(offsets, total * j / parts, side="left"))
-        cut = min(max(cut, cuts[-1]), m)
-        cuts.append(cut)
-    cuts.append(m)
-    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
