@@ -127,6 +127,12 @@ def test_main_job_on_a_vidtimit_slice(dataset, tmp_path, capsys):
     assert row["probes"] == 3 * 4 and row["templates"] + row["skipped"] >= 3 * 8
     assert 0 <= row["rank1"] <= 1 and row["ms_per_probe"] > 0
     assert main(["list", "--db", str(db), "--json"]) == 0
+    capsys.readouterr()
+    again = ["run-protocol", "vidtimit", "--data", str(tmp_path), "--db", str(db), "--model", MODEL, "--json"]
+    assert main(again) == 2 and "--overwrite" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("precious")
+    assert main([*again[:5], str(tmp_path / "notes.txt"), *again[6:], "--overwrite"]) == 2
+    assert (tmp_path / "notes.txt").read_text() == "precious"
 
 
 def test_identify_probe_without_face_and_calibrate_errors(data_dir, tmp_path, capsys):

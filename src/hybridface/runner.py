@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridface.api import Gallery, crop_size, encode_crops, open_gallery
+from hybridface.errors import GalleryError
+from hybridface.gallery.store import GalleryStore
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +71,23 @@ def _crop_samples(samples, detect: str, *, size: int, progress: bool):
 def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLike,
                  model: str | os.PathLike | None = None, strategy: str = "hybrid", top_n: int = 5,
                  workers: int = 4, k: int = 5, codewords: int = 1, seed: int = 0,
-                 progress: bool = False, **options) -> ProtocolRun:
-    """Run protocol ``name`` end to end into a *fresh* gallery file ``db`` (an existing file is replaced)."""
+                 overwrite: bool = False, progress: bool = False, **options) -> ProtocolRun:
+    """Run protocol ``name`` end to end into a *fresh* gallery file ``db``.
+
+    An existing ``db`` is refused (`GalleryError`) unless ``overwrite`` is set *and* it is a
+    hybridface gallery; then it is replaced.
+    """
     from hybridface.protocols import get_protocol
 
     split = get_protocol(name, Path(data_dir), seed=seed, **options)
     log.info("%s", split.summary())
     db = Path(db)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
+    if db.exists():
+        if not overwrite:
+            raise GalleryError(f"{db} already exists; choose a new --db path or pass --overwrite to replace it")
+        GalleryStore(db, readonly=True).close()  # refuses (GalleryError) anything that is not a gallery
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
     gallery: Gallery = open_gallery(db, model=model, create=True)
     try:
         encoder = gallery.encoder

@@ -164,7 +164,7 @@ def cmd_run_protocol(args) -> int:
 
     r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, strategy=args.strategy,
                      top_n=args.top_n, workers=args.workers, codewords=args.codewords, seed=args.seed,
-                     progress=not args.json)
+                     overwrite=args.overwrite, progress=not args.json)
     row = {"protocol": r.protocol, "strategy": r.strategy, "identities": r.identities, "templates": r.templates,
            "probes": r.probes, "skipped": len(r.skipped), "rank1": r.rank1, "ms_per_probe": r.ms_per_probe,
            "search_ms_per_probe": r.search_ms_per_probe, "enrol_seconds": r.enrol_seconds}
@@ -247,7 +247,8 @@ def register(sub) -> None:
     p = sub.add_parser("run-protocol", help="the main job: enrol a protocol's gallery, identify its probes")
     p.add_argument("protocol", help="protocol name (vidtimit, yale-augmented, folder)")
     p.add_argument("--data", required=True, help="datasets folder (or the dataset itself)")
-    p.add_argument("--db", required=True, help="gallery file to create (replaced if it exists)")
+    p.add_argument("--db", required=True, help="gallery file to create")
+    p.add_argument("--overwrite", action="store_true", help="replace --db if it is an existing gallery")
     p.add_argument("--model", default=None)
     _search_opts(p)
     p.add_argument("--codewords", type=int, default=1)
