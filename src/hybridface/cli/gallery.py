@@ -88,7 +88,8 @@ def cmd_identify(args) -> int:
             continue
         cands = ", ".join(f"{n} {d:.3f}" for n, d in a.candidates[1:])
         who = a.identity if a.identity is not None else "unknown"
-        print(f"{a.probe:40s} {who:16s} {a.distance:8.4f}  {cands}")
+        dist = f"{a.distance:8.4f}" if a.distance is not None else f"{'-':>8s}"
+        print(f"{a.probe:40s} {who:16s} {dist}  {cands}")
     return 0
 
 
