@@ -189,7 +189,7 @@ def prepare_images(images: Sequence[Any] | np.ndarray, *, detect: str = "never",
             crop = extract_faces(src, detect=detect, detector=detector, size=size, source=name)[0]
             out.append(Prepared(name, digest, crop.image))
         except HybridFaceError as exc:
-            log.info("skipping %s: %s", name, exc)
+            log.debug("skipping %s: %s", name, exc)
             out.append(Prepared(name, "", None, exc))
     return out
 
