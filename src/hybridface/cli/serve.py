@@ -37,9 +37,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
+    from pathlib import Path
+
+    from hybridface.errors import GalleryError
     from hybridface.gallery.keys import KeyStore
 
-    return KeyStore(args.db, create=getattr(args, "create", False))
+    create = getattr(args, "create", False)
+    if not create and not Path(args.db).exists():
+        hint = "pass --create to make an empty one" if hasattr(args, "create") else "create it first"
+        raise GalleryError(f"no gallery at {args.db}; {hint} (or enrol into it with hybridface enroll)")
+    return KeyStore(args.db, create=create)
 
 
 def _keys_create(args: argparse.Namespace) -> int:
