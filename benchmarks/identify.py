@@ -120,10 +120,12 @@ def run(args) -> list[dict]:
             ))
         if not args.no_faiss:
             faiss, flat, ivf = faiss_indexes(matrix, args.threads)
-            runs = [(f"FAISS IndexFlatIP ({args.threads} threads)", flat, matrix.num_templates, 0)]
+            runs = [(f"FAISS IndexFlatIP ({args.threads} threads)", flat, matrix.num_templates, 0),
+                    ("FAISS IndexFlatIP (1 thread)", flat, matrix.num_templates, -1)]
             runs += [(f"FAISS IVFFlat, identity codewords (nprobe={t})", ivf, None, t) for t in args.top_n]
             for name, index, evals, nprobe in runs:
-                if nprobe:
+                faiss.omp_set_num_threads(1 if nprobe == -1 else args.threads)
+                if nprobe > 0:
                     ivf.nprobe = nprobe
                 secs, (_, ids) = timed(lambda: index.search(probes, 1), args.repeats)
                 lat = latencies(lambda p: index.search(p, 1), single)
@@ -195,9 +197,34 @@ def main() -> None:
     rows = run(args)
     print()
     print(markdown(rows))
+    print()
     for r in rows:
         if "qps" not in r:
-            print(f"{r['gallery']}: {r['method']}")
+            print(f"- {r['gallery']}: {r['method']}")
+    print()
+    print(targets(rows, args))
+
+
+def targets(rows: list[dict], args) -> str:
+    """One line per gallery: the issue's targets, measured."""
+    out = []
+    for g in dict.fromkeys(r["gallery"] for r in rows):
+        by = {r["method"]: r for r in rows if r["gallery"] == g and "qps" in r}
+        ex = by.get(f"exhaustive ({args.threads} threads)")
+        ff = by.get(f"FAISS IndexFlatIP ({args.threads} threads)")
+        ex1 = by.get("exhaustive (1 thread)")
+        line = f"- {g}:"
+        if ex and ff:
+            line += f" exhaustive/FAISS-flat q/s at {args.threads} threads = {ex['qps'] / ff['qps']:.2f}x;"
+        for t in args.top_n:
+            hy = by.get(f"hybrid (N={t}, W={args.threads})")
+            if hy and ex1:
+                line += (
+                    f" hybrid N={t}: {ex1['evals'] / hy['evals']:.1f}x fewer distance evaluations,"
+                    f" Rank-1 {hy['rank1']:.4f} vs exhaustive {ex1['rank1']:.4f};"
+                )
+        out.append(line)
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

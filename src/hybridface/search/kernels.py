@@ -83,6 +83,9 @@ def _prune(pr, key, sc, theta, tol):
 def _hot_entries(block: np.ndarray, hot: np.ndarray, limit: np.ndarray, axis_probe: int):
     """Positions ``(probe, other)`` of ``block`` entries >= ``limit[probe]`` among the ``hot`` probes."""
     if axis_probe == 0:
+        if 2 * len(hot) > block.shape[0]:  # most probes hot: compare in place, no copy
+            f = np.flatnonzero(block >= limit[:, None])
+            return f // block.shape[1], f % block.shape[1]
         sub = block[hot]  # (h, c)
         f = np.flatnonzero(sub >= limit[hot][:, None])
         return hot[f // sub.shape[1]], f % sub.shape[1]
@@ -334,7 +337,7 @@ def exact_scores(
             seg = np.cumsum(cnt) - cnt
             tot = int(cnt.sum())
             rows = np.repeat(starts[a:b] - seg, cnt) + np.arange(tot)
-            dots = (vectors[rows].astype(np.float64) * p64[np.repeat(pair_probe[a:b], cnt)]).sum(axis=1)
+            dots = np.multiply(vectors[rows], p64[np.repeat(pair_probe[a:b], cnt)], dtype=np.float64).sum(axis=1)
             best = np.maximum.reduceat(dots, seg[nz])
             pos = np.where(dots == np.repeat(best, cnt[nz]), np.arange(tot), tot)
             first = np.minimum.reduceat(pos, seg[nz])
