@@ -1,0 +1,315 @@
+"""Search throughput near the hardware limit: our four strategies vs FAISS, side by side.
+
+Synthetic 60-D galleries — *clustered* (identities with several noisy templates each, the
+structure the LBG index exploits) and a *uniform* random control — at several sizes; batches of
+1 and 1,000 probes; 1 and 2 threads. In the same run: our ``exhaustive``, ``indexed``,
+``parallel``, ``hybrid`` (locally or sharded on Ray with ``--engine ray``), FAISS ``IndexFlatIP``
+(``distance_compute_blas_threshold`` lowered), ``IndexIVFFlat`` and ``IndexHNSWFlat``; and the
+machine's own limits (memory read bandwidth, float32 GEMM), from which each configuration's
+lower bound on time (upper bound on q/s) for exact float32 search follows.
+
+    nice -n 10 python benchmarks/search.py --sizes 10000,100000
+    python benchmarks/search.py --sizes 10000 --engine ray --address 127.0.0.1:6391
+
+Writes ``docs/results/search/<name>.md`` (table) and ``<name>.png`` (q/s vs gallery size);
+``<name>`` defaults to ``search_<engine>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+D = 60
+OURS = ("exhaustive", "indexed", "parallel", "hybrid")
+FAISS = ("faiss-flat", "faiss-ivf", "faiss-hnsw")
+
+
+# ---------------------------------------------------------------------------- machine limits
+def machine_limits(threads: int) -> dict:
+    """Measured memory read bandwidth (GB/s) and float32 GEMM rate (GFLOP/s) with ``threads``.
+
+    Bandwidth: a BLAS matrix-vector product streaming a 256 MiB matrix (the single-probe search
+    pattern). GEMM: (1024 x 60) @ (60 x 2048) products into a preallocated, cache-sized output,
+    the shape of one block of batched search. Best of several runs.
+    """
+    from threadpoolctl import threadpool_limits
+
+    a = np.ones((1 << 20, 64), np.float32)  # 256 MiB, far beyond the caches
+    v = np.ones(64, np.float32)
+    p = np.random.default_rng(0).random((1024, D), np.float32)
+    g = np.random.default_rng(1).random((D, 2048), np.float32)
+    out = np.empty((1024, 2048), np.float32)
+    reps = 40
+    with threadpool_limits(limits=threads):
+        a @ v
+        bw = a.nbytes / min(_timed(lambda: a @ v) for _ in range(5)) / 1e9
+
+        def gemm():
+            for _ in range(reps):
+                np.matmul(p, g, out=out)
+
+        gemm()
+        best = min(_timed(gemm) for _ in range(3))
+    return {"read_gbps": bw, "gemm_gflops": reps * 2 * 1024 * D * 2048 / best / 1e9}
+
+
+def bound_qps(n_templates: int, batch: int, lim: dict, bytes_per: float = 4 * D) -> float:
+    """Upper bound on q/s of exact search: one pass over the gallery per batch, 2·N·d flops per probe."""
+    mem = n_templates * bytes_per / (lim["read_gbps"] * 1e9)
+    flops = batch * 2 * n_templates * D / (lim["gemm_gflops"] * 1e9)
+    return batch / max(mem, flops)
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------------- data
+def make_data(kind: str, n: int, *, per: int, n_probes: int, seed: int = 0):
+    """(vectors, identity label per row, probes) — unit rows, float32."""
+    rng = np.random.default_rng(seed)
+    m = max(1, n // per)
+    labels = np.repeat(np.arange(m), per)[:n]
+    if kind == "clustered":
+        centres = rng.standard_normal((m, D), np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        x = centres[labels] + rng.standard_normal((n, D), np.float32) * np.float32(0.6 / np.sqrt(D))
+        q = rng.integers(0, m, n_probes)
+        probes = centres[q] + rng.standard_normal((n_probes, D), np.float32) * np.float32(0.6 / np.sqrt(D))
+    else:
+        x = rng.standard_normal((n, D), np.float32)
+        probes = rng.standard_normal((n_probes, D), np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    return np.ascontiguousarray(x), labels, np.ascontiguousarray(probes)
+
+
+def to_matrix(x: np.ndarray, labels: np.ndarray):
+    """TemplateMatrix straight from grouped rows (rows are already sorted by identity)."""
+    from hybridface.gallery.matrix import TemplateMatrix
+
+    m = int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=m)
+    return TemplateMatrix(vectors=x, labels=labels.astype(np.int64),
+                          template_ids=np.arange(len(x), dtype=np.int64),
+                          names=tuple(f"i{j}" for j in range(m)),
+                          offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                          model_id="synthetic")
+
+
+# ---------------------------------------------------------------------------- methods
+def build(method: str, matrix, args, threads: int):
+    """-> (top1(probes) -> identity indices, evaluations-per-probe getter, bytes/template).
+
+    ``top1.close()`` releases what the method holds (Ray actors)."""
+    x, labels = matrix.vectors, matrix.labels
+    n = len(x)
+    if method in OURS:
+        if args.engine == "ray":
+            from hybridface.engines.local import make_engine
+
+            s = make_engine("ray", matrix, strategy=method, top_n=args.top_n, workers=threads,
+                            shards=args.shards, address=args.address)
+        else:
+            from hybridface.search import make_searcher
+
+            s = make_searcher(method, matrix, top_n=args.top_n, workers=threads)
+        held = getattr(s, "matrix", matrix)
+        extra = 0 if held.codewords is None else held.codewords.nbytes + held.codeword_labels.nbytes
+        nbytes = x.nbytes + labels.nbytes + matrix.template_ids.nbytes + extra
+        last = {}
+
+        def top1(p):
+            r = s.search(p, 1)
+            last["evals"] = r.distance_evaluations / len(p)
+            return r.identities[:, 0]
+
+        top1.close = getattr(s, "close", lambda: None)
+        return top1, lambda: last.get("evals", float("nan")), nbytes / n
+    import faiss
+
+    faiss.cvar.distance_compute_blas_threshold = 20
+    if method == "faiss-flat":
+        index = faiss.IndexFlatIP(D)
+        evals = float(n)
+    elif method == "faiss-ivf":
+        nlist = int(max(16, 4 * np.sqrt(n)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(D), D, nlist, faiss.METRIC_INNER_PRODUCT)
+        train = x[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
+        index.train(train)
+        index.nprobe = args.nprobe
+        evals = nlist + n * args.nprobe / nlist
+    else:
+        index = faiss.IndexHNSWFlat(D, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = args.ef_search
+        evals = float("nan")
+    index.add(x)
+    nbytes = len(faiss.serialize_index(index))
+
+    def top1(p):
+        _, ids = index.search(p, 1)
+        return np.where(ids[:, 0] >= 0, labels[np.maximum(ids[:, 0], 0)], -1)
+
+    return top1, lambda: evals, nbytes / n
+
+
+# ---------------------------------------------------------------------------- run
+def run(args) -> list[dict]:
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    if args.engine == "ray":
+        from hybridface.engines.ray import connect
+
+        connect(args.address)
+    threads_list = [int(t) for t in args.threads.split(",")]
+    limits: dict[int, list[dict]] = {}
+    rows = []
+    methods = [m for m in args.methods.split(",") if m]
+    for kind in args.data.split(","):
+        for n in [int(s) for s in args.sizes.split(",")]:
+            x, labels, probes = make_data(kind, n, per=args.per, n_probes=args.batch)
+            matrix = to_matrix(x, labels)
+            from hybridface.search import make_searcher
+
+            exact = make_searcher("exhaustive", matrix).search(probes, 1).identities[:, 0]
+            n_single = max(10, min(200, int(2e7 // n)))
+            for threads in threads_list:
+                faiss.omp_set_num_threads(threads)
+                lim = machine_limits(threads)  # re-measured per block: the box is shared
+                limits.setdefault(threads, []).append(lim)
+                with threadpool_limits(limits=threads):
+                    for method in methods:
+                        t0 = time.perf_counter()
+                        top1, evals, bpt = build(method, matrix, args, threads)
+                        build_s = time.perf_counter() - t0
+                        top1(probes[:8])  # warm up
+                        got = top1(probes)
+                        batch_s = min(_timed(lambda: top1(probes)) for _ in range(args.repeats))
+                        lat = np.array([_timed(lambda i=i: top1(probes[i:i + 1])) for i in range(n_single)])
+                        row = dict(
+                            data=kind, n=n, method=method, threads=threads, build_s=build_s,
+                            qps_batch=len(probes) / batch_s, qps_1=1 / lat.mean(),
+                            p50_ms=1e3 * np.percentile(lat, 50), p99_ms=1e3 * np.percentile(lat, 99),
+                            recall=float((got == exact).mean()), evals=evals(), bytes=bpt,
+                            bound_batch=bound_qps(n, len(probes), lim),
+                            bound_1=bound_qps(n, 1, lim), gbps=lim["read_gbps"],
+                            gflops=lim["gemm_gflops"],
+                        )
+                        rows.append(row)
+                        print(fmt_row(row), flush=True)
+                        getattr(top1, "close", lambda: None)()
+    return rows, limits
+
+
+HEADER = ("| data | N | method | thr | GB/s | GFLOP/s | q/s @1000 | bound | % | q/s @1 | bound @1 "
+          "| p50 ms | p99 ms | recall@1 | evals/probe | build s | B/template |")
+
+
+def fmt_row(r: dict) -> str:
+    return (f"| {r['data']} | {r['n']:,} | {r['method']} | {r['threads']} | {r['gbps']:.1f} "
+            f"| {r['gflops']:.1f} | {r['qps_batch']:,.0f} "
+            f"| {r['bound_batch']:,.0f} | {100 * r['qps_batch'] / r['bound_batch']:.0f} "
+            f"| {r['qps_1']:,.0f} | {r['bound_1']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['recall']:.3f} | {r['evals']:,.0f} | {r['build_s']:.2f} | {r['bytes']:.0f} |")
+
+
+def report(rows, limits, args) -> str:
+    lines = [
+        f"# Search benchmark ({args.engine} engine)", "",
+        f"Command: `{' '.join(['python'] + sys.argv)}`  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores ({platform.processor() or 'cpu'}), "
+        f"Python {platform.python_version()}, NumPy {np.__version__}; shared with other jobs, "
+        "so absolute numbers are noisy.  ",
+    ]
+    for t, lims in limits.items():
+        bw = max(x["read_gbps"] for x in lims)
+        fl = max(x["gemm_gflops"] for x in lims)
+        lines.append(f"Measured limits, {t} thread(s) (best over the run; each row's bound uses "
+                     f"the values measured just before it): memory read {bw:.1f} GB/s, "
+                     f"float32 GEMM {fl:.1f} GFLOP/s.  ")
+    lines += [
+        "", f"Probes: {args.batch} per batch; single-probe latency over up to 200 one-probe calls; "
+        f"batch q/s = best of {args.repeats}. `bound` = upper bound on q/s of *exact* float32 "
+        "search from the measured limits (max of one gallery read and 2·N·d flops per probe); "
+        "`%` = q/s as a share of it (index methods skip work, so they may exceed it). recall@1 = "
+        "top-1 identity equal to exact search. `evals/probe` = distance evaluations (templates + "
+        f"codewords). IVF: nlist = 4·sqrt(N), nprobe = {args.nprobe}; HNSW: M = 32, "
+        f"efSearch = {args.ef_search}; ours: top_n = {args.top_n}, {args.per} templates per identity.",
+        "", HEADER, HEADER_RULE, *map(fmt_row, rows), "",
+    ]
+    return "\n".join(lines)
+
+
+HEADER_RULE = "|" + "---|" * (HEADER.count("|") - 1)
+
+
+def plot(rows, path: Path, threads: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, bkey, title in ((axes[0], "qps_batch", "bound_batch", "batch of probes"),
+                                 (axes[1], "qps_1", "bound_1", "single probe")):
+        sel = [r for r in rows if r["data"] == "clustered" and r["threads"] == threads]
+        for method in dict.fromkeys(r["method"] for r in sel):
+            pts = sorted((r["n"], r[key]) for r in sel if r["method"] == method)
+            ax.plot(*zip(*pts), marker="o", label=method)
+        bound = sorted({(r["n"], r[bkey]) for r in sel})
+        if bound:
+            ax.plot(*zip(*bound), "k--", lw=2, label="bound (exact, float32)")
+        ax.set(xscale="log", yscale="log", xlabel="gallery templates", ylabel="queries / s",
+               title=f"{title}, {threads} thread(s), clustered")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10000,100000", help="comma list of gallery sizes (templates)")
+    ap.add_argument("--data", default="clustered,uniform")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--batch", type=int, default=1000, help="probes per batch")
+    ap.add_argument("--per", type=int, default=10, help="templates per identity")
+    ap.add_argument("--methods", default=",".join(OURS + FAISS))
+    ap.add_argument("--top-n", type=int, default=20, help="shortlist of indexed/hybrid")
+    ap.add_argument("--nprobe", type=int, default=16)
+    ap.add_argument("--ef-search", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--engine", choices=("local", "ray"), default="local")
+    ap.add_argument("--address", default=None, help="Ray cluster host:port (default: local Ray)")
+    ap.add_argument("--shards", type=int, default=None, help="Ray shards (default: one per node)")
+    ap.add_argument("--out", default="docs/results/search")
+    ap.add_argument("--plot-threads", type=int, default=None,
+                    help="thread count plotted (default: the smallest; the least disturbed on a shared box)")
+    ap.add_argument("--name", default=None, help="file stem (default: search_<engine>)")
+    args = ap.parse_args(argv)
+    rows, limits = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = report(rows, limits, args)
+    stem = args.name or f"search_{args.engine}"
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    plot(rows, out / f"{stem}.png", args.plot_threads or min(int(t) for t in args.threads.split(",")))
+    print()
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
