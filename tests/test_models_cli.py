@@ -38,7 +38,8 @@ def _run(capsys, *argv):
 def trained(orl_slice, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "orl"
     rc = main(["train", str(orl_slice), "--out", str(out), "--epochs", "3",
-               "--lr", "1e-3", "--val-fraction", "0.34", "--no-progress", "--json", "--illumination", "hist_eq"])
+               "--lr", "1e-3", "--val-fraction", "0.34", "--no-progress", "--json", "--illumination", "hist_eq",
+               "--augment", "--augment-prob", "0.5", "--threads", "1"])
     assert rc == 0
     return out
 
@@ -64,7 +65,7 @@ def test_trained_model_encoders_agree(trained, orl_slice):
     from hybridface.models.data import load_faces
 
     enc = OnnxEncoder(trained)
-    assert enc.spec.illumination == "hist_eq"
+    assert enc.spec.illumination == "hist_eq" and enc.card_.training["augment_on_the_fly"] == 0.5
     imgs, _, _ = load_faces(sorted((orl_slice / "s2").glob("*.png")))
     feats = enc.encode(imgs)
     assert feats.shape == (6, 60)
@@ -77,7 +78,7 @@ def test_trained_model_encoders_agree(trained, orl_slice):
 def test_export_fp32_and_int8(trained, orl_slice, tmp_path, capsys):
     rc, out, _ = _run(capsys, "export", str(trained), "--out", str(tmp_path / "copy.onnx"))
     assert rc == 0 and "bytes" in out and (tmp_path / "copy.json").is_file()
-    OnnxEncoder(tmp_path / "copy.onnx")
+    assert OnnxEncoder(tmp_path / "copy.onnx").card_.onnx_file == "copy.onnx"
     rc, out, _ = _run(capsys, "export", str(trained), "--int8", "--calibration", str(orl_slice), "--json")
     assert rc == 0
     rep = json.loads(out.strip().splitlines()[-1])

@@ -34,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="illumination normalisation of the grey level (default none)")
     p.add_argument("--channels", choices=("grey3", "rgb"), default="grey3",
                    help="grey3: RGB -> grey -> 3 equal channels (default); rgb: keep colour")
-    p.add_argument("--augment", action="store_true", help="random augmentation variant per image and epoch")
+    p.add_argument("--augment", action="store_true",
+                   help="on-the-fly augmentation with the 17 paper transformations (see --augment-prob)")
+    p.add_argument("--augment-prob", type=float, default=1.0, metavar="P",
+                   help="with --augment: each epoch a training image is transformed with probability P (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     from hybridface.cli.train_general import add_general_arguments
@@ -95,8 +98,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = PreprocessSpec(input_size=DEFAULTS.input_size, channels=args.channels, illumination=args.illumination)
     report = train_sources(sources, out_dir=args.out, epochs=args.epochs, lr=args.lr,
                            val_fraction=args.val_fraction, seed=args.seed, batch_size=args.batch_size,
-                           patience=args.patience, preprocessing=spec, augment_on_the_fly=args.augment,
-                           data_description="; ".join(described), progress=not args.no_progress)
+                           patience=args.patience, preprocessing=spec, augment_on_the_fly=args.augment_prob if args.augment else 0.0,
+                           data_description="; ".join(described), progress=not args.no_progress,
+                           threads=getattr(args, "threads", None))
     for path, why in report.skipped:
         print(f"skipped: {why if why.startswith(path) else f'{path}: {why}'}")
     val = "n/a" if report.val_accuracy is None else f"{100 * report.val_accuracy:.2f} %"
@@ -128,8 +132,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.out:
             target = Path(args.out)
             target = target if target.suffix == ".onnx" else target.with_name(target.name + ".onnx")
+            from dataclasses import replace
+
+            from hybridface.models.card import write_card
+
             shutil.copyfile(onnx_path, target)
-            shutil.copyfile(onnx_path.with_suffix(".json"), target.with_suffix(".json"))
+            write_card(replace(card, onnx_file=target.name), target.with_suffix(".json"))
         size = target.stat().st_size
         if args.json:
             print(json.dumps({"path": str(target), "bytes": size, "precision": card.precision,

@@ -161,9 +161,17 @@ def _accuracy(net, images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec,
 def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | None = None, *,
                epochs: int = 100, lr: float = 1e-4, val_fraction: float = 0.2, seed: int = 0,
                batch_size: int = 100, patience: int = 15, preprocessing: PreprocessSpec | None = None,
-               augment_on_the_fly: bool = False, progress: bool = True):
-    """Train on a uint8 ``(n, S, S, 3)`` array; return ``(net, info dict)`` with the best-val weights."""
+               augment_on_the_fly: float = 0.0, progress: bool = True, threads: int | None = None):
+    """Train on a uint8 ``(n, S, S, 3)`` array; return ``(net, info dict)`` with the best-val weights.
+
+    ``augment_on_the_fly``: probability (``True`` = 1) that a training image is replaced, each
+    epoch, by a random one of the 17 transformations of :mod:`hybridface.faces.augment`.
+    ``threads``: PyTorch intra-op threads for this run (``None``: leave PyTorch's setting).
+    """
     import torch
+
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
     from torch.nn import functional as F
 
     from hybridface.models.compressed import CompressedVGGFace
@@ -184,7 +192,10 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
     opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     x_tr, y_tr, x_va, y_va = images[tr], labels[tr], images[va], labels[va]
     aug = None
-    if augment_on_the_fly:
+    p_aug = float(augment_on_the_fly)
+    if not 0.0 <= p_aug <= 1.0:
+        raise ConfigError(f"augmentation probability must be in [0, 1], got {augment_on_the_fly}")
+    if p_aug > 0:
         from hybridface.faces.augment import NUM_VARIANTS, augment as aug
     best = (-1.0, 0, None)
     history: list[dict[str, float]] = []
@@ -199,7 +210,7 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
             idx = order[i:i + batch_size]
             xb = x_tr[idx]
             if aug is not None:
-                variants = rng.integers(0, NUM_VARIANTS, size=len(idx))
+                variants = np.where(rng.random(len(idx)) < p_aug, rng.integers(1, NUM_VARIANTS, size=len(idx)), 0)
                 xb = np.stack([aug(im, int(v), seed=int(rng.integers(1 << 30))) if v else im
                                for im, v in zip(xb, variants)])
             x = torch.from_numpy(preprocess(xb, spec))
@@ -281,8 +292,8 @@ def train_model(samples: Sequence[Any], *, out_dir: str | Path, detect: str = "n
 def train_sources(sources: Sequence[tuple[Sequence[Any], str, str]], *, out_dir: str | Path, epochs: int = 100,
                   lr: float = 1e-4, val_fraction: float = 0.2, seed: int = 0, batch_size: int = 100,
                   patience: int = 15, preprocessing: PreprocessSpec | None = None,
-                  augment_on_the_fly: bool = False, data_description: str = "",
-                  progress: bool = True) -> TrainReport:
+                  augment_on_the_fly: float = 0.0, data_description: str = "",
+                  progress: bool = True, threads: int | None = None) -> TrainReport:
     """Train on several datasets at once: ``sources`` = ``[(samples, detect, prefix), ...]``.
 
     Each source is loaded with its own face-detection policy; identities are prefixed with
@@ -301,14 +312,14 @@ def train_sources(sources: Sequence[tuple[Sequence[Any], str, str]], *, out_dir:
     log.info("training on %d images of %d identities (%d files skipped)", len(images), len(set(ids)), len(skipped))
     net, info = fit_arrays(images, ids, groups, epochs=epochs, lr=lr, val_fraction=val_fraction, seed=seed,
                            batch_size=batch_size, patience=patience, preprocessing=spec,
-                           augment_on_the_fly=augment_on_the_fly, progress=progress)
+                           augment_on_the_fly=augment_on_the_fly, progress=progress, threads=threads)
     detects = sorted({d for _, d, _ in sources})
     training = {
         "data": data_description, "identities": list(info["identities"]), "num_train": info["num_train"],
         "num_val": info["num_val"], "val_accuracy": info["val_accuracy"], "train_accuracy": info["train_accuracy"],
         "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"], "epochs": epochs, "lr": lr,
         "batch_size": batch_size, "patience": patience, "val_fraction": val_fraction, "seed": seed,
-        "detect": detects[0] if len(detects) == 1 else detects, "augment_on_the_fly": augment_on_the_fly,
+        "detect": detects[0] if len(detects) == 1 else detects, "augment_on_the_fly": float(augment_on_the_fly),
         "skipped_files": len(skipped),
         "optimizer": "Adam(beta1=0.9, beta2=0.999, eps=1e-8), no weight decay, no dropout",
     }
