@@ -57,8 +57,11 @@ def test_queue_wait_limit_and_request_timeout():
     first, second = asyncio.run(go())
     assert isinstance(first, RequestTimeoutError) and first.http_status == 504
     assert isinstance(second, (BusyError, RequestTimeoutError))  # waited too long behind the slow one
-    time.sleep(0.35)
-    assert pool.pending == 0  # the abandoned job released its slot when it really ended
+    assert pool.pending >= 1  # the abandoned job still runs and holds its slot
+    deadline = time.monotonic() + 5
+    while pool.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.pending == 0  # ... and releases it when it really ends
     pool.shutdown()
 
 
