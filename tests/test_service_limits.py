@@ -52,7 +52,7 @@ def test_queue_wait_limit_and_request_timeout():
     pool = WorkerPool(workers=1, queue_size=4, queue_timeout_s=0.05, request_timeout_s=0.1)
 
     async def go():
-        return await asyncio.gather(pool.run(time.sleep, 0.3), pool.run(time.sleep, 0.0), return_exceptions=True)
+        return await asyncio.gather(pool.run(time.sleep, 1.0), pool.run(time.sleep, 0.0), return_exceptions=True)
 
     first, second = asyncio.run(go())
     assert isinstance(first, RequestTimeoutError) and first.http_status == 504
