@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from hybridface.api import Gallery, crop_size, encode_crops, open_gallery
+from hybridface.api import Gallery, crop_size, encode_crops, load_encoder, open_gallery
 from hybridface.errors import GalleryError
 from hybridface.gallery.store import GalleryStore
 
@@ -88,9 +88,9 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
         GalleryStore(db, readonly=True).close()  # refuses (GalleryError) anything that is not a gallery
         for suffix in ("", "-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
-    gallery: Gallery = open_gallery(db, model=model, create=True)
+    encoder = load_encoder(model)  # before the gallery file is created: a missing model leaves nothing behind
+    gallery: Gallery = open_gallery(db, encoder=encoder, create=True)
     try:
-        encoder = gallery.encoder
         t0 = time.perf_counter()
         kept, crops, skipped = _crop_samples((*split.gallery, *split.distractors), split.detect,
                                              size=crop_size(encoder), progress=progress)
