@@ -103,12 +103,17 @@ def test_exhaustive_matches_float64_brute_force(case):
 
 
 @SETTINGS
-@given(galleries(), st.integers(1, 3))
-def test_hybrid_equals_indexed_for_any_top_n(case, top_n):
+@given(galleries(), st.integers(1, 3), st.sampled_from([0, kernels.GATHER_RATIO, 10**12]))
+def test_hybrid_equals_indexed_for_any_top_n(case, top_n, gather_ratio):
     matrix, probes, k = case
-    indexed = Indexed(matrix, top_n=top_n)
-    res = indexed.search(probes, k)
-    assert_same(Hybrid(matrix, top_n=top_n, workers=3).search(probes, k), res)
+    saved = kernels.GATHER_RATIO
+    kernels.GATHER_RATIO = gather_ratio  # 0: a BLAS call per identity; huge: gathered scoring
+    try:
+        indexed = Indexed(matrix, top_n=top_n)
+        res = indexed.search(probes, k)
+        assert_same(Hybrid(matrix, top_n=top_n, workers=3).search(probes, k), res)
+    finally:
+        kernels.GATHER_RATIO = saved
     # indexed == brute force restricted to each probe's shortlist
     p = matrix.check_probes(probes)
     shortlist, _ = indexed.shortlist(p, max(top_n, k))
@@ -155,8 +160,10 @@ def test_chunked_kernel_with_identities_spanning_chunks(monkeypatch):
     monkeypatch.setattr(kernels, "PROBE_BLOCK", 4)
     monkeypatch.setattr(kernels, "RERANK_BYTES", 5 * 8 * 6)
     monkeypatch.setattr(hybrid_module, "PARALLEL_MIN_ROWS", 0)
-    for k in (1, 4):  # threaded shortlist + threaded re-rank == sequential indexed
-        assert_same(Hybrid(matrix, top_n=5, workers=3).search(probes, k), Indexed(matrix, top_n=5).search(probes, k))
+    for ratio in (0, 10**12):  # BLAS per identity / gathered scoring
+        monkeypatch.setattr(kernels, "GATHER_RATIO", ratio)
+        for k in (1, 4):  # threaded shortlist + threaded re-rank == sequential indexed
+            assert_same(Hybrid(matrix, top_n=5, workers=3).search(probes, k), Indexed(matrix, top_n=5).search(probes, k))
     for k in (1, 4):
         assert_same(Exhaustive(matrix, block_bytes=1).search(probes, k), ref[k])
         assert_same(Parallel(matrix, workers=3, block_bytes=1).search(probes, k), ref[k])

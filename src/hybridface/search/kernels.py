@@ -249,6 +249,33 @@ def candidate_matrix(parts: Sequence[Candidates], n: int, k: int, dim: int) -> n
 
 
 # ---------------------------------------------------------------------------- shortlists
+#: Gathered scoring is used when rows x dim < identities x GATHER_RATIO (a BLAS call per
+#: identity costs about as much as gathering and scoring this many row elements).
+GATHER_RATIO = 10_000
+
+
+def _score_gathered(probes, vectors, offsets, pairs, ids, c, scores) -> int:
+    """Best float32 similarity of (probe = pair // c, identity) pairs by gathering their rows."""
+    starts = offsets[ids]
+    counts = offsets[ids + 1] - starts
+    cum = np.cumsum(counts)
+    max_rows = max(1, RERANK_BYTES // (8 * probes.shape[1]))
+    a = 0
+    while a < len(pairs):
+        base = int(cum[a - 1]) if a else 0
+        b = max(a + 1, int(np.searchsorted(cum, base + max_rows, side="right")))
+        cnt = counts[a:b]
+        nz = np.flatnonzero(cnt > 0)
+        if len(nz):
+            seg = np.cumsum(cnt) - cnt
+            tot = int(cnt.sum())
+            rows = np.repeat(starts[a:b] - seg, cnt) + np.arange(tot)
+            dots = np.einsum("ij,ij->i", vectors[rows], probes[np.repeat(pairs[a:b] // c, cnt)])
+            scores[pairs[a:b][nz]] = np.maximum.reduceat(dots, seg[nz])
+        a = b
+    return int(cum[-1]) if len(cum) else 0
+
+
 def shortlist_candidates(
     probes: np.ndarray,
     vectors: np.ndarray,
@@ -287,7 +314,20 @@ def shortlist_candidates(
         return evals
 
     n_groups = len(g_start)
-    if workers > 1 and n_groups > 1:
+    counts = np.diff(offsets)
+    total_rows = int(counts[ids_sorted].sum()) if len(ids_sorted) else 0
+    if total_rows * probes.shape[1] < n_groups * GATHER_RATIO:
+        # many small identities: one gathered, vectorised pass beats a BLAS call per identity
+        parts = [p for p in np.array_split(np.arange(len(order)), max(1, min(workers, len(order)))) if len(p)]
+        evals = sum(
+            run_in_threads(
+                lambda idx: _score_gathered(probes, vectors, offsets, order[idx], ids_sorted[idx], c, scores),
+                [(p,) for p in parts],
+                workers,
+            )
+        )
+        jobs = []
+    elif workers > 1 and n_groups > 1:
         sizes = np.diff(offsets)[ids_sorted[g_start]] * (g_end - g_start)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         cuts = np.searchsorted(bounds, bounds[-1] * np.arange(1, workers) / workers)
@@ -295,7 +335,8 @@ def shortlist_candidates(
         jobs = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
     else:
         jobs = [(0, n_groups)]
-    evals = sum(run_in_threads(score, jobs, workers))
+    if jobs:
+        evals = sum(run_in_threads(score, jobs, workers))
     keep = np.flatnonzero(scores > -np.inf)
     tol = band_tolerance(probes.shape[1])
     pr, ident, sc = keep // c, flat[keep], scores[keep]
