@@ -256,10 +256,10 @@ def load_crops(
             crops = _crops_of(p, cache, params)
             out.append(CropOutcome(path=p, crop=crops[0] if crops else None, crops=tuple(crops)))
         except HybridFaceError as exc:
-            log.warning("skipping %s: %s", p, exc)
+            log.warning("skipping: %s", exc)
             out.append(CropOutcome(path=p, crop=None, error=exc))
         except Exception as exc:  # noqa: BLE001 - one bad file never aborts the batch
             err = ImageDecodeError(f"{p}: could not be processed ({type(exc).__name__}: {exc})")
-            log.warning("skipping %s: %s", p, err)
+            log.warning("skipping: %s", err)
             out.append(CropOutcome(path=p, crop=None, error=err))
     return out
