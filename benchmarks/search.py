@@ -228,6 +228,7 @@ def report(rows, limits, args) -> str:
     lines = [
         f"# Search benchmark ({args.engine} engine)", "",
         f"Command: `{' '.join(['python'] + sys.argv)}`  ",
+        f"Code: {_git_version()}  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores ({platform.processor() or 'cpu'}), "
         f"Python {platform.python_version()}, NumPy {np.__version__}; shared with other jobs, "
         "so absolute numbers are noisy.  ",
@@ -252,6 +253,19 @@ def report(rows, limits, args) -> str:
 
 
 HEADER_RULE = "|" + "---|" * (HEADER.count("|") - 1)
+
+
+def _git_version() -> str:
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"commit {rev or '?'}{' + uncommitted changes under src/' if dirty else ''}"
 
 
 def plot(rows, path: Path, threads: int) -> None:

@@ -8,7 +8,8 @@
 #
 # Settings (environment): HYBRIDFACE_RAY_PORT (default 6391), HYBRIDFACE_RAY_DIR (default
 # /tmp/hybridface-ray-$PORT; holds the address file, logs and each node's --temp-dir),
-# HYBRIDFACE_RAY_OBJECT_STORE (bytes per node, default 300000000).
+# HYBRIDFACE_RAY_OBJECT_STORE (bytes per node, default 300000000), RAY_AUTH_MODE (default
+# disabled: loopback only; nodes joined later, as tests/test_engine_ray.py does, must match).
 # Each node is started in its own session (setsid); `stop` kills every process of those sessions
 # by pid, so other Ray instances on the machine (`ray stop` would kill them all) are left alone.
 set -euo pipefail
@@ -18,6 +19,10 @@ DIR=${HYBRIDFACE_RAY_DIR:-/tmp/hybridface-ray-$PORT}
 STORE=${HYBRIDFACE_RAY_OBJECT_STORE:-300000000}
 ADDRESS="127.0.0.1:$PORT"
 export RAY_USAGE_STATS_ENABLED=0
+# A loopback test cluster without token authentication. Ray >= 2.5x turns token auth on for a
+# head node whenever ~/.ray/auth_token exists (any local `ray.init()` creates it) but not for a
+# joining worker node, which then fails with InvalidAuthToken; set the mode explicitly for both.
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 
 # start_node NAME ARGS... : run `ray start` in a new session, record that session id.
 start_node() {

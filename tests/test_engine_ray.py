@@ -111,6 +111,9 @@ print("EMBEDDED-OK")
 def test_no_address_starts_an_embedded_local_ray():
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
+    # no token file written to ~/.ray (Ray's default for a local instance); it would switch
+    # later `ray start --head` runs on this machine to token auth
+    env.setdefault("RAY_AUTH_MODE", "disabled")
     out = subprocess.run([sys.executable, "-c", EMBEDDED], capture_output=True, text=True,
                          timeout=120, env=env)
     assert "EMBEDDED-OK" in out.stdout, out.stderr[-2000:]
@@ -213,7 +216,8 @@ def _start_extra_node(address: str, tmp: Path) -> int:
          "127.0.0.1", "--temp-dir", str(tmp), "--object-store-memory", "100000000",
          "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+             "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")},  # as ray_cluster.sh
     )
     assert proc.wait(timeout=60) == 0, "ray start of the extra node failed"
     return proc.pid
