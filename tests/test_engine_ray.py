@@ -83,6 +83,14 @@ def test_listening_non_ray_port_is_an_engine_error_within_timeout():
         server.close()
 
 
+def test_ray_address_env_is_honoured_and_checked(monkeypatch):
+    from hybridface.engines.ray import connect
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
+    with pytest.raises(EngineError, match="does not answer"):
+        connect(timeout_s=3)
+
+
 def test_malformed_address_is_a_config_error():
     from hybridface.engines.ray import connect
     from hybridface.errors import ConfigError

@@ -80,13 +80,19 @@ def connect(
     """Connect this process to Ray once; return the address (``None`` = embedded local instance).
 
     ``address=None`` starts a local Ray (``num_cpus`` default: all cores, no dashboard);
-    ``"host:port"`` joins that cluster. An address that does not answer raises `EngineError`
+    ``"host:port"`` joins that cluster (``$RAY_ADDRESS`` is used when ``address`` is ``None``, as
+    Ray itself does). An address that does not answer raises `EngineError`
     within about ``timeout_s`` seconds. Calling again with the same (or no) address is a no-op;
     a different address while connected is an `EngineError` (call `disconnect` first).
     """
     ray = require("ray", "ray")
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
-        current = _connected_to[0] if _connected_to else None
+        if not _connected_to:  # initialised by the application itself: use that connection
+            log.info("Ray is already initialised by the caller; using that connection")
+            _connected_to.append(address)
+            return address
+        current = _connected_to[0]
         if address is None or address == current:
             return current
         _probe(address, timeout_s)
