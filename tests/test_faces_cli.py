@@ -58,3 +58,17 @@ def test_protocol_summary(dataset, capsys):
     assert _run(["protocol", "folder", "--data", str(dataset("att_orl")), "--gallery-per-identity", "3", "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["gallery"] == 120 and obj["probes"] == 280 and obj["identities"] == 40
+
+
+def test_registered_in_main_cli(tmp_path, capsys):
+    from hybridface.cli import main
+
+    root = tmp_path / "ds"
+    for ident in ("a", "b"):
+        (root / ident).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((30, 30), 40 * i, np.uint8)).save(root / ident / f"{i}.png")
+    assert main(["protocol", "folder", "--data", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gallery"] == 4
+    assert main(["protocol", "folder", "--data", str(tmp_path / "missing")]) == 2  # one-line error, exit 2
+    assert "not found" in capsys.readouterr().err

@@ -74,3 +74,42 @@ def test_load_crops_never_batch_goes_on(tmp_path):
     assert [o.status for o in out] == ["ok", "bad_image", "bad_image", "bad_image", "ok"]
     assert out[0].crop.image.shape == (60, 60, 3)
     assert "empty.png" in str(out[1].error) and "junk.jpg" in str(out[2].error)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 90),
+    w=st.integers(1, 90),
+    box=st.tuples(st.floats(-50, 120), st.floats(-50, 120), st.floats(1, 150), st.floats(1, 150)),
+    margin=st.floats(0, 1),
+    eyes=st.one_of(st.none(), st.tuples(st.floats(0, 90), st.floats(0, 90), st.floats(0, 90), st.floats(0, 90))),
+)
+def test_square_crop_always_gives_size_x_size(h, w, box, margin, eyes):
+    img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    lm = None if eyes is None else np.array(eyes, np.float32).reshape(2, 2)
+    out = square_crop(img, box, size=60, margin=margin, landmarks=lm)
+    assert out.shape == (60, 60, 3) and out.dtype == np.uint8
+    (c,) = extract_faces(img, detect="never")
+    assert c.image.shape == (60, 60, 3)
+
+
+def test_extract_faces_from_bytes(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((50, 70, 3), 120, np.uint8)).save(buf, format="PNG")
+    (c,) = extract_faces(buf.getvalue(), detect="never", source="upload.png")
+    assert c.source == "upload.png" and c.box == (10, 0, 50, 50)
+    with pytest.raises(ImageDecodeError, match="upload.bin"):
+        extract_faces(b"junk", detect="never", source="upload.bin")
+
+
+def test_cached_batch_errors_name_the_file(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    (o,) = load_crops([empty], detect="never", cache_dir=tmp_path / "c")
+    assert o.status == "bad_image" and "empty.png" in str(o.error)

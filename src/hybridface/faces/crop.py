@@ -171,7 +171,7 @@ def extract_faces(
 
         if not source and isinstance(image, (str, Path)):
             source = str(image)
-        image = load_image(image)
+        image = load_image(image, name=source or None)
     rgb = _as_rgb(image, source)
     if detect == "never":
         return [_whole_image_crop(rgb, size=int(size), source=source)]

@@ -57,15 +57,17 @@ def _to_rgb(img) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
-def load_image(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(
+    source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> np.ndarray:
     """Read ``source`` (path or encoded bytes) into an ``(H, W, 3)`` uint8 RGB array.
 
-    Raises :class:`ImageDecodeError` (message names the file) for missing, empty, truncated,
-    non-image or oversized (> ``max_pixels``) input.
+    Raises :class:`ImageDecodeError` for missing, empty, truncated, non-image or oversized
+    (> ``max_pixels``) input; the message names ``name`` (default: the path, or ``<bytes>``).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    name = _name(source)
+    name = name or _name(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
