@@ -73,6 +73,7 @@ def test_load_crops_never_batch_goes_on(tmp_path):
     out = load_crops([good, empty, junk, tmp_path / "missing.png", good], detect="never")
     assert [o.status for o in out] == ["ok", "bad_image", "bad_image", "bad_image", "ok"]
     assert out[0].crop.image.shape == (60, 60, 3)
+    assert out[4] is out[0]  # a repeated path is cropped once
     assert "empty.png" in str(out[1].error) and "junk.jpg" in str(out[2].error)
 
 

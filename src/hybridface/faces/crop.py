@@ -251,7 +251,11 @@ def load_crops(
         it = tqdm(paths, desc="faces", unit="img")
     out: list[CropOutcome] = []
     params = {"detect": detect, "detector": detector, "size": int(size), "margin": float(margin)}
+    seen: dict[str, CropOutcome] = {}  # a path listed many times (augmented variants) is cropped once
     for p in it:
+        if p in seen:
+            out.append(seen[p])
+            continue
         try:
             crops = _crops_of(p, cache, params)
             out.append(CropOutcome(path=p, crop=crops[0] if crops else None, crops=tuple(crops)))
@@ -262,4 +266,5 @@ def load_crops(
             err = ImageDecodeError(f"{p}: could not be processed ({type(exc).__name__}: {exc})")
             log.warning("skipping: %s", err)
             out.append(CropOutcome(path=p, crop=None, error=err))
+        seen[p] = out[-1]
     return out
