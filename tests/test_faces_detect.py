@@ -134,3 +134,16 @@ def test_load_crops_cache_and_bad_files(vid, tmp_path):
     # other parameters miss the cache
     other = load_crops([vid(FRONTAL)], detect="always", size=32, cache_dir=cache_dir)[0]
     assert other.crop.image.shape == (32, 32, 3)
+
+
+def test_every_backend_finds_the_frontal_face(vid):
+    img = load_image(vid(FRONTAL))
+    (ref,) = detect_faces(img, detector="dlib")
+    for det in ("opencv", "opencv-frontal", "dlib-cnn", "cascade"):
+        found = detect_faces(img, detector=det)
+        assert found, det
+        x, y, w, h = found[0].box
+        rx, ry, rw, rh = ref.box
+        # normalised boxes agree with dlib's within a fraction of the face size
+        assert abs((x + w / 2) - (rx + rw / 2)) < 0.25 * rw and abs((y + h / 2) - (ry + rh / 2)) < 0.3 * rh, det
+        assert 0.6 < w / rw < 1.6, det
