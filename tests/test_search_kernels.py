@@ -115,3 +115,12 @@ def test_blas_limit_is_restored_after_concurrent_searches():
     for out in outs:
         np.testing.assert_array_equal(out.identities, ref.identities)
     assert blas_threads() == before
+
+
+def test_nested_thread_use_runs_inline_instead_of_deadlocking():
+    from hybridface.search.threads import run_in_threads
+
+    def inner(x):
+        return sum(run_in_threads(lambda y: x * y, [(1,), (2,), (3,)], 2))
+
+    assert run_in_threads(inner, [(1,), (10,)], 2) == [6, 60]

@@ -23,6 +23,7 @@ T = TypeVar("T")
 _CONTROLLER: list = []  # lazily built threadpoolctl controller (building one costs ~1 ms)
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
+_LOCAL = threading.local()
 
 
 def _controller():
@@ -79,9 +80,18 @@ def run_in_threads(fn: Callable[..., T], jobs: Sequence[tuple], workers: int) ->
     The thread pools are created once per worker count and reused (no per-call thread start-up).
     """
     with single_threaded_blas():
-        if len(jobs) <= 1 or workers <= 1:
+        if len(jobs) <= 1 or workers <= 1 or getattr(_LOCAL, "in_pool", False):
+            # nested call from a pool thread: run inline (waiting on the same pool could deadlock)
             return [fn(*job) for job in jobs]
-        return list(_pool(min(workers, len(jobs))).map(lambda job: fn(*job), jobs))
+        return list(_pool(min(workers, len(jobs))).map(lambda job: _in_pool(fn, job), jobs))
+
+
+def _in_pool(fn: Callable[..., T], job: tuple) -> T:
+    _LOCAL.in_pool = True
+    try:
+        return fn(*job)
+    finally:
+        _LOCAL.in_pool = False
 
 
 def split_identities(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
