@@ -131,3 +131,17 @@ def test_int8_quantization_is_small_and_close(model_dir, tmp_path):
     x = preprocess(_faces(16, seed=6), enc.spec)
     q = sess.run(None, {"input": x})[0]
     assert (q * enc.encode_preprocessed(x)).sum(1).mean() > 0.98
+
+
+def test_shipped_default_model():
+    from hybridface.models.encoders import default_model_path
+
+    enc = load_model(None)
+    path = default_model_path()
+    assert enc.path_ == path and path.stat().st_size <= 110_000
+    assert path.stat().st_size + path.with_suffix(".json").stat().st_size < 200_000
+    card = enc.card_
+    assert card.precision == "fp32" and card.embedding_dim == 60 and card.training["val_accuracy"] > 0.5
+    assert "gallery side" in card.training["data"]  # trained on protocol gallery sides only
+    f = enc.encode(_faces(3))
+    assert f.shape == (3, 60) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
