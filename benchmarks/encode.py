@@ -12,6 +12,7 @@ Without ``--model`` the shipped default model is used. The int8 model is quantiz
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import tempfile
@@ -80,7 +81,8 @@ def main() -> None:
     engines = [("PyTorch eager fp32", pt.encode_preprocessed), ("ONNX Runtime fp32", fp32.encode_preprocessed),
                ("ONNX Runtime int8", int8.encode_preprocessed)]
     print(f"Machine: {_machine()}; {args.threads} threads; torch {torch.__version__}; "
-          f"onnxruntime {__import__('onnxruntime').__version__}")
+          f"onnxruntime {__import__('onnxruntime').__version__}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
     print(f"Model: {onnx_path.name} ({onnx_path.stat().st_size:,} B fp32, {int8_path.stat().st_size:,} B int8)\n")
     print("| engine | batch 1 (faces/s) | batch 256 (faces/s) |")
     print("|---|---:|---:|")
