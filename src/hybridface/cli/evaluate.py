@@ -60,6 +60,8 @@ def register(subparsers) -> None:
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--illumination", default="clahe", help="none | hist_eq | clahe (compressed model)")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
+    p.add_argument("--search-timing-probes", type=int, default=500,
+                   help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="template/model cache folder (default: OUT/.cache)")
     p.add_argument("--out", required=True, type=Path, help="report folder")
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
         train=TrainOptions(epochs=args.epochs, lr=args.lr, patience=args.patience, illumination=args.illumination,
                            seed=args.seed),
-        timing_probes=args.timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
+        timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = run_evaluation(cfg)
     command = _command(args)
