@@ -64,7 +64,7 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
                 loss: str | None = None, arch: str = "paper", epochs: int = 30, lr: float = 2e-3,
                 batch_size: int = 128, seed: int = 0, val_fraction: float = 0.05, distill_weight: float = 1.0,
                 preprocessing: PreprocessSpec | None = None, augment: bool = True, progress: bool = True,
-                threads: int | None = None):
+                threads: int | None = None, center_teacher: bool = True):
     """Train on uint8 ``(n, S, S, 3)`` ``images``; return ``(net, info)``.
 
     ``teacher``: ``(n, 128)`` descriptors with all-zero rows where a row has none (not distilled);
@@ -73,6 +73,7 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     seeded ``val_fraction`` of the rows is held out to report teacher cosine / identity accuracy,
     and the weights of the best epoch (by validation teacher cosine, else identity accuracy, else
     the last epoch) are kept. ``threads``: torch intra-op threads (``None``: torch's default).
+    ``center_teacher``: subtract the mean teacher descriptor before the cosine loss (see below).
     """
     import torch
     from torch.nn import functional as F
@@ -110,7 +111,16 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     opt = torch.optim.Adam(params, lr=lr)
     steps = epochs * max(1, -(-len(tr) // batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    t_all = torch.from_numpy(np.asarray(teacher, np.float32)) if teacher is not None else None
+    t_all = None
+    if teacher is not None:
+        # dlib descriptors share a large common component (two strangers have cosine ~0.9), so
+        # the targets are centred on the training mean and re-normalised: the cosine loss then
+        # measures the identity-bearing part instead of rewarding the mean direction.
+        t = np.asarray(teacher, np.float32).copy()
+        if center_teacher and has_t.any():
+            t[has_t] -= t[has_t].mean(0)
+            t[has_t] /= np.maximum(np.linalg.norm(t[has_t], axis=1, keepdims=True), 1e-12)
+        t_all = torch.from_numpy(t)
     y_all = torch.from_numpy(y)
 
     def evaluate() -> dict[str, float]:
