@@ -211,9 +211,12 @@ def _check_threshold(t: float | None) -> float | None:
     return t
 
 
-def _make_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers: int, engine: str):
+def _make_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers: int, engine: str,
+                   address: str | None = None):
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if engine == "local" and address is not None:
+        raise ConfigError("address only applies to engine='ray' (--engine ray --address HOST:PORT)")
     if engine == "local":
         from hybridface.search import make_searcher
 
@@ -226,7 +229,7 @@ def _make_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers
             raise ConfigError("engine 'ray' not available (hybridface.engines.ray is not installed); use engine='local'")
         from hybridface.engines.local import make_engine
 
-        return make_engine("ray", matrix, strategy=strategy, top_n=top_n, workers=workers)
+        return make_engine("ray", matrix, strategy=strategy, top_n=top_n, workers=workers, address=address)
     raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
 
@@ -269,16 +272,17 @@ class Gallery:
             self._encoder = enc
         return self._encoder
 
-    def _close_searchers(self) -> None:
+    def _close_searchers(self, searchers: dict | None = None) -> None:
         """Release searchers that hold resources (thread pools, Ray actors) before they are dropped."""
-        for searcher in self._cache.searchers.values():
+        searchers = self._cache.searchers if searchers is None else searchers
+        for searcher in searchers.values():
             close = getattr(searcher, "close", None)
             if callable(close):
                 try:
                     close()
                 except Exception as exc:  # a failing shutdown must not hide the caller's result
                     log.warning("closing searcher %r failed: %s", searcher, exc)
-        self._cache.searchers.clear()
+        searchers.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -341,35 +345,63 @@ class Gallery:
         with self._lock:
             rev = self.store.revision()
             if self._cache.matrix is None or rev != self._cache.revision:
-                self._close_searchers()
+                old = self._cache
                 self._cache = _Cache(*self.store.snapshot())
+                self._cache.searchers = self._carry_engines(old, self._cache.matrix)
             return self._cache.matrix  # type: ignore[return-value]
 
-    def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local"):
-        """The (cached) searcher of ``strategy`` over the current matrix."""
+    def _carry_engines(self, old: _Cache, new: TemplateMatrix | None) -> dict:
+        """Keep live Ray engines in step with the store (routed add/remove); close every other searcher.
+
+        Local searchers are rebuilt on demand (cheap); a Ray engine would re-ship every shard and
+        restart every actor, so only the changed identities are sent to their owning shards.
+        """
+        kept: dict = {}
+        if old.matrix is not None and new is not None:
+            from hybridface.engines.sync import sync_engine
+
+            for key, searcher in list(old.searchers.items()):
+                if key[3] != "ray":
+                    continue
+                try:
+                    if sync_engine(searcher, old.matrix, new):
+                        kept[key] = old.searchers.pop(key)
+                except HybridFaceError as exc:  # fall back to a rebuild on next use
+                    log.warning("could not update the Ray engine in place (%s); rebuilding it", exc)
+        self._close_searchers(old.searchers)
+        return kept
+
+    def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local",
+                 address: str | None = None):
+        """The (cached) searcher of ``strategy`` over the current matrix.
+
+        ``engine="ray"`` shards the gallery over Ray actors (``address``: an existing cluster's
+        ``host:port``; ``None`` starts a local Ray). Its results index into ``searcher.names``.
+        """
         if int(top_n) < 1 or int(workers) < 1:
             raise ConfigError(f"top_n and workers must be >= 1, got top_n={top_n}, workers={workers}")
         with self._lock:
             m = self.matrix()
             if m.num_templates == 0:
                 raise EmptyGalleryError(f"gallery {self.path} has no templates; enrol some first (hybridface enroll)")
-            key = (strategy, int(top_n), int(workers), engine)
+            key = (strategy, int(top_n), int(workers), engine, address)
             if key not in self._cache.searchers:
                 self._cache.searchers[key] = _make_searcher(strategy, m, top_n=int(top_n), workers=int(workers),
-                                                            engine=engine)
+                                                            engine=engine, address=address)
             return m, self._cache.searchers[key]
 
     def identify_vectors(self, vectors: np.ndarray, *, probes: Sequence[str] | None = None,
                          model_id: str | None = None, strategy: str = "hybrid", top_n: int = 5,
                          workers: int = 4, k: int = 5, threshold: float | None = None,
-                         engine: str = "local") -> list[Identification]:
+                         engine: str = "local", address: str | None = None) -> list[Identification]:
         """1:N search of templates; ``identity`` is ``None`` where the best distance exceeds the threshold."""
         if model_id is not None and self.store.model_id not in (None, model_id):
             self.store.check_model(model_id, self.store.dim or 0)
         if int(k) < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         threshold = _check_threshold(threshold if threshold is not None else self.threshold)
-        m, searcher = self.searcher(strategy, top_n=top_n, workers=workers, engine=engine)
+        m, searcher = self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address)
+        index_names = getattr(searcher, "names", m.names)  # a kept-in-step engine has its own order
         v = as_vectors(vectors, m.dim)
         names = list(probes) if probes is not None else [f"#{i}" for i in range(len(v))]
         if len(names) != len(v):
@@ -377,7 +409,7 @@ class Gallery:
         res = searcher.search(v, k=int(k))
         out = []
         for i in range(len(v)):
-            cands = tuple((m.names[int(j)], float(d)) for j, d in zip(res.identities[i], res.distances[i]) if j >= 0)
+            cands = tuple((index_names[int(j)], float(d)) for j, d in zip(res.identities[i], res.distances[i]) if j >= 0)
             best = cands[0] if cands else (None, None)
             known = best[0] is not None and (threshold is None or best[1] <= threshold)
             out.append(Identification(names[i], best[0] if known else None, best[1], cands))
@@ -385,12 +417,19 @@ class Gallery:
 
     def identify(self, images: Sequence[Any] | np.ndarray, *, strategy: str = "hybrid", top_n: int = 5,
                  workers: int = 4, k: int = 5, threshold: float | None = None, detect: str = "never",
-                 detector: str = "cascade", engine: str = "local") -> list[Identification]:
-        """1:N identification of images (or template vectors): one `Identification` per input, in order."""
-        opts = dict(strategy=strategy, top_n=top_n, workers=workers, k=k, threshold=threshold, engine=engine)
+                 detector: str = "cascade", engine: str = "local",
+                 address: str | None = None) -> list[Identification]:
+        """1:N identification of images (or template vectors): one `Identification` per input, in order.
+
+        ``engine="ray"``: search sharded over Ray actors (``address`` = ``host:port`` of a running
+        cluster, ``None`` = a local Ray); same answers as ``engine="local"``.
+        """
+        opts = dict(strategy=strategy, top_n=top_n, workers=workers, k=k, threshold=threshold, engine=engine,
+                    address=address)
         if is_vectors(images):
             return self.identify_vectors(images, **opts)
-        self.searcher(strategy, top_n=top_n, workers=workers, engine=engine)  # fail fast on an empty gallery
+        # fail fast on an empty gallery or an unreachable cluster
+        self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address)
         prepared = prepare_images(images, detect=detect, detector=detector, size=crop_size(self.encoder))
         good = [p for p in prepared if p.crop is not None]
         found = iter(self.identify_vectors(encode_crops(self.encoder, [p.crop for p in good]),

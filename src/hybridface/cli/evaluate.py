@@ -48,6 +48,10 @@ def register(subparsers) -> None:
     p.add_argument("--top-n", type=int, default=5, help="identities searched after the index (indexed, hybrid)")
     p.add_argument("--workers", type=int, default=4, help="threads of the parallel strategies")
     p.add_argument("--codewords", type=int, default=1, help="LBG codewords per identity")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="search locally or sharded over Ray actors (same answers)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="join this Ray cluster (--engine ray; default: start a local Ray)")
     p.add_argument("--open-set", action="store_true", help="hold out identities as impostors; report DIR@FAR")
     p.add_argument("--impostor-fraction", type=float, default=0.2, help="share of identities held out (--open-set)")
     p.add_argument("--limit-probes", type=int, default=None, help="at most N probes (evenly spaced)")
@@ -78,6 +82,8 @@ def _command(args: argparse.Namespace) -> str:
              "--models", ",".join(args.models), "--strategies", ",".join(args.strategies),
              "--top-n", str(args.top_n), "--workers", str(args.workers), "--codewords", str(args.codewords),
              "--epochs", str(args.epochs), "--lr", str(args.lr), "--illumination", args.illumination]
+    if args.engine != "local":
+        parts += ["--engine", args.engine] + (["--address", args.address] if args.address else [])
     if args.open_set:
         parts += ["--open-set", "--impostor-fraction", str(args.impostor_fraction)]
     if args.limit_probes:
@@ -98,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown protocol {args.protocol!r}; use one of {', '.join(PROTOCOLS)}")
     if not args.data.is_dir():
         raise ConfigError(f"--data {args.data} is not a folder")
+    if args.address is not None and args.engine != "ray":
+        raise ConfigError("--address only applies to --engine ray")
+    if args.engine == "ray":  # fail fast on an unreachable cluster, before any training
+        from hybridface.engines.ray import connect
+
+        connect(args.address)
     cfg = EvalConfig(
         protocol=args.protocol, data_dir=args.data, cache_dir=args.cache or args.out / ".cache",
         models=args.models, strategies=args.strategies, top_n=args.top_n, workers=args.workers,
@@ -106,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
         train=TrainOptions(epochs=args.epochs, lr=args.lr, patience=args.patience, illumination=args.illumination,
                            seed=args.seed),
+        engine=args.engine, address=args.address,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = run_evaluation(cfg)

@@ -76,7 +76,7 @@ def cmd_identify(args) -> int:
     with open_gallery(args.db, model=args.model, readonly=True) as g:
         answers = g.identify(probes, strategy=args.strategy, top_n=args.top_n, workers=args.workers, k=args.k,
                              threshold=args.threshold, detect=args.detect, detector=args.detector,
-                             engine=args.engine)
+                             engine=args.engine, address=args.address)
     if args.json:
         for a in answers:
             print(json.dumps(a.to_dict()))
@@ -212,7 +212,10 @@ def register(sub) -> None:
     _search_opts(p)
     p.add_argument("--k", type=int, default=DEFAULTS.k, help="candidates per probe")
     p.add_argument("--threshold", type=float, default=None, help="unknown above this distance (default: calibrated)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local search, or sharded over Ray actors")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="join this Ray cluster (--engine ray; default: start a local Ray)")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_identify)
 

@@ -144,11 +144,15 @@ class ShardedEngine:
         *,
         template_ids: np.ndarray | None = None,
         codewords: np.ndarray | None = None,
+        normalized: bool = False,
     ) -> int:
-        """Append templates of ``name`` (new or existing) on its owning shard; return that shard."""
+        """Append templates of ``name`` (new or existing) on its owning shard; return that shard.
+
+        ``normalized=True`` stores already unit-length vectors as given (bit for bit).
+        """
         shard = self.owner(name)
         args = {"name": name, "vectors": np.asarray(vectors, np.float32),
-                "template_ids": template_ids, "codewords": codewords}
+                "template_ids": template_ids, "codewords": codewords, "normalized": normalized}
         self._shard_templates[shard] = self._run_update(shard, "add", args)
         if name not in self._index:
             self._names.append(name)
@@ -182,6 +186,7 @@ def apply_update(matrix: TemplateMatrix, op: str, args: dict) -> TemplateMatrix:
         return sh.add_templates(
             matrix, args["name"], args["vectors"],
             template_ids=args.get("template_ids"), codewords=args.get("codewords"),
+            normalized=bool(args.get("normalized", False)),
         )
     if op == "remove":
         return sh.remove_identity(matrix, args["name"])

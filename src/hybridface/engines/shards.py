@@ -75,8 +75,12 @@ def add_templates(
     *,
     template_ids: np.ndarray | None = None,
     codewords: np.ndarray | None = None,
+    normalized: bool = False,
 ) -> TemplateMatrix:
     """A copy of ``matrix`` with ``vectors`` appended to identity ``name`` (new identity if absent).
+
+    ``normalized=True``: the vectors are already L2-normalised (rows of another `TemplateMatrix`)
+    and are stored bit for bit (normalising again can move the last float32 bit).
 
     When the matrix is indexed, ``codewords`` replace that identity's codewords; by default they
     are recomputed with `hybridface.index.lbg.lbg` over all its templates (same codebook size).
@@ -106,7 +110,7 @@ def add_templates(
     counts = np.diff(matrix.offsets).tolist() + ([0] if ident == len(matrix.names) else [])
     counts[ident] += len(vectors)
     out = TemplateMatrix(
-        vectors=np.ascontiguousarray(np.insert(matrix.vectors, at, l2_normalize(vectors), axis=0)),
+        vectors=np.ascontiguousarray(np.insert(matrix.vectors, at, vectors if normalized else l2_normalize(vectors), axis=0)),
         labels=np.repeat(np.arange(len(names), dtype=np.int64), counts),
         template_ids=np.insert(matrix.template_ids, at, template_ids),
         names=tuple(names),

@@ -54,6 +54,8 @@ class EvalConfig:
     encode_random: bool = False
     max_rank: int = 20
     progress: bool = True
+    engine: str = "local"  # "ray": each strategy runs sharded over Ray actors (same answers)
+    address: str | None = None  # Ray cluster host:port (engine "ray"; None = a local Ray)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ def _check_config(cfg: EvalConfig) -> None:
         raise ConfigError("--top-n, --workers and --codewords must be >= 1")
     if cfg.limit_probes is not None and cfg.limit_probes < 1:
         raise ConfigError("--limit-probes must be >= 1")
+    if cfg.engine not in ("local", "ray") or (cfg.address is not None and cfg.engine != "ray"):
+        raise ConfigError(f"engine must be 'local' or 'ray' (--address only with ray), got {cfg.engine!r}")
 
 
 def _load_encoder(name: str, cfg: EvalConfig, split: EvalSplit, crops60, progress: bool):
@@ -196,7 +200,13 @@ def run_strategy(strategy: str, matrix, probes: np.ndarray, truth: np.ndarray, i
 
         matrix = build_codebooks(matrix, codewords=cfg.codewords)
     build_s = time.perf_counter() - t0
-    searcher = make_searcher(strategy, matrix, top_n=cfg.top_n, workers=cfg.workers)
+    if cfg.engine == "local":
+        searcher = make_searcher(strategy, matrix, top_n=cfg.top_n, workers=cfg.workers)
+    else:
+        from hybridface.engines.local import make_engine
+
+        searcher = make_engine(cfg.engine, matrix, strategy=strategy, top_n=cfg.top_n, workers=cfg.workers,
+                               address=cfg.address)
     try:
         k = min(cfg.max_rank, matrix.num_identities)
         searcher.search(probes[:1], k)  # warm-up (thread pools, caches)
