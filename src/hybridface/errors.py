@@ -106,3 +106,10 @@ def require(module: str, extra: str):
         raise MissingDependencyError(
             f"{module!r} is not installed; install it with: pip install 'hybridface[{extra}]' ({exc})"
         ) from exc
+
+
+class ConflictError(GalleryError):
+    """The request conflicts with the gallery's state (e.g. renaming onto an existing name)."""
+
+    http_status = 409
+    code = "conflict"

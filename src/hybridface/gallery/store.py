@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridface.errors import ConfigError, GalleryError, ModelMismatchError, UnknownIdentityError
+from hybridface.errors import ConfigError, ConflictError, GalleryError, ModelMismatchError, UnknownIdentityError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.gallery.sqlite_file import APPLICATION_ID, SCHEMA_VERSION, db_error, open_connection
 from hybridface.models.base import l2_normalize
@@ -274,14 +274,14 @@ class GalleryStore:
         return int(n)
 
     def rename_identity(self, old: str, new: str) -> None:
-        """Rename an identity (`GalleryError` if ``new`` already exists)."""
+        """Rename an identity (`ConflictError` if ``new`` already exists)."""
         new = str(new).strip()
         if not new:
             raise ConfigError("the new identity name must not be empty")
         with self._write(f"rename {old!r}") as conn:
             ident = self._identity_id(conn, old)
             if conn.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
-                raise GalleryError(f"gallery {self.path} already has an identity {new!r}; remove it or pick another name")
+                raise ConflictError(f"gallery {self.path} already has an identity {new!r}; remove it or pick another name")
             conn.execute("UPDATE identities SET name = ? WHERE id = ?", (new, ident))
 
     def remove_template(self, template_id: int) -> str:

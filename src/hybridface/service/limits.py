@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hybridface.errors import ConfigError, HybridFaceError
+from hybridface.errors import ConfigError, ConflictError, HybridFaceError
 
 T = TypeVar("T")
 
@@ -85,13 +85,6 @@ class InvalidNameError(ConfigError):
 
     http_status = 422
     code = "invalid_name"
-
-
-class ConflictError(HybridFaceError):
-    """The request conflicts with the gallery's state (e.g. renaming onto an existing name)."""
-
-    http_status = 409
-    code = "conflict"
 
 
 class TooManyFacesError(ConfigError):
