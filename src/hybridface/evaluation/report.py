@@ -98,6 +98,7 @@ def render_markdown(result, *, command: str, machine: dict) -> str:
     lines = [f"# Evaluation: `{cfg.protocol}`", "",
              "Regenerate with:", "", "```", command, "```", "",
              f"Split: {result.split_summary}.", "",
+             "Files in which no face was found are dropped from both sides (counted under Models).", "",
              f"Search: top-N = {cfg.top_n} (indexed, hybrid), workers = {cfg.workers} (parallel, hybrid), "
              f"LBG codewords per identity = {cfg.codewords}. Times are per probe image, one probe per call "
              f"(search: mean over up to {cfg.search_timing_probes} evenly spaced probes searched one at a time, "
@@ -113,8 +114,8 @@ def render_markdown(result, *, command: str, machine: dict) -> str:
             f"{_fmt(r['speedup_search'])}× | {_fmt(r['speedup_total'])}× | {_fmt(r['paper_time_s'])} | "
             f"{'' if r['paper_rank1'] is None else _fmt(r['paper_rank1']) + ' %'} |")
     lines += ["", PAPER_NOTE, ""]
-    lines += ["## Models", "", "| Model | Model id | Dim | Gallery | Probes | Identities | Batch encode (ms/img) | Notes |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines += ["## Models", "", "| Model | Model id | Dim | Gallery | Probes | Identities | Files dropped (no face) | Batch encode (ms/img) | Notes |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for m in result.models:
         note = "" if m.has_weights else ("no weights: random initialisation, real architecture; Rank-1 n/a; "
                                          "search timed on random templates of the same size")
@@ -124,7 +125,7 @@ def render_markdown(result, *, command: str, machine: dict) -> str:
                     f"lr {t.get('lr')}, illumination {t.get('illumination')}, val acc {_fmt(t.get('val_accuracy'), 4)}, "
                     f"{t.get('seconds')} s{' (cached)' if t.get('cached') else ''}")
         lines.append(f"| {m.name} | `{m.model_id[:24]}` | {m.dim} | {m.num_gallery} | {m.num_probes} | "
-                     f"{m.num_identities} | {_fmt(m.encode_batch_ms_per_image, 3)} | {note} |")
+                     f"{m.num_identities} | {m.skipped_files} | {_fmt(m.encode_batch_ms_per_image, 3)} | {note} |")
     if cfg.open_set:
         lines += ["", "## Open set (DIR@FAR)", "",
                   "| Model | Scenario | Impostor probes | FAR target | Threshold (cos dist) | FAR | DIR |",
