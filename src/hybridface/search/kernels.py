@@ -95,27 +95,43 @@ def _hot_entries(block: np.ndarray, hot: np.ndarray, limit: np.ndarray, axis_pro
 
 
 def _band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
-    """k = 1: rows within ``tol`` of the best row (the best row's identity is the best identity)."""
+    """k = 1: rows within ``tol`` of the best row (the best row's identity is the best identity).
+
+    Per chunk: one ``argmax`` and one ``max`` over the block with the argmax masked out (both
+    vectorised row reductions over an in-cache block); only the rare probes whose second-best row
+    is also in the band are compared element-wise. No full compare pass over the block.
+    """
     nb = p.shape[0]
     theta = np.full(nb, -np.inf, np.float32)
     buf = np.empty((nb, min(rc, vectors.shape[0])), np.float32)
+    every = np.arange(nb)
     prs, rows, scs = [], [], []
     held = 0
     for s in range(0, vectors.shape[0], rc):
         vc = vectors[s : s + rc]
         sims = buf[:, : vc.shape[0]]
         np.matmul(p, vc.T, out=sims)
-        chunk_max = sims.max(axis=1)
-        np.maximum(theta, chunk_max, out=theta)
+        arg = sims.argmax(axis=1)
+        top = sims[every, arg]
+        np.maximum(theta, top, out=theta)
         limit = theta - tol
-        hot = np.flatnonzero(chunk_max >= limit)  # only these probes can contribute rows
+        hot = np.flatnonzero(top >= limit)  # only these probes can contribute rows
         if len(hot) == 0:
             continue
-        pr, r = _hot_entries(sims, hot, limit, 0)
-        prs.append(pr)
-        rows.append(r + s)
-        scs.append(sims[pr, r])
-        held += len(pr)
+        prs.append(hot)
+        rows.append(arg[hot] + s)
+        scs.append(top[hot])
+        held += len(hot)
+        if vc.shape[0] > 1:
+            sims[every, arg] = -np.inf  # the argmax entries are recorded; look for a second one
+            crowded = hot[sims[hot].max(axis=1) >= limit[hot]] if 8 * len(hot) < nb else \
+                hot[(sims.max(axis=1) >= limit)[hot]]
+            if len(crowded):
+                pr, r = _hot_entries(sims, crowded, limit, 0)
+                prs.append(pr)
+                rows.append(r + s)
+                scs.append(sims[pr, r])
+                held += len(pr)
         if held > 4 * nb:
             pr, r, sc = _prune(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
             prs, rows, scs, held = [pr], [r], [sc], len(pr)
