@@ -214,3 +214,23 @@ def test_empty_gallery_and_bad_input():
         make_searcher("indexed", matrix, top_n=0)
     with pytest.raises(ConfigError):
         make_searcher("parallel", matrix, workers=0)
+
+
+@pytest.mark.parametrize("n_probes", [1, 3, 40])
+def test_top1_paths_keep_exact_duplicates_across_identities(n_probes, monkeypatch):
+    """k = 1 (argmax + masked second max; template-major path for <= FEW_PROBES probes): a probe
+    equal to a template shared by several identities goes to the lowest identity index, like the
+    float64 brute force, in every chunking."""
+    rng = np.random.default_rng(n_probes)
+    x = rng.normal(size=(60, 12)).astype(np.float32)
+    x[[7, 23, 41]] = x[50]  # one template in four identities (rows 7, 23, 41, 50)
+    x[11] = x[3] + np.float32(1e-7)  # a near-duplicate within float32 rounding
+    matrix = TemplateMatrix.from_arrays(x, [f"id{i // 4:02d}" for i in range(60)], model_id="t")
+    probes = np.concatenate([x[[50, 3]], rng.normal(size=(max(n_probes - 2, 0), 12))])[:n_probes]
+    ids, _ = brute_force(matrix, probes, 1)
+    for rows in (5, 8, 64):  # chunks of `rows` templates (identities span chunks at 5)
+        monkeypatch.setattr(kernels, "MIN_CHUNK_ROWS", rows)
+        monkeypatch.setattr(kernels, "FEW_BLOCK_BYTES", 4 * rows)
+        res = Exhaustive(matrix, block_bytes=4 * rows).search(probes, 1)
+        np.testing.assert_array_equal(res.identities[:, :1], ids)
+    assert res.identities[0, 0] == 1  # row 7 -> identity 1, the lowest of 1, 5, 10, 12

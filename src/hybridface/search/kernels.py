@@ -34,6 +34,10 @@ DEFAULT_BLOCK_BYTES = 8 << 20
 PROBE_BLOCK = 1024
 #: Smallest template chunk (rows) the kernel uses, whatever the budget.
 MIN_CHUNK_ROWS = 256
+#: Batches of at most this many probes use the template-major (GEMV-like) k = 1 path.
+FEW_PROBES = 4
+#: Similarity block of that path (fits the L2 cache: the gallery is streamed once).
+FEW_BLOCK_BYTES = 256 << 10
 #: Bytes of gathered float64 template rows per re-ranking chunk.
 RERANK_BYTES = 16 << 20
 
@@ -138,6 +142,42 @@ def _band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
     return _prune(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
 
 
+def _band_top1_few(p: np.ndarray, vectors: np.ndarray, tol: float):
+    """k = 1 for a handful of probes: template-major products (a GEMV for one probe) streamed
+    through an L2-sized ``(rows, nb)`` block, so a single probe reads the gallery once at memory
+    speed; same argmax / masked-second-max band logic as :func:`_band_top1`."""
+    nb = p.shape[0]
+    rc = max(MIN_CHUNK_ROWS, FEW_BLOCK_BYTES // (4 * nb))
+    theta = np.full(nb, -np.inf, np.float32)
+    buf = np.empty((min(rc, vectors.shape[0]), nb), np.float32)
+    every = np.arange(nb)
+    pt = p[0] if nb == 1 else p.T
+    prs, rows, scs = [], [], []
+    for s in range(0, vectors.shape[0], rc):
+        vc = vectors[s : s + rc]
+        sims = buf[: vc.shape[0]]
+        np.matmul(vc, pt, out=sims[:, 0] if nb == 1 else sims)
+        arg = sims.argmax(axis=0)
+        top = sims[arg, every]
+        np.maximum(theta, top, out=theta)
+        limit = theta - tol
+        hot = np.flatnonzero(top >= limit)
+        if len(hot) == 0:
+            continue
+        prs.append(hot)
+        rows.append(arg[hot] + s)
+        scs.append(top[hot])
+        if vc.shape[0] > 1:
+            sims[arg, every] = -np.inf
+            crowded = hot[(sims.max(axis=0) >= limit)[hot]]
+            if len(crowded):
+                pr, r = _hot_entries(sims, crowded, limit, 1)
+                prs.append(pr)
+                rows.append(r + s)
+                scs.append(sims[r, pr])
+    return _prune(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
+
+
 def _band_topk(p: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, k: int, rc: int, tol: float):
     """k > 1: per-identity maxima (contiguous rows, :func:`segment_max`) within ``tol`` of the k-th best.
 
@@ -226,13 +266,15 @@ def kernel_candidates(
     tol = band_tolerance(probes.shape[1])
     nb = min(n, PROBE_BLOCK)
     rc = _rows_per_chunk(nb, n_rows, block_bytes)
-    row_labels = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets)) if k == 1 else None
     prs, ids, scs = [], [], []
     for ps in range(0, n, nb):
         p = probes[ps : ps + nb]
-        if row_labels is not None:
-            pr, r, sc = _band_top1(p, vectors, rc, tol)
-            ident = row_labels[r]
+        if k == 1:
+            if p.shape[0] <= FEW_PROBES:
+                pr, r, sc = _band_top1_few(p, vectors, tol)
+            else:
+                pr, r, sc = _band_top1(p, vectors, rc, tol)
+            ident = np.searchsorted(offsets, r, side="right") - 1  # row -> identity (few rows)
             # one entry per (probe, identity): its best row
             order = np.lexsort((-sc, ident, pr))
             pr, ident, sc = pr[order], ident[order], sc[order]
