@@ -124,3 +124,22 @@ def test_nested_thread_use_runs_inline_instead_of_deadlocking():
         return sum(run_in_threads(lambda y: x * y, [(1,), (2,), (3,)], 2))
 
     assert run_in_threads(inner, [(1,), (10,)], 2) == [6, 60]
+
+
+def test_exact_scores_do_not_depend_on_a_pairs_position():
+    """Bit-identical scores across strategies need each float64 dot to depend only on its pair."""
+    from hybridface.search.kernels import exact_scores
+
+    rng = np.random.default_rng(5)
+    for d in (3, 60, 130):
+        vectors = rng.normal(size=(300, d)).astype(np.float32)
+        probes = rng.normal(size=(20, d)).astype(np.float32)
+        offsets = np.arange(0, 301, 3)  # 100 identities of 3 rows
+        cands = rng.integers(0, 100, size=(20, 7))
+        sims, rows, _ = exact_scores(probes, vectors, offsets, cands)
+        for i in (0, 7, 19):
+            for j in (0, 3, 6):
+                one, row1, _ = exact_scores(probes[i : i + 1], vectors, offsets, cands[i : i + 1, j : j + 1])
+                assert one[0, 0] == sims[i, j] and row1[0, 0] == rows[i, j]
+        want = np.multiply(vectors[rows], probes[:, None, :], dtype=np.float64).sum(axis=2)
+        np.testing.assert_allclose(sims, want, rtol=0, atol=1e-12)

@@ -421,7 +421,6 @@ def exact_scores(
     pair_probe = np.repeat(np.arange(n, dtype=np.int64), c)
     out_sims = np.full(n * c, -np.inf, np.float64)
     out_rows = np.full(n * c, -1, np.int64)
-    p64 = probes.astype(np.float64)
     cum = np.cumsum(counts)
     rerank_rows = max(1, RERANK_BYTES // (8 * max(vectors.shape[1], 1)))
     total_evals = int(cum[-1]) if len(cum) else 0
@@ -436,7 +435,10 @@ def exact_scores(
             seg = np.cumsum(cnt) - cnt
             tot = int(cnt.sum())
             rows = np.repeat(starts[a:b] - seg, cnt) + np.arange(tot)
-            dots = np.multiply(vectors[rows], p64[np.repeat(pair_probe[a:b], cnt)], dtype=np.float64).sum(axis=1)
+            # float64 products and sums of the float32 inputs, cast in einsum's buffers (no float64
+            # copies of the gathered rows; ~10x faster). Each dot depends only on its own row
+            # (tested: position-independent), so every strategy gets bit-identical scores.
+            dots = np.einsum("ij,ij->i", vectors[rows], probes[np.repeat(pair_probe[a:b], cnt)], dtype=np.float64)
             best = np.maximum.reduceat(dots, seg[nz])
             pos = np.where(dots == np.repeat(best, cnt[nz]), np.arange(tot), tot)
             first = np.minimum.reduceat(pos, seg[nz])
