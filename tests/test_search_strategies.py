@@ -182,9 +182,10 @@ def test_indexed_shortlist_uses_codewords_and_counts_evaluations():
     ix = Indexed(matrix, top_n=3).search(probes)
     np.testing.assert_array_equal(ix.identities[:, 0], np.arange(20))
     np.testing.assert_array_equal(ix.identities, ex.identities)
-    # per probe: 100 codewords + 3 identities x 6 templates (+ 6 exact re-rank), vs 300 (+ 6)
+    # per probe: 100 codewords + 3 identities x 6 templates (+ 6 exact re-rank), vs 300 + the
+    # band rows re-ranked (k = 1 re-scores only rows within the float32 band: 1..6 here)
     assert ix.distance_evaluations == 20 * (100 + 18 + 6)
-    assert ex.distance_evaluations == 20 * (300 + 6)
+    assert 20 * (300 + 1) <= ex.distance_evaluations <= 20 * (300 + 6)
 
 
 def test_indexed_builds_centroid_codebook_when_missing():

@@ -7,7 +7,14 @@ import numpy as np
 from hybridface.errors import ConfigError, EmptyGalleryError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
-from hybridface.search.kernels import Candidates, candidate_matrix, exact_scores, finalize, kernel_candidates
+from hybridface.search.kernels import (
+    Candidates,
+    candidate_matrix,
+    exact_scores,
+    exact_top1,
+    finalize,
+    kernel_candidates,
+)
 
 
 def check_positive(name: str, value: int) -> int:
@@ -33,13 +40,21 @@ def range_candidates(
     c = kernel_candidates(
         probes, matrix.vectors[off[lo] : off[hi]], off[lo : hi + 1] - off[lo], k, block_bytes=block_bytes
     )
-    return Candidates(c.probe + probe_base, c.identity + lo, c.score, c.evaluations)
+    band = None if c.band is None else (c.band[0] + probe_base, c.band[1] + off[lo], c.band[2])
+    return Candidates(c.probe + probe_base, c.identity + lo, c.score, c.evaluations, band)
 
 
 def kernel_result(matrix: TemplateMatrix, probes: np.ndarray, parts: list[Candidates], k: int) -> SearchResult:
     """Merge kernel candidate sets, re-score them exactly and keep the best ``k``."""
+    evals = sum(c.evaluations for c in parts)
+    if k == 1 and parts and all(c.band is not None for c in parts):
+        band = tuple(np.concatenate(a) for a in zip(*(c.band for c in parts)))
+        top = exact_top1(probes, matrix.vectors, matrix.offsets, matrix.template_ids, band)
+        if top is not None:  # re-score only the band rows, not every template of a candidate
+            ids, dist, tids, ev = top
+            return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=evals + ev)
     cands = candidate_matrix(parts, probes.shape[0], k, matrix.dim)
-    return exact_result(matrix, probes, cands, k, sum(c.evaluations for c in parts))
+    return exact_result(matrix, probes, cands, k, evals)
 
 
 def exact_result(

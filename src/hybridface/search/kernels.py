@@ -64,6 +64,8 @@ class Candidates:
     identity: np.ndarray
     score: np.ndarray
     evaluations: int = 0
+    #: k = 1 kernel only: every band *row* as (probe, row, float32 score); see `exact_top1`.
+    band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def kth_best(probe: np.ndarray, score: np.ndarray, k: int, n: int) -> np.ndarray:
@@ -267,6 +269,7 @@ def kernel_candidates(
     nb = min(n, PROBE_BLOCK)
     rc = _rows_per_chunk(nb, n_rows, block_bytes)
     prs, ids, scs = [], [], []
+    bands: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for ps in range(0, n, nb):
         p = probes[ps : ps + nb]
         if k == 1:
@@ -274,6 +277,7 @@ def kernel_candidates(
                 pr, r, sc = _band_top1_few(p, vectors, tol)
             else:
                 pr, r, sc = _band_top1(p, vectors, rc, tol)
+            bands.append((pr + ps, r, sc))
             ident = np.searchsorted(offsets, r, side="right") - 1  # row -> identity (few rows)
             # one entry per (probe, identity): its best row
             order = np.lexsort((-sc, ident, pr))
@@ -286,7 +290,9 @@ def kernel_candidates(
         prs.append(pr + ps)
         ids.append(ident)
         scs.append(sc)
-    return Candidates(np.concatenate(prs), np.concatenate(ids), np.concatenate(scs), n * n_rows)
+    band = tuple(np.concatenate(a) for a in zip(*bands)) if bands else None
+    return Candidates(np.concatenate(prs), np.concatenate(ids), np.concatenate(scs), n * n_rows,
+                      band)  # type: ignore[arg-type]
 
 
 def candidate_matrix(parts: Sequence[Candidates], n: int, k: int, dim: int) -> np.ndarray:
@@ -304,6 +310,34 @@ def candidate_matrix(parts: Sequence[Candidates], n: int, k: int, dim: int) -> n
     out = np.full((n, int(cnt.max()) if len(pr) else 0), -1, np.int64)
     out[pr, np.arange(len(pr)) - (np.cumsum(cnt) - cnt)[pr]] = ident
     return out
+
+
+def exact_top1(
+    probes: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, template_ids: np.ndarray,
+    band: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """k = 1 from the band *rows* alone: float64 re-scoring of just those rows.
+
+    Every row whose float64 similarity equals a probe's exact best lies within the band (its
+    float32 score is at least the float32 maximum minus the tolerance), so the best band row —
+    ties to the lowest row, hence the lowest identity — is exactly what :func:`exact_scores` +
+    :func:`finalize` return over whole candidate identities, with the same per-pair float64 dot.
+    Returns ``(identities, distances, template_ids, rows re-scored)`` as ``(n, 1)`` arrays, or
+    ``None`` if some probe has no band row (the caller falls back to the general path).
+    """
+    n = probes.shape[0]
+    pr, rows, sc = _prune(*band, kth_best(band[0], band[2], 1, n), band_tolerance(probes.shape[1]))
+    dots = np.einsum("ij,ij->i", vectors[rows], probes[pr], dtype=np.float64)
+    order = np.lexsort((rows, -dots, pr))
+    pr, rows, dots = pr[order], rows[order], dots[order]
+    first = np.ones(len(pr), bool)
+    first[1:] = pr[1:] != pr[:-1]
+    if int(first.sum()) != n:
+        return None
+    best_rows = rows[first]
+    ids = (np.searchsorted(offsets, best_rows, side="right") - 1).astype(np.int64)
+    dist = (1.0 - dots[first]).astype(np.float32)
+    return ids[:, None], dist[:, None], template_ids[best_rows].astype(np.int64)[:, None], len(rows)
 
 
 # ---------------------------------------------------------------------------- shortlists
