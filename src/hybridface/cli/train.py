@@ -30,8 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the protocol's policy, else never)")
     p.add_argument("--protocol", action="append", metavar="NAME",
                    help="train only on this protocol's gallery side of DATA_DIR (once for all, or once per DATA_DIR)")
-    p.add_argument("--illumination", choices=("none", "hist_eq", "clahe"), default="none",
-                   help="illumination normalisation of the grey level (default none)")
+    p.add_argument("--illumination", choices=("none", "hist_eq", "clahe", "tan_triggs"), default="none",
+                   help="illumination normalisation of the grey level (default none; tan_triggs: "
+                        "Tan & Triggs 2010, best on Extended Yale B)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning rate: constant (default) or cosine decay to 0 over --epochs")
     p.add_argument("--channels", choices=("grey3", "rgb"), default="grey3",
                    help="grey3: RGB -> grey -> 3 equal channels (default); rgb: keep colour")
     p.add_argument("--augment", action="store_true",
@@ -99,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     report = train_sources(sources, out_dir=args.out, epochs=args.epochs, lr=args.lr,
                            val_fraction=args.val_fraction, seed=args.seed, batch_size=args.batch_size,
                            patience=args.patience, preprocessing=spec, augment_on_the_fly=args.augment_prob if args.augment else 0.0,
+                           lr_schedule=args.lr_schedule,
                            data_description="; ".join(described), progress=not args.no_progress,
                            threads=getattr(args, "threads", None))
     for path, why in report.skipped:

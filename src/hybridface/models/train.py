@@ -29,6 +29,8 @@ __all__ = ["TrainReport", "train_model", "train_sources", "write_model_dir", "fi
 
 log = logging.getLogger(__name__)
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass(frozen=True)
 class TrainReport:
@@ -161,12 +163,14 @@ def _accuracy(net, images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec,
 def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | None = None, *,
                epochs: int = 100, lr: float = 1e-4, val_fraction: float = 0.2, seed: int = 0,
                batch_size: int = 100, patience: int = 15, preprocessing: PreprocessSpec | None = None,
-               augment_on_the_fly: float = 0.0, progress: bool = True, threads: int | None = None):
+               augment_on_the_fly: float = 0.0, progress: bool = True, threads: int | None = None,
+               lr_schedule: str = "constant"):
     """Train on a uint8 ``(n, S, S, 3)`` array; return ``(net, info dict)`` with the best-val weights.
 
     ``augment_on_the_fly``: probability (``True`` = 1) that a training image is replaced, each
     epoch, by a random one of the 17 transformations of :mod:`hybridface.faces.augment`.
     ``threads``: PyTorch intra-op threads for this run (``None``: leave PyTorch's setting).
+    ``lr_schedule``: ``constant`` or ``cosine`` (per-step cosine decay from ``lr`` to 0 over ``epochs``).
     """
     import torch
 
@@ -177,6 +181,8 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
     from hybridface.models.compressed import CompressedVGGFace
 
     spec = preprocessing or PreprocessSpec()
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown lr schedule {lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
     if epochs < 1 or batch_size < 1 or patience < 1 or not lr > 0:
         raise ConfigError(f"epochs, batch_size, patience must be >= 1 and lr > 0 "
                           f"(got {epochs}, {batch_size}, {patience}, {lr})")
@@ -191,6 +197,10 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
     net = CompressedVGGFace(len(names))
     opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     x_tr, y_tr, x_va, y_va = images[tr], labels[tr], images[va], labels[va]
+    steps_per_epoch = -(-len(x_tr) // batch_size)
+    sched = None
+    if lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))
     aug = None
     p_aug = float(augment_on_the_fly)
     if not 0.0 <= p_aug <= 1.0:
@@ -220,11 +230,14 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             tot_loss += float(loss.detach()) * len(idx)
             tot_correct += int((logits.argmax(1) == y).sum())
         train_acc = tot_correct / len(x_tr)
         val_acc = _accuracy(net, x_va, y_va, spec) if len(x_va) else train_acc
-        history.append({"epoch": epoch, "loss": tot_loss / len(x_tr), "train_acc": train_acc, "val_acc": val_acc})
+        history.append({"epoch": epoch, "loss": tot_loss / len(x_tr), "train_acc": train_acc, "val_acc": val_acc,
+                        "lr": float(opt.param_groups[0]["lr"])})
         bar.set_postfix(loss=f"{tot_loss / len(x_tr):.3f}", acc=f"{train_acc:.3f}", val=f"{val_acc:.3f}")
         log.debug("epoch %d loss %.4f acc %.4f val %.4f", epoch, tot_loss / len(x_tr), train_acc, val_acc)
         if val_acc > best[0]:
@@ -293,7 +306,7 @@ def train_sources(sources: Sequence[tuple[Sequence[Any], str, str]], *, out_dir:
                   lr: float = 1e-4, val_fraction: float = 0.2, seed: int = 0, batch_size: int = 100,
                   patience: int = 15, preprocessing: PreprocessSpec | None = None,
                   augment_on_the_fly: float = 0.0, data_description: str = "",
-                  progress: bool = True, threads: int | None = None) -> TrainReport:
+                  progress: bool = True, threads: int | None = None, lr_schedule: str = "constant") -> TrainReport:
     """Train on several datasets at once: ``sources`` = ``[(samples, detect, prefix), ...]``.
 
     Each source is loaded with its own face-detection policy; identities are prefixed with
@@ -312,12 +325,14 @@ def train_sources(sources: Sequence[tuple[Sequence[Any], str, str]], *, out_dir:
     log.info("training on %d images of %d identities (%d files skipped)", len(images), len(set(ids)), len(skipped))
     net, info = fit_arrays(images, ids, groups, epochs=epochs, lr=lr, val_fraction=val_fraction, seed=seed,
                            batch_size=batch_size, patience=patience, preprocessing=spec,
-                           augment_on_the_fly=augment_on_the_fly, progress=progress, threads=threads)
+                           augment_on_the_fly=augment_on_the_fly, progress=progress, threads=threads,
+                           lr_schedule=lr_schedule)
     detects = sorted({d for _, d, _ in sources})
     training = {
         "data": data_description, "identities": list(info["identities"]), "num_train": info["num_train"],
         "num_val": info["num_val"], "val_accuracy": info["val_accuracy"], "train_accuracy": info["train_accuracy"],
         "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"], "epochs": epochs, "lr": lr,
+        "lr_schedule": lr_schedule,
         "batch_size": batch_size, "patience": patience, "val_fraction": val_fraction, "seed": seed,
         "detect": detects[0] if len(detects) == 1 else detects, "augment_on_the_fly": float(augment_on_the_fly),
         "skipped_files": len(skipped),

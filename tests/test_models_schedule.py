@@ -1,0 +1,36 @@
+"""``lr_schedule`` of training: cosine decay reaches ~0 at the last epoch; unknown names are errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from hybridface.errors import ConfigError  # noqa: E402
+from hybridface.models.preprocess import PreprocessSpec  # noqa: E402
+from hybridface.models.train import fit_arrays  # noqa: E402
+
+
+def _data(n_per: int = 6, k: int = 3) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, size=(n_per * k, 60, 60, 3), dtype=np.uint8)
+    return imgs, [f"id{i % k}" for i in range(n_per * k)]
+
+
+def test_cosine_schedule_decays_to_zero():
+    imgs, ids = _data()
+    opts = dict(epochs=4, lr=1e-3, val_fraction=0.0, batch_size=5, patience=10, progress=False, threads=1,
+                preprocessing=PreprocessSpec(illumination="tan_triggs"))
+    _, const = fit_arrays(imgs, ids, lr_schedule="constant", **opts)
+    _, cos = fit_arrays(imgs, ids, lr_schedule="cosine", **opts)
+    assert [h["lr"] for h in const["history"]] == [1e-3] * 4
+    lrs = [h["lr"] for h in cos["history"]]  # lr after each epoch's last step
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[0] < 1e-3 and lrs[-1] < 1e-9
+    assert np.isfinite([h["loss"] for h in cos["history"]]).all()
+
+
+def test_unknown_schedule():
+    imgs, ids = _data()
+    with pytest.raises(ConfigError, match="lr schedule 'step'"):
+        fit_arrays(imgs, ids, lr_schedule="step", epochs=1, progress=False)
