@@ -7,6 +7,7 @@ rebuilt whenever the store's revision counter moved (a write from this or any ot
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -401,12 +402,15 @@ class Gallery:
             raise ConfigError(f"k must be >= 1, got {k}")
         threshold = _check_threshold(threshold if threshold is not None else self.threshold)
         m, searcher = self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address)
-        index_names = getattr(searcher, "names", m.names)  # a kept-in-step engine has its own order
         v = as_vectors(vectors, m.dim)
         names = list(probes) if probes is not None else [f"#{i}" for i in range(len(v))]
         if len(names) != len(v):
             raise ConfigError(f"{len(v)} probe vectors but {len(names)} probe names")
-        res = searcher.search(v, k=int(k))
+        # a kept-in-step engine (Ray) has its own identity order: read it under the engine's lock,
+        # so a concurrent store edit cannot shift it between the search and the mapping
+        with getattr(searcher, "lock", None) or contextlib.nullcontext():
+            res = searcher.search(v, k=int(k))
+            index_names = getattr(searcher, "names", m.names)
         out = []
         for i in range(len(v)):
             cands = tuple((index_names[int(j)], float(d)) for j, d in zip(res.identities[i], res.distances[i]) if j >= 0)

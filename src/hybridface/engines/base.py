@@ -8,6 +8,7 @@ a Ray actor). Subclasses only say how to run one operation on every shard.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,6 +78,9 @@ class ShardedEngine:
         self._shard_names: list[list[str]] = [list(p.names) for p in parts]
         self._shard_templates: list[int] = [p.num_templates for p in parts]
         self._names: list[str] = list(names)
+        #: Held by every search and update: a query never sees a half-applied update. Callers
+        #: that map result indices through :attr:`names` hold it across search + read.
+        self.lock = threading.RLock()
         self._reindex()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -122,6 +126,10 @@ class ShardedEngine:
         if not self._names:
             raise EmptyGalleryError("the gallery has no identities; enrol some before searching")
         probes = TemplateMatrix.check_probes(_DimOnly(self.dim_), probes)  # type: ignore[arg-type]
+        with self.lock:
+            return self._search(probes, k)
+
+    def _search(self, probes: np.ndarray, k: int) -> SearchResult:
         outs = []
         for rows in sh.probe_chunks(probes.shape[0], self.dim_, self.batch_bytes):
             chunk = np.ascontiguousarray(probes[rows])
@@ -150,6 +158,10 @@ class ShardedEngine:
 
         ``normalized=True`` stores already unit-length vectors as given (bit for bit).
         """
+        with self.lock:
+            return self._add(name, vectors, template_ids, codewords, normalized)
+
+    def _add(self, name, vectors, template_ids, codewords, normalized) -> int:
         shard = self.owner(name)
         args = {"name": name, "vectors": np.asarray(vectors, np.float32),
                 "template_ids": template_ids, "codewords": codewords, "normalized": normalized}
@@ -163,6 +175,10 @@ class ShardedEngine:
 
     def remove(self, name: str) -> int:
         """Drop identity ``name`` from its shard; return that shard."""
+        with self.lock:
+            return self._remove(name)
+
+    def _remove(self, name: str) -> int:
         if name not in self._owner:
             raise UnknownIdentityError(f"identity {name!r} is not in the sharded gallery")
         shard = self._owner[name]

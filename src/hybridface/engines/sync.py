@@ -17,6 +17,7 @@ order; callers map identities through ``engine.names``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -98,12 +99,13 @@ def sync_engine(engine, old: TemplateMatrix, new: TemplateMatrix) -> bool:
         return False
     if new.num_identities == 0:
         return False
-    for op, name, args in ops:
-        if op == "remove":
-            engine.remove(name)
-        else:
-            engine.add(name, args["vectors"], template_ids=args["template_ids"], codewords=args["codewords"],
-                       normalized=True)
+    with getattr(engine, "lock", None) or contextlib.nullcontext():  # queries see old or new, not a mix
+        for op, name, args in ops:
+            if op == "remove":
+                engine.remove(name)
+            else:
+                engine.add(name, args["vectors"], template_ids=args["template_ids"], codewords=args["codewords"],
+                           normalized=True)
     if ops:
         log.info("engine kept in step with the gallery: %d routed update(s)", len(ops))
     return True
