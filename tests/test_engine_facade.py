@@ -161,3 +161,22 @@ def test_evaluation_harness_on_ray_scores_like_local(tmp_path, vec_gallery):
                          search_timing_probes=3, max_rank=5, workers=1)
         out[engine] = run_strategy("hybrid", m, probes[:20], truth, np.zeros((0, 60), np.float32), cfg, scored=True)
     assert out["ray"].cmc == out["local"].cmc and out["ray"].rank1 == 1.0
+
+
+def test_routed_updates_wait_for_a_running_query(vec_gallery):
+    """A store edit is applied to a live engine only between queries (the engine's lock)."""
+    import threading
+
+    g, rng, centres, _ = vec_gallery
+    old = g.matrix()
+    eng = make_engine("local", old, strategy="exhaustive", workers=1, shards=2)
+    _edit(g, rng, centres)
+    new = g.matrix()
+    done = threading.Event()
+    with eng.lock:  # what `Gallery.identify_vectors` holds across search + reading engine.names
+        worker = threading.Thread(target=lambda: (sync_engine(eng, old, new), done.set()))
+        worker.start()
+        assert not done.wait(0.3) and "new" not in eng.names
+    worker.join(10)
+    assert done.is_set() and "new" in eng.names and "p2" not in eng.names
+    eng.close()
