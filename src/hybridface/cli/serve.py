@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
         queue_size=args.queue,
         request_timeout_s=args.timeout,
         engine=args.engine,
+        ray_address=args.address,
         public_metrics=args.public_metrics,
     )
     app = create_app(args.db, settings=settings, model=args.model)
@@ -83,6 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", default=None, help="model directory or .onnx (default: the shipped model)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="search engine for /v1/identify")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="with --engine ray: the Ray cluster to join (default: RAY_ADDRESS or an embedded Ray)")
     p.add_argument("--workers-pool", type=int, default=2, metavar="N",
                    help="threads doing decode/encode/search work; further requests queue (default 2)")
     p.add_argument("--queue", type=int, default=64, help="requests that may wait for a worker before 503")

@@ -182,7 +182,7 @@ class _Service:
         faces = self.faces(blobs, detect)
         gallery = self.gallery(encode=True)
         found = gallery.identify([c.image for _, _, c in faces], strategy=strategy, top_n=top_n, k=k,
-                                 threshold=threshold, detect="never", engine=self.settings.engine,
+                                 threshold=threshold, detect="never", engine=self.settings.engine, address=self.settings.ray_address,
                                  workers=self.settings.search_workers) if faces else []
         results = []
         counts: dict[int, int] = {}

@@ -33,6 +33,7 @@ class ServiceSettings:
         queue_timeout_s: longest wait for a worker before 503.
         request_timeout_s: longest a request may run before 504.
         engine: ``local`` or ``ray`` (passed to the facade's ``identify``).
+        ray_address: Ray cluster to join with ``engine="ray"`` (None: ``RAY_ADDRESS`` or an embedded Ray).
         search_workers: partitions searched in parallel by the parallel/hybrid strategies.
         public_metrics: serve ``/metrics`` without a key (default: any valid key).
     """
@@ -46,6 +47,7 @@ class ServiceSettings:
     queue_timeout_s: float = 30.0
     request_timeout_s: float = 60.0
     engine: str = "local"
+    ray_address: str | None = None
     search_workers: int = 2
     public_metrics: bool = False
 
