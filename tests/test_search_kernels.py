@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridface.search import kernels, topk
-from hybridface.search.kernels import band_tolerance, kernel_candidates
+from hybridface.search import topk
+from hybridface.search.band import band_tolerance
+from hybridface.search.kernels import kernel_candidates
 from hybridface.search.threads import split_identities
 from hybridface.search.topk import GROUP, segment_max, select_topk
 
@@ -87,7 +88,7 @@ def test_kernel_memory_is_bounded_by_block_bytes(monkeypatch, k):
             seen.append(arr.nbytes)
         return arr
 
-    monkeypatch.setattr(kernels.np, "empty", spy)
+    monkeypatch.setattr(np, "empty", spy)
     rng = np.random.default_rng(0)
     v = rng.standard_normal((5000, 8)).astype(np.float32)
     p = rng.standard_normal((300, 8)).astype(np.float32)
@@ -128,7 +129,7 @@ def test_nested_thread_use_runs_inline_instead_of_deadlocking():
 
 def test_exact_scores_do_not_depend_on_a_pairs_position():
     """Bit-identical scores across strategies need each float64 dot to depend only on its pair."""
-    from hybridface.search.kernels import exact_scores
+    from hybridface.search.rerank import exact_scores
 
     rng = np.random.default_rng(5)
     for d in (3, 60, 130):

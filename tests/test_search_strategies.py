@@ -12,7 +12,7 @@ from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.index.lbg import build_codebooks
 from hybridface.search import STRATEGIES, make_searcher
 from hybridface.search import hybrid as hybrid_module
-from hybridface.search import kernels
+from hybridface.search import tuning
 from hybridface.search.base import Searcher
 from hybridface.search.exhaustive import Exhaustive
 from hybridface.search.hybrid import Hybrid
@@ -103,17 +103,17 @@ def test_exhaustive_matches_float64_brute_force(case):
 
 
 @SETTINGS
-@given(galleries(), st.integers(1, 3), st.sampled_from([0, kernels.GATHER_RATIO, 10**12]))
+@given(galleries(), st.integers(1, 3), st.sampled_from([0, tuning.GATHER_RATIO, 10**12]))
 def test_hybrid_equals_indexed_for_any_top_n(case, top_n, gather_ratio):
     matrix, probes, k = case
-    saved = kernels.GATHER_RATIO
-    kernels.GATHER_RATIO = gather_ratio  # 0: a BLAS call per identity; huge: gathered scoring
+    saved = tuning.GATHER_RATIO
+    tuning.GATHER_RATIO = gather_ratio  # 0: a BLAS call per identity; huge: gathered scoring
     try:
         indexed = Indexed(matrix, top_n=top_n)
         res = indexed.search(probes, k)
         assert_same(Hybrid(matrix, top_n=top_n, workers=3).search(probes, k), res)
     finally:
-        kernels.GATHER_RATIO = saved
+        tuning.GATHER_RATIO = saved
     # indexed == brute force restricted to each probe's shortlist
     p = matrix.check_probes(probes)
     shortlist, _ = indexed.shortlist(p, max(top_n, k))
@@ -156,12 +156,12 @@ def test_chunked_kernel_with_identities_spanning_chunks(monkeypatch):
     matrix = TemplateMatrix.from_arrays(v, names)
     probes = rng.standard_normal((13, 6)).astype(np.float32)
     ref = {k: Exhaustive(matrix).search(probes, k) for k in (1, 4)}
-    monkeypatch.setattr(kernels, "MIN_CHUNK_ROWS", 3)
-    monkeypatch.setattr(kernels, "PROBE_BLOCK", 4)
-    monkeypatch.setattr(kernels, "RERANK_BYTES", 5 * 8 * 6)
+    monkeypatch.setattr(tuning, "MIN_CHUNK_ROWS", 3)
+    monkeypatch.setattr(tuning, "PROBE_BLOCK", 4)
+    monkeypatch.setattr(tuning, "RERANK_BYTES", 5 * 8 * 6)
     monkeypatch.setattr(hybrid_module, "PARALLEL_MIN_ROWS", 0)
     for ratio in (0, 10**12):  # BLAS per identity / gathered scoring
-        monkeypatch.setattr(kernels, "GATHER_RATIO", ratio)
+        monkeypatch.setattr(tuning, "GATHER_RATIO", ratio)
         for k in (1, 4):  # threaded shortlist + threaded re-rank == sequential indexed
             assert_same(Hybrid(matrix, top_n=5, workers=3).search(probes, k), Indexed(matrix, top_n=5).search(probes, k))
     for k in (1, 4):
@@ -230,8 +230,8 @@ def test_top1_paths_keep_exact_duplicates_across_identities(n_probes, monkeypatc
     probes = np.concatenate([x[[50, 3]], rng.normal(size=(max(n_probes - 2, 0), 12))])[:n_probes]
     ids, _ = brute_force(matrix, probes, 1)
     for rows in (5, 8, 64):  # chunks of `rows` templates (identities span chunks at 5)
-        monkeypatch.setattr(kernels, "MIN_CHUNK_ROWS", rows)
-        monkeypatch.setattr(kernels, "FEW_BLOCK_BYTES", 4 * rows)
+        monkeypatch.setattr(tuning, "MIN_CHUNK_ROWS", rows)
+        monkeypatch.setattr(tuning, "FEW_BLOCK_BYTES", 4 * rows)
         res = Exhaustive(matrix, block_bytes=4 * rows).search(probes, 1)
         np.testing.assert_array_equal(res.identities[:, :1], ids)
     assert res.identities[0, 0] == 1  # row 7 -> identity 1, the lowest of 1, 5, 10, 12

@@ -7,14 +7,9 @@ import numpy as np
 from hybridface.errors import ConfigError, EmptyGalleryError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
-from hybridface.search.kernels import (
-    Candidates,
-    candidate_matrix,
-    exact_scores,
-    exact_top1,
-    finalize,
-    kernel_candidates,
-)
+from hybridface.search.band import Candidates, candidate_matrix
+from hybridface.search.kernels import kernel_candidates
+from hybridface.search.rerank import exact_scores, exact_top1, finalize
 
 
 def check_positive(name: str, value: int) -> int:

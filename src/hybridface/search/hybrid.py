@@ -8,8 +8,8 @@ from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, prepare
 from hybridface.search.indexed import Indexed
-from hybridface.search.kernels import DEFAULT_BLOCK_BYTES
 from hybridface.search.threads import run_in_threads, single_threaded_blas
+from hybridface.search.tuning import DEFAULT_BLOCK_BYTES
 
 
 #: Below this many template rows to re-rank, the re-ranking runs inline (threads cost more).

@@ -7,9 +7,10 @@ import numpy as np
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.kernels import DEFAULT_BLOCK_BYTES, shortlist_candidates
+from hybridface.search.shortlist import shortlist_candidates
 from hybridface.search.threads import run_in_threads, single_threaded_blas, split_identities
 from hybridface.search.topk import segment_max, select_topk
+from hybridface.search.tuning import DEFAULT_BLOCK_BYTES
 
 
 class Indexed:

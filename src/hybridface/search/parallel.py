@@ -11,8 +11,8 @@ import numpy as np
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.kernels import DEFAULT_BLOCK_BYTES
 from hybridface.search.threads import run_in_threads, split_identities
+from hybridface.search.tuning import DEFAULT_BLOCK_BYTES
 
 
 class Parallel:

@@ -1,0 +1,22 @@
+"""Tuning knobs of the search kernel (memory budgets, block sizes, path switches).
+
+Read as ``tuning.NAME`` at call time by the kernel modules, so a test may monkeypatch them here.
+"""
+
+from __future__ import annotations
+
+#: Bytes of float32 similarities one kernel call holds at a time.
+DEFAULT_BLOCK_BYTES = 8 << 20
+#: Probes per block (GEMM efficiency vs. the similarity block's height).
+PROBE_BLOCK = 1024
+#: Smallest template chunk (rows) the kernel uses, whatever the budget.
+MIN_CHUNK_ROWS = 256
+#: Batches of at most this many probes use the template-major (GEMV-like) k = 1 path.
+FEW_PROBES = 4
+#: Similarity block of that path (fits the L2 cache: the gallery is streamed once).
+FEW_BLOCK_BYTES = 256 << 10
+#: Bytes of gathered float64 template rows per re-ranking chunk.
+RERANK_BYTES = 16 << 20
+#: Gathered scoring is used when rows x dim < identities x GATHER_RATIO (a BLAS call per
+#: identity costs about as much as gathering and scoring this many row elements).
+GATHER_RATIO = 10_000
