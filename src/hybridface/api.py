@@ -1,111 +1,60 @@
 """The facade every front end calls (CLI, REST service, evaluation): encoders, galleries, 1:N, 1:1.
 
 ``open_gallery(db)`` returns a :class:`Gallery` over a :class:`~hybridface.gallery.store.GalleryStore`.
-The store is the truth: the in-memory `TemplateMatrix` and the searchers built on it are cached and
-rebuilt whenever the store's revision counter moved (a write from this or any other process).
+The store is the truth: the in-memory `TemplateMatrix` and the searchers built on it are cached per
+store revision (:mod:`hybridface.engines.cache`). Inputs are cropped and encoded by
+:mod:`hybridface.prepare`; results are the frozen records of :mod:`hybridface.results`. Those
+names are re-exported here, so ``from hybridface.api import ...`` keeps working for all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import logging
 import os
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hybridface.errors import (
-    ConfigError,
-    EmptyGalleryError,
-    HybridFaceError,
-    ImageDecodeError,
-    ModelFileError,
-    ModelMismatchError,
-    NoFaceError,
-)
+from hybridface.engines.cache import ENGINES, STRATEGIES, SearcherCache
+from hybridface.errors import ConfigError, ModelFileError, ModelMismatchError
 from hybridface.gallery.calibration import Calibration, calibrate_threshold
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.gallery.store import GalleryStore
-from hybridface.models.base import Encoder, l2_normalize
+from hybridface.models.base import Encoder
+from hybridface.prepare import (
+    Prepared,
+    as_vectors,
+    crop_size,
+    encode_crops,
+    is_vectors,
+    prepare_images,
+    vector_hash,
+)
+from hybridface.results import EnrollReport, Identification, Verification
 
-log = logging.getLogger(__name__)
-
-STRATEGIES = ("exhaustive", "indexed", "parallel", "hybrid")
-ENGINES = ("local", "ray")
-_ENCODE_BATCH = 512
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class EnrollReport:
-    """What one `Gallery.enroll` did: templates added, duplicates ignored, files skipped (with why)."""
-
-    identity: str
-    template_ids: tuple[int, ...] = ()
-    duplicates: int = 0
-    skipped: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def added(self) -> int:
-        return len(self.template_ids)
-
-
-@dataclass(frozen=True)
-class Identification:
-    """The answer for one probe. ``identity`` is ``None`` when unknown (over the threshold) or on error."""
-
-    probe: str
-    identity: str | None
-    distance: float | None
-    candidates: tuple[tuple[str, float], ...] = ()
-    status: str = "ok"  # ok | no_face | error
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of the CLI and the service."""
-        return {
-            "probe": self.probe,
-            "identity": self.identity,
-            "distance": self.distance,
-            "candidates": [[n, d] for n, d in self.candidates],
-            "status": self.status,
-            "error": self.error,
-        }
+__all__ = [
+    "ENGINES",
+    "STRATEGIES",
+    "Calibration",
+    "EnrollReport",
+    "Gallery",
+    "Identification",
+    "Prepared",
+    "Verification",
+    "as_vectors",
+    "crop_size",
+    "encode_crops",
+    "is_vectors",
+    "load_encoder",
+    "open_gallery",
+    "prepare_images",
+    "vector_hash",
+    "verify",
+]
 
 
-@dataclass(frozen=True)
-class Verification:
-    """1:1 answer: cosine distance between two faces and the same/different decision."""
-
-    a: str
-    b: str
-    distance: float
-    threshold: float
-    same: bool
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """One input image after cropping: source name, content hash, 60x60 crop or the error."""
-
-    source: str
-    hash: str
-    crop: np.ndarray | None = None
-    error: HybridFaceError | None = None
-
-    @property
-    def status(self) -> str:
-        if self.error is None:
-            return "ok"
-        return "no_face" if isinstance(self.error, NoFaceError) else "error"
-
-
-# ---------------------------------------------------------------------------- helpers
 def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
     """The encoder of a model directory / ``.onnx`` file, or a zoo name (``paper``, ``dlib``, ...);
     ``None`` → the shipped default model."""
@@ -119,90 +68,6 @@ def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
     return load_model(name_or_path)
 
 
-def is_vectors(x: Any) -> bool:
-    """True when ``x`` is a float array of templates (1-D or 2-D) rather than images."""
-    return isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim in (1, 2)
-
-
-def _check_finite_rows(vectors: np.ndarray, what: str) -> None:
-    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-    if len(bad):
-        raise ConfigError(f"{what} {bad[:5].tolist()} contain NaN or infinite values")
-
-
-def as_vectors(vectors: Any, dim: int | None = None, *, what: str = "probe vectors") -> np.ndarray:
-    """Validate a template batch: 2-D float, finite, ``dim`` columns; returns unit float32 rows."""
-    v = np.asarray(vectors, dtype=np.float32)
-    if v.ndim == 1:
-        v = v[None, :]
-    if v.ndim != 2 or (dim is not None and v.shape[1] != dim):
-        raise ModelMismatchError(f"{what} have shape {v.shape}, expected (n, {dim}) for this gallery/model")
-    _check_finite_rows(v, what)
-    return l2_normalize(v)
-
-
-def vector_hash(vector: np.ndarray) -> str:
-    return "v:" + hashlib.sha256(np.asarray(vector, "<f4").tobytes()).hexdigest()
-
-
-def crop_size(encoder: Encoder) -> int:
-    """Side of the square face crop an encoder wants (its input height; 60 for the paper's network)."""
-    return int(getattr(encoder, "input_size", (60, 60))[0])
-
-
-def prepare_images(images: Sequence[Any] | np.ndarray, *, detect: str = "never", detector: str = "cascade",
-                   sources: Sequence[str] | None = None, size: int = 60) -> list[Prepared]:
-    """Crop each image (path, encoded bytes or uint8 array) to ``size`` x ``size``; bad inputs
-    become `Prepared` entries with ``error`` set, never an exception."""
-    from hybridface.faces.crop import extract_faces
-
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        images = list(images)
-    elif isinstance(images, (str, Path, bytes, np.ndarray)):
-        images = [images]
-    if detect not in ("never", "always", "largest"):
-        raise ConfigError(f"detect={detect!r}: use never, always or largest")
-    out: list[Prepared] = []
-    for i, img in enumerate(images):
-        if isinstance(img, (str, Path)):
-            name = str(img)
-        elif isinstance(img, (bytes, bytearray)):
-            name = f"<bytes #{i}>"
-        else:
-            name = f"<array #{i}>"
-        if sources is not None:
-            name = str(sources[i])
-        try:
-            if isinstance(img, (str, Path)):
-                try:
-                    data = Path(img).read_bytes()
-                except OSError as exc:
-                    raise ImageDecodeError(f"{img}: cannot read file ({exc.strerror or exc})") from exc
-            elif isinstance(img, (bytes, bytearray)):
-                data = bytes(img)
-            elif isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim in (2, 3):
-                data = None
-            else:
-                raise ImageDecodeError(f"{name}: not an image (give a path, encoded bytes or a uint8 HxWx3 array)")
-            digest = hashlib.sha256(data if data is not None else
-                                    repr(img.shape).encode() + np.ascontiguousarray(img).tobytes()).hexdigest()
-            src = img if isinstance(img, (str, Path)) else (data if data is not None else img)
-            crop = extract_faces(src, detect=detect, detector=detector, size=size, source=name)[0]
-            out.append(Prepared(name, digest, crop.image))
-        except HybridFaceError as exc:
-            log.debug("skipping %s: %s", name, exc)
-            out.append(Prepared(name, "", None, exc))
-    return out
-
-
-def encode_crops(encoder: Encoder, crops: Sequence[np.ndarray]) -> np.ndarray:
-    """Encode 60x60 crops in batches into ``(n, dim)`` unit float32 templates."""
-    if not crops:
-        return np.zeros((0, encoder.dim), np.float32)
-    parts = [encoder.encode(np.stack(crops[i:i + _ENCODE_BATCH])) for i in range(0, len(crops), _ENCODE_BATCH)]
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
-
-
 def _check_threshold(t: float | None) -> float | None:
     if t is None:
         return None
@@ -210,36 +75,6 @@ def _check_threshold(t: float | None) -> float | None:
     if not np.isfinite(t) or t < 0:
         raise ConfigError(f"threshold must be a finite distance >= 0, got {t}")
     return t
-
-
-def _make_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers: int, engine: str,
-                   address: str | None = None):
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    if engine == "local" and address is not None:
-        raise ConfigError("address only applies to engine='ray' (--engine ray --address HOST:PORT)")
-    if engine == "local":
-        from hybridface.search import make_searcher
-
-        return make_searcher(strategy, matrix, top_n=top_n, workers=workers)
-    if engine == "ray":
-        # Hook: the Ray engine (hybridface.engines.ray) shards the matrix over Ray actors.
-        import importlib.util
-
-        if importlib.util.find_spec("hybridface.engines.ray") is None:
-            raise ConfigError("engine 'ray' not available (hybridface.engines.ray is not installed); use engine='local'")
-        from hybridface.engines.local import make_engine
-
-        return make_engine("ray", matrix, strategy=strategy, top_n=top_n, workers=workers, address=address)
-    raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-
-
-# ---------------------------------------------------------------------------- the gallery
-@dataclass
-class _Cache:
-    revision: int = -1
-    matrix: TemplateMatrix | None = None
-    searchers: dict = field(default_factory=dict)
 
 
 class Gallery:
@@ -250,8 +85,7 @@ class Gallery:
         self.store = store
         self._encoder = encoder
         self._model = model
-        self._cache = _Cache()
-        self._lock = threading.RLock()
+        self._searchers = SearcherCache(store)
         if encoder is not None:
             store.check_model(encoder.model_id, encoder.dim)
 
@@ -273,21 +107,8 @@ class Gallery:
             self._encoder = enc
         return self._encoder
 
-    def _close_searchers(self, searchers: dict | None = None) -> None:
-        """Release searchers that hold resources (thread pools, Ray actors) before they are dropped."""
-        searchers = self._cache.searchers if searchers is None else searchers
-        for searcher in searchers.values():
-            close = getattr(searcher, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as exc:  # a failing shutdown must not hide the caller's result
-                    log.warning("closing searcher %r failed: %s", searcher, exc)
-        searchers.clear()
-
     def close(self) -> None:
-        with self._lock:
-            self._close_searchers()
+        self._searchers.close()
         self.store.close()
 
     def __enter__(self) -> Gallery:
@@ -343,34 +164,7 @@ class Gallery:
     # -- search
     def matrix(self) -> TemplateMatrix:
         """The cached in-memory view, reloaded when the store changed."""
-        with self._lock:
-            rev = self.store.revision()
-            if self._cache.matrix is None or rev != self._cache.revision:
-                old = self._cache
-                self._cache = _Cache(*self.store.snapshot())
-                self._cache.searchers = self._carry_engines(old, self._cache.matrix)
-            return self._cache.matrix  # type: ignore[return-value]
-
-    def _carry_engines(self, old: _Cache, new: TemplateMatrix | None) -> dict:
-        """Keep live Ray engines in step with the store (routed add/remove); close every other searcher.
-
-        Local searchers are rebuilt on demand (cheap); a Ray engine would re-ship every shard and
-        restart every actor, so only the changed identities are sent to their owning shards.
-        """
-        kept: dict = {}
-        if old.matrix is not None and new is not None:
-            from hybridface.engines.sync import sync_engine
-
-            for key, searcher in list(old.searchers.items()):
-                if key[3] != "ray":
-                    continue
-                try:
-                    if sync_engine(searcher, old.matrix, new):
-                        kept[key] = old.searchers.pop(key)
-                except HybridFaceError as exc:  # fall back to a rebuild on next use
-                    log.warning("could not update the Ray engine in place (%s); rebuilding it", exc)
-        self._close_searchers(old.searchers)
-        return kept
+        return self._searchers.matrix()
 
     def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local",
                  address: str | None = None):
@@ -379,17 +173,7 @@ class Gallery:
         ``engine="ray"`` shards the gallery over Ray actors (``address``: an existing cluster's
         ``host:port``; ``None`` starts a local Ray). Its results index into ``searcher.names``.
         """
-        if int(top_n) < 1 or int(workers) < 1:
-            raise ConfigError(f"top_n and workers must be >= 1, got top_n={top_n}, workers={workers}")
-        with self._lock:
-            m = self.matrix()
-            if m.num_templates == 0:
-                raise EmptyGalleryError(f"gallery {self.path} has no templates; enrol some first (hybridface enroll)")
-            key = (strategy, int(top_n), int(workers), engine, address)
-            if key not in self._cache.searchers:
-                self._cache.searchers[key] = _make_searcher(strategy, m, top_n=int(top_n), workers=int(workers),
-                                                            engine=engine, address=address)
-            return m, self._cache.searchers[key]
+        return self._searchers.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address)
 
     def identify_vectors(self, vectors: np.ndarray, *, probes: Sequence[str] | None = None,
                          model_id: str | None = None, strategy: str = "hybrid", top_n: int = 5,
