@@ -15,9 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from hybridface.api import Gallery, crop_size, encode_crops, load_encoder, open_gallery
+from hybridface.api import Gallery, load_encoder, open_gallery
 from hybridface.errors import GalleryError
 from hybridface.gallery.store import GalleryStore
+from hybridface.prepare import crop_size, encode_crops
 
 log = logging.getLogger(__name__)
 

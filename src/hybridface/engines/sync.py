@@ -1,7 +1,7 @@
 """Keep a live sharded engine in step with a changed gallery matrix (no full rebuild).
 
-The gallery facade (`hybridface.api.Gallery`) reloads its `TemplateMatrix` whenever the store's
-revision moves. Local searchers are cheap to rebuild; a Ray engine is not (every shard is shipped
+The gallery's searcher cache (`hybridface.engines.cache.SearcherCache`, behind `hybridface.api.Gallery`)
+reloads its `TemplateMatrix` whenever the store's revision moves. Local searchers are cheap to rebuild; a Ray engine is not (every shard is shipped
 to the cluster again and every actor restarted). `sync_engine` instead diffs the two matrices by
 identity and routes only the changes to the owning shards with `ShardedEngine.add` / `remove`:
 
