@@ -40,6 +40,29 @@ def exact_top1(
     dist = (1.0 - dots[first]).astype(np.float32)
     return ids[:, None], dist[:, None], template_ids[best_rows].astype(np.int64)[:, None], len(rows)
 
+
+def gathered_chunks(starts: np.ndarray, counts: np.ndarray, max_rows: int):
+    """Walk pairs (each ``counts[i]`` contiguous rows from ``starts[i]``) in consecutive ranges of at
+    most ``max_rows`` gathered rows (at least one pair per range).
+
+    Yields ``(a, cnt, nz, seg, rows)`` for each range ``a..a+len(cnt)-1`` that has rows: ``cnt``
+    its row counts, ``nz`` the positions with rows, ``seg`` each pair's first position in ``rows``
+    (the gathered row indices, pair after pair).
+    """
+    cum = np.cumsum(counts)
+    a = 0
+    while a < len(counts):
+        base = int(cum[a - 1]) if a else 0
+        b = max(a + 1, int(np.searchsorted(cum, base + max_rows, side="right")))
+        cnt = counts[a:b]
+        nz = np.flatnonzero(cnt > 0)
+        if len(nz):
+            seg = np.cumsum(cnt) - cnt
+            rows = np.repeat(starts[a:b] - seg, cnt) + np.arange(int(cnt.sum()))
+            yield a, cnt, nz, seg, rows
+        a = b
+
+
 def exact_scores(
     probes: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, candidates: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -58,31 +81,20 @@ def exact_scores(
     pair_probe = np.repeat(np.arange(n, dtype=np.int64), c)
     out_sims = np.full(n * c, -np.inf, np.float64)
     out_rows = np.full(n * c, -1, np.int64)
-    cum = np.cumsum(counts)
     rerank_rows = max(1, tuning.RERANK_BYTES // (8 * max(vectors.shape[1], 1)))
-    total_evals = int(cum[-1]) if len(cum) else 0
-    a = 0
-    while a < len(flat):
-        # pairs a..b-1 hold at most `rerank_rows` rows (at least one pair)
-        base = int(cum[a - 1]) if a else 0
-        b = max(a + 1, int(np.searchsorted(cum, base + rerank_rows, side="right")))
-        cnt = counts[a:b]
-        nz = np.flatnonzero(cnt > 0)
-        if len(nz):
-            seg = np.cumsum(cnt) - cnt
-            tot = int(cnt.sum())
-            rows = np.repeat(starts[a:b] - seg, cnt) + np.arange(tot)
-            # float64 products and sums of the float32 inputs, cast in einsum's buffers (no float64
-            # copies of the gathered rows; ~10x faster). Each dot depends only on its own row
-            # (tested: position-independent), so every strategy gets bit-identical scores.
-            dots = np.einsum("ij,ij->i", vectors[rows], probes[np.repeat(pair_probe[a:b], cnt)], dtype=np.float64)
-            best = np.maximum.reduceat(dots, seg[nz])
-            pos = np.where(dots == np.repeat(best, cnt[nz]), np.arange(tot), tot)
-            first = np.minimum.reduceat(pos, seg[nz])
-            out_sims[a + nz] = best
-            out_rows[a + nz] = rows[first]
-        a = b
-    return out_sims.reshape(n, c), out_rows.reshape(n, c), total_evals
+    for a, cnt, nz, seg, rows in gathered_chunks(starts, counts, rerank_rows):
+        tot = len(rows)
+        # float64 products and sums of the float32 inputs, cast in einsum's buffers (no float64
+        # copies of the gathered rows; ~10x faster). Each dot depends only on its own row
+        # (tested: position-independent), so every strategy gets bit-identical scores.
+        dots = np.einsum("ij,ij->i", vectors[rows], probes[np.repeat(pair_probe[a:a + len(cnt)], cnt)],
+                         dtype=np.float64)
+        best = np.maximum.reduceat(dots, seg[nz])
+        pos = np.where(dots == np.repeat(best, cnt[nz]), np.arange(tot), tot)
+        first = np.minimum.reduceat(pos, seg[nz])
+        out_sims[a + nz] = best
+        out_rows[a + nz] = rows[first]
+    return out_sims.reshape(n, c), out_rows.reshape(n, c), int(counts.sum())
 
 
 def finalize(

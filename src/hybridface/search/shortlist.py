@@ -6,6 +6,7 @@ import numpy as np
 
 from hybridface.search import tuning
 from hybridface.search.band import Candidates, band_tolerance, kth_best, prune_band
+from hybridface.search.rerank import gathered_chunks
 from hybridface.search.threads import run_in_threads
 
 
@@ -13,22 +14,12 @@ def _score_gathered(probes, vectors, offsets, pairs, ids, c, scores) -> int:
     """Best float32 similarity of (probe = pair // c, identity) pairs by gathering their rows."""
     starts = offsets[ids]
     counts = offsets[ids + 1] - starts
-    cum = np.cumsum(counts)
     max_rows = max(1, tuning.RERANK_BYTES // (8 * probes.shape[1]))
-    a = 0
-    while a < len(pairs):
-        base = int(cum[a - 1]) if a else 0
-        b = max(a + 1, int(np.searchsorted(cum, base + max_rows, side="right")))
-        cnt = counts[a:b]
-        nz = np.flatnonzero(cnt > 0)
-        if len(nz):
-            seg = np.cumsum(cnt) - cnt
-            tot = int(cnt.sum())
-            rows = np.repeat(starts[a:b] - seg, cnt) + np.arange(tot)
-            dots = np.einsum("ij,ij->i", vectors[rows], probes[np.repeat(pairs[a:b] // c, cnt)])
-            scores[pairs[a:b][nz]] = np.maximum.reduceat(dots, seg[nz])
-        a = b
-    return int(cum[-1]) if len(cum) else 0
+    for a, cnt, nz, seg, rows in gathered_chunks(starts, counts, max_rows):
+        chunk = pairs[a:a + len(cnt)]
+        dots = np.einsum("ij,ij->i", vectors[rows], probes[np.repeat(chunk // c, cnt)])
+        scores[chunk[nz]] = np.maximum.reduceat(dots, seg[nz])
+    return int(counts.sum())
 
 
 def shortlist_candidates(
