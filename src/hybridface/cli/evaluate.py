@@ -40,7 +40,7 @@ def register(subparsers) -> None:
         description="Reproduce (and beat) Table IV of Meddad et al. (2020): per model × scenario, time per probe "
         "(feature extraction + search), Rank-1/Rank-5 and speed-up; optional open-set DIR@FAR.",
     )
-    p.add_argument("--protocol", required=True, help="yale-augmented | vidtimit | folder")
+    p.add_argument("--protocol", required=True, help="yale-augmented | vidtimit | folder | unseen")
     p.add_argument("--data", required=True, type=Path, help="dataset folder (or the folder holding it)")
     p.add_argument("--models", default="compressed,paper", type=_csv,
                    help="comma list of compressed, paper, vggface, inception_v3, dlib (default: compressed,paper)")
@@ -59,10 +59,15 @@ def register(subparsers) -> None:
                    help="weights file/dir of a model, e.g. vggface=vgg_face.pth (repeatable)")
     p.add_argument("--protocol-option", action="append", metavar="KEY=VALUE",
                    help="protocol option, e.g. variants=1 or subjects=10 (repeatable)")
-    p.add_argument("--epochs", type=int, default=60, help="training epochs of the compressed model")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=15)
-    p.add_argument("--illumination", default="clahe", help="none | hist_eq | clahe (compressed model)")
+    p.add_argument("--epochs", type=int, default=40, help="training epochs of the compressed model")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"),
+                   help="learning-rate schedule of the compressed model")
+    p.add_argument("--patience", type=int, default=40)
+    p.add_argument("--augment-prob", type=float, default=0.0,
+                   help="probability that a training image is replaced by a random one of the 17 transformations")
+    p.add_argument("--illumination", default="tan_triggs",
+                   help="none | hist_eq | clahe | tan_triggs (compressed model)")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
@@ -81,7 +86,10 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["hybridface", "evaluate", "--protocol", args.protocol, "--data", str(args.data),
              "--models", ",".join(args.models), "--strategies", ",".join(args.strategies),
              "--top-n", str(args.top_n), "--workers", str(args.workers), "--codewords", str(args.codewords),
-             "--epochs", str(args.epochs), "--lr", str(args.lr), "--illumination", args.illumination]
+             "--epochs", str(args.epochs), "--lr", str(args.lr), "--lr-schedule", args.lr_schedule,
+             "--patience", str(args.patience), "--illumination", args.illumination]
+    if args.augment_prob:
+        parts += ["--augment-prob", str(args.augment_prob)]
     if args.engine != "local":
         parts += ["--engine", args.engine] + (["--address", args.address] if args.address else [])
     if args.open_set:
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         limit_probes=args.limit_probes, seed=args.seed, weights=_pairs(args.weights, "--weights"),
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
         train=TrainOptions(epochs=args.epochs, lr=args.lr, patience=args.patience, illumination=args.illumination,
-                           seed=args.seed),
+                           lr_schedule=args.lr_schedule, augment=args.augment_prob, seed=args.seed),
         engine=args.engine, address=args.address,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
     )

@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 class TrainOptions:
     """Training options of the ``compressed`` model (see `hybridface.models.train.fit_arrays`)."""
 
-    epochs: int = 60
-    lr: float = 1e-3
+    epochs: int = 40
+    lr: float = 2e-3
     batch_size: int = 100
-    patience: int = 15
+    patience: int = 40
     val_fraction: float = 0.1
-    illumination: str = "clahe"
+    illumination: str = "tan_triggs"
+    lr_schedule: str = "cosine"
+    augment: float = 0.0
     seed: int = 0
 
 
@@ -55,7 +57,8 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
     net, info = fit_arrays(
         images, [s.identity for s in samples], [str(s.path) for s in samples], epochs=opts.epochs, lr=opts.lr,
         val_fraction=opts.val_fraction, seed=opts.seed, batch_size=opts.batch_size, patience=opts.patience,
-        preprocessing=spec, progress=progress,
+        preprocessing=spec, progress=progress, lr_schedule=opts.lr_schedule, threads=1,
+        augment_on_the_fly=opts.augment,
     )
     training = {
         "data": f"{split.protocol} gallery side ({len(samples)} images)",
