@@ -19,16 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridface.hashing import file_sha256
+
 log = logging.getLogger(__name__)
 
 
-def content_hash(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+content_hash = file_sha256  # SHA-256 (hex) of a file's bytes
 
 
 def template_key(image_hash: str, variant: int, seed: int, crop: dict) -> str:

@@ -7,7 +7,6 @@ Only the baseline modules import this; it imports torch, so it is never imported
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
@@ -15,19 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridface.hashing import file_sha256
 from hybridface.errors import ConfigError, ModelFileError
 from hybridface.models.base import ImageBatch, l2_normalize
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: str | PathLike, *, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def to_uint8_batch(images: ImageBatch, size: tuple[int, int]) -> np.ndarray:

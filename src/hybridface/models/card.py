@@ -8,12 +8,12 @@ refuses a card whose ONNX file was changed (:class:`ModelFileError`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybridface.hashing import file_sha256
 from hybridface.errors import ModelFileError
 from hybridface.models.preprocess import PreprocessSpec
 
@@ -48,12 +48,7 @@ class ModelCard:
         return asdict(self)
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = file_sha256  # the model id of an ONNX file
 
 
 def library_versions() -> dict[str, str]:

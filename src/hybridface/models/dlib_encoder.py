@@ -14,7 +14,8 @@ from os import PathLike
 import numpy as np
 
 from hybridface.errors import MissingDependencyError, ModelFileError, require
-from hybridface.models._backbone import file_sha256, to_uint8_batch
+from hybridface.hashing import file_sha256
+from hybridface.models._backbone import to_uint8_batch
 from hybridface.models.base import ImageBatch, l2_normalize
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridface.models._backbone import file_sha256, seeded_init, to_uint8_batch
+from hybridface.hashing import file_sha256
+from hybridface.models._backbone import seeded_init, to_uint8_batch
 from hybridface.models.base import ImageBatch, l2_normalize
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridface.hashing import file_sha256
 from hybridface.errors import ConfigError, MissingDependencyError
 
 __all__ = ["TEACHERS", "TeacherCache", "load_teacher", "descriptor_key", "teacher_descriptors", "select_unlabeled"]
@@ -54,12 +55,6 @@ def descriptor_key(file_hash: str, crop: dict) -> str:
     return hashlib.sha256(json.dumps([file_hash, crop], sort_keys=True).encode()).hexdigest()
 
 
-def _file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class TeacherCache:
@@ -121,7 +116,7 @@ def teacher_descriptors(paths: Sequence[str | Path], *, cache_dir: str | Path, d
     from tqdm import tqdm
 
     crop = {"detect": detect, "size": TEACHER_CROP, "margin": 0.2, "teacher_input": "crop"}
-    keys = [descriptor_key(_file_hash(p), crop) for p in paths]
+    keys = [descriptor_key(file_sha256(p), crop) for p in paths]
     cache: TeacherCache | None = None
     out = np.zeros((len(paths), 128), np.float32)
     found = np.zeros(len(paths), bool)
@@ -159,7 +154,7 @@ def _dlib_teacher_id() -> str:
     from hybridface.models.dlib_encoder import default_model_files
 
     weights, _ = default_model_files()
-    return f"dlib-resnet-{_file_hash(weights)[:16]}"
+    return f"dlib-resnet-{file_sha256(weights)[:16]}"
 
 
 def select_unlabeled(root: str | Path, *, limit: int | None = None, seed: int = 0) -> list[Path]:
