@@ -64,6 +64,8 @@ def register(subparsers) -> None:
     p.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"),
                    help="learning-rate schedule of the compressed model")
     p.add_argument("--patience", type=int, default=40)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the gallery held out for early stopping (0: train on every gallery image)")
     p.add_argument("--augment-prob", type=float, default=0.0,
                    help="probability that a training image is replaced by a random one of the 17 transformations")
     p.add_argument("--illumination", default="tan_triggs",
@@ -90,6 +92,8 @@ def _command(args: argparse.Namespace) -> str:
              "--patience", str(args.patience), "--illumination", args.illumination]
     if args.augment_prob:
         parts += ["--augment-prob", str(args.augment_prob)]
+    if args.val_fraction != 0.1:
+        parts += ["--val-fraction", str(args.val_fraction)]
     if args.engine != "local":
         parts += ["--engine", args.engine] + (["--address", args.address] if args.address else [])
     if args.open_set:
@@ -125,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         limit_probes=args.limit_probes, seed=args.seed, weights=_pairs(args.weights, "--weights"),
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
         train=TrainOptions(epochs=args.epochs, lr=args.lr, patience=args.patience, illumination=args.illumination,
-                           lr_schedule=args.lr_schedule, augment=args.augment_prob, seed=args.seed),
+                           lr_schedule=args.lr_schedule, augment=args.augment_prob,
+                           val_fraction=args.val_fraction, seed=args.seed),
         engine=args.engine, address=args.address,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
     )
