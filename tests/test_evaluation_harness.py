@@ -135,3 +135,17 @@ def test_config_checks_without_data(tmp_path):
         run_evaluation(EvalConfig(protocol="folder", data_dir=tmp_path, cache_dir=tmp_path, top_n=0))
     with pytest.raises(DatasetError):
         run_evaluation(EvalConfig(protocol="folder", data_dir=tmp_path, cache_dir=tmp_path))
+
+
+def test_indexed_scenario_ranks_only_its_shortlist(tiny_yale, reference_npz, tmp_path):
+    """With N < identities the indexed/hybrid rows must not quietly become exhaustive search."""
+    out = tmp_path / "report"
+    assert main(_args(tiny_yale, out, "--models", "paper", "--top-n", "1",
+                      "--strategies", "exhaustive,indexed,hybrid")) == 0
+    rows = {s["strategy"]: s for s in json.loads((out / "results.json").read_text())["models"][0]["strategies"]}
+    full = rows["exhaustive"]["distance_evaluations_per_probe"]
+    for name in ("indexed", "hybrid"):
+        s = rows[name]
+        assert s["distance_evaluations_per_probe"] < full
+        assert s["cmc"][-1] == s["cmc"][0]  # one shortlisted identity: nothing ranked below it
+    assert rows["exhaustive"]["cmc"][N_SUBJECTS - 1] == 1.0
