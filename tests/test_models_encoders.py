@@ -145,3 +145,16 @@ def test_shipped_default_model():
     assert "gallery side" in card.training["data"]  # trained on protocol gallery sides only
     f = enc.encode(_faces(3))
     assert f.shape == (3, 60) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+
+
+def test_small_batches_use_a_single_threaded_twin_with_the_same_features(model_dir):
+    enc = OnnxEncoder(model_dir, threads=2)
+    x = np.random.default_rng(3).integers(0, 256, size=(40, 60, 60, 3), dtype=np.uint8)
+    big = enc.encode(x)  # 40 > SMALL_BATCH: the 2-thread session
+    assert enc._small_session is None
+    small = np.concatenate([enc.encode(x[i:i + 4]) for i in range(0, 40, 4)])
+    assert enc._small_session is not None and enc._small_session is not enc._session
+    assert np.allclose(small, big, atol=1e-5)
+    one = OnnxEncoder(model_dir, threads=1)
+    one.encode(x[:2])
+    assert one._small_session is None  # already single-threaded: no twin
