@@ -11,11 +11,10 @@ import os
 from os import PathLike
 from pathlib import Path
 
-import numpy as np
-
 from hybridface.hashing import file_sha256
-from hybridface.models._backbone import seeded_init, to_uint8_batch
-from hybridface.models.base import ImageBatch, l2_normalize
+from hybridface.models._backbone import seeded_init
+from hybridface.models.encoders import TorchEncoder
+from hybridface.models.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -28,41 +27,22 @@ def default_paper_npz() -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-class PaperEncoder:
+class PaperEncoder(TorchEncoder):
     """`Encoder` over the paper's 25,713-parameter network (random init when no file is found)."""
-
-    dim = 60
-    input_size = (60, 60)
 
     def __init__(self, weights: str | PathLike | None = None, *, seed: int = 0, batch_size: int = 256) -> None:
         from hybridface.models.compressed import CompressedVGGFace
         from hybridface.models.paper_weights import load_paper_weights
-        from hybridface.models.preprocess import PreprocessSpec
 
         path = Path(weights) if weights is not None else default_paper_npz()
         if path is not None:
-            self.net = load_paper_weights(path)
-            self.model_id = f"paper-{file_sha256(path)[:16]}"
-            self.has_weights = True
+            net = load_paper_weights(path)
+            model_id = f"paper-{file_sha256(path)[:16]}"
         else:
             log.warning("paper weights not found: running the paper network on random weights")
-            self.net = seeded_init(lambda: CompressedVGGFace(15), seed).eval()
-            self.model_id = f"paper-random-seed{seed}"
-            self.has_weights = False
-        self.spec = PreprocessSpec(input_size=60, channels="grey3", illumination="none", scale=1.0 / 255.0)
-        self.batch_size = int(batch_size)
-
-    def encode(self, images: ImageBatch) -> np.ndarray:
-        import torch
-
-        from hybridface.models.preprocess import preprocess
-
-        batch = to_uint8_batch(images, self.input_size)
-        if len(batch) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(batch), self.batch_size):
-                x = torch.from_numpy(preprocess(batch[i : i + self.batch_size], self.spec))
-                outs.append(self.net.features(x).numpy())
-        return l2_normalize(np.concatenate(outs))
+            net = seeded_init(lambda: CompressedVGGFace(15), seed).eval()
+            model_id = f"paper-random-seed{seed}"
+        self.has_weights = path is not None
+        self.net = net
+        spec = PreprocessSpec(input_size=60, channels="grey3", illumination="none", scale=1.0 / 255.0)
+        super().__init__(net, spec, model_id=model_id, batch_size=batch_size)
