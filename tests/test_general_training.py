@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hybridface.errors import ConfigError, DatasetError, MissingDependencyError  # noqa: E402
-from hybridface.models.losses import MarginHead, cosine_distill_loss, make_head  # noqa: E402
+from hybridface.models.losses import MarginHead, cosine_distill_loss, make_head, relational_distill_loss  # noqa: E402
 
 
 def test_arcface_margin_applies_to_true_class_only():
@@ -54,6 +54,20 @@ def test_bad_loss_options():
     with pytest.raises(ConfigError, match="shapes differ"):
         cosine_distill_loss(torch.zeros(2, 128), torch.zeros(3, 128))
     assert float(cosine_distill_loss(torch.ones(2, 128), torch.ones(2, 128) * 3)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="rows"):
+        relational_distill_loss(torch.zeros(2, 60), torch.zeros(3, 128))
+
+
+def test_relational_loss_is_zero_for_same_geometry_and_positive_otherwise():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(16, 128, generator=g)
+    rot, _ = torch.linalg.qr(torch.randn(128, 128, generator=g))
+    # a rotated and rescaled copy (and a 60-D student of another width) has the same pairwise cosines
+    assert float(relational_distill_loss(t @ rot * 3.0, t)) == pytest.approx(0.0, abs=1e-6)
+    assert float(relational_distill_loss(torch.randn(16, 60, generator=g), t)) > 1e-3
+    s = torch.randn(16, 60, generator=g, requires_grad=True)
+    relational_distill_loss(s, t).backward()
+    assert s.grad is not None and float(s.grad.abs().sum()) > 0
 
 
 # ---------------------------------------------------------------- teacher cache
@@ -134,6 +148,11 @@ def test_fit_general_distillation_and_arcface_learn():
                             val_fraction=0.0, progress=False, threads=1)
     first, last = info["history"][0]["loss"], info["history"][-1]["loss"]
     assert last < first and info["teacher_rows"] == len(imgs)
+    net, info = fit_general(imgs, teacher=teacher, epochs=4, lr=3e-3, batch_size=12, augment=False,
+                            val_fraction=0.0, progress=False, threads=1, relation_weight=5.0)
+    assert info["history"][-1]["loss"] < info["history"][0]["loss"]
+    with pytest.raises(ConfigError, match="relation_weight"):
+        fit_general(imgs, teacher=teacher, epochs=1, progress=False, relation_weight=-1.0)
     net, info = fit_general(imgs, labels=labels, loss="arcface", epochs=3, batch_size=12, progress=False,
                             threads=1)
     assert info["identities"] == 3 and info["labelled_rows"] == 36 and "val_acc" in info

@@ -6,6 +6,8 @@ Objectives (summed over the rows they apply to):
   projection 60 → 128 (training only, dropped at export) and regresses the teacher's 128-D dlib
   descriptor of the same face with :func:`~hybridface.models.losses.cosine_distill_loss`;
   no labels are needed, so unlabeled face photos can be used;
+* relational distillation (``relation_weight`` > 0, ``teacher`` rows): the batch's pairwise cosine
+  matrix of the student's 60-D feature regresses that of the (centred) teacher descriptors;
 * identity loss (labelled rows): ``softmax``, ``arcface`` or ``cosface`` head on the 60-D feature.
 
 Every batch is strongly augmented (:func:`strong_augment`): one of the paper's 17
@@ -64,7 +66,7 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
                 loss: str | None = None, arch: str = "paper", epochs: int = 30, lr: float = 2e-3,
                 batch_size: int = 128, seed: int = 0, val_fraction: float = 0.05, distill_weight: float = 1.0,
                 preprocessing: PreprocessSpec | None = None, augment: bool = True, progress: bool = True,
-                threads: int | None = None, center_teacher: bool = True):
+                threads: int | None = None, center_teacher: bool = True, relation_weight: float = 0.0):
     """Train on uint8 ``(n, S, S, 3)`` ``images``; return ``(net, info)``.
 
     ``teacher``: ``(n, 128)`` descriptors with all-zero rows where a row has none (not distilled);
@@ -74,17 +76,20 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     and the weights of the best epoch (by validation teacher cosine, else identity accuracy, else
     the last epoch) are kept. ``threads``: torch intra-op threads (``None``: torch's default).
     ``center_teacher``: subtract the mean teacher descriptor before the cosine loss (see below).
+    ``relation_weight``: weight of :func:`~hybridface.models.losses.relational_distill_loss` (0 = off).
     """
     import torch
     from torch.nn import functional as F
 
-    from hybridface.models.losses import cosine_distill_loss, make_head
+    from hybridface.models.losses import cosine_distill_loss, make_head, relational_distill_loss
     from hybridface.models.variants import build_network, feature_parameters
 
     spec = preprocessing or PreprocessSpec()
     n = len(images)
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ConfigError(f"epochs and batch_size must be >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
+    if not relation_weight >= 0:
+        raise ConfigError(f"relation_weight must be >= 0 (got {relation_weight})")
     has_t = np.zeros(n, bool) if teacher is None else np.abs(np.asarray(teacher)).sum(1) > 0
     names = sorted({x for x in (labels or []) if x is not None})
     y = np.full(n, -1, np.int64)
@@ -161,6 +166,8 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
             m = torch.from_numpy(has_t[idx])
             if m.any():
                 terms.append(distill_weight * cosine_distill_loss(proj(f[m]), t_all[ti][m]))
+                if relation_weight > 0 and int(m.sum()) > 1:
+                    terms.append(relation_weight * relational_distill_loss(f[m], t_all[ti][m]))
             lab = y_all[ti] >= 0
             if head is not None and lab.any():
                 terms.append(head(f[lab], y_all[ti][lab]))
@@ -198,7 +205,8 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
                   teacher: str | None = None, teacher_cache: str | Path = ".cache/hybridface/teacher",
                   loss: str | None = None, arch: str = "paper", epochs: int = 30, lr: float = 2e-3,
                   batch_size: int = 128, seed: int = 0, preprocessing: PreprocessSpec | None = None,
-                  data_description: str = "", progress: bool = True, threads: int | None = None) -> dict[str, Any]:
+                  data_description: str = "", progress: bool = True, threads: int | None = None,
+                  relation_weight: float = 0.0) -> dict[str, Any]:
     """Load the data, train (:func:`fit_general`) and write the model directory ``out_dir``.
 
     ``labelled``: ``[(samples, detect, prefix)]`` as in :func:`hybridface.models.train.train_sources`
@@ -245,11 +253,11 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
     net, info = fit_general(images, teacher=np.concatenate(targets) if teacher else None,
                             labels=labels if loss else None, loss=loss, arch=arch, epochs=epochs, lr=lr,
                             batch_size=batch_size, seed=seed, preprocessing=spec, progress=progress,
-                            threads=threads)
+                            threads=threads, relation_weight=relation_weight)
     training = {
         "data": data_description, "objective": {"loss": loss, "teacher": teacher}, "unlabeled": str(unlabeled or ""),
         "unlabeled_images": n_unlabeled, "unlabeled_limit": unlabeled_limit, "epochs": epochs, "lr": lr,
-        "batch_size": batch_size, "seed": seed, "augmentation": "strong (17 paper transforms p=0.5, random crop "
+        "batch_size": batch_size, "seed": seed, "relation_weight": relation_weight, "augmentation": "strong (17 paper transforms p=0.5, random crop "
         "80-100 %, brightness/contrast/colour jitter, flip)",
         "optimizer": "Adam, one-cycle LR", **{k: v for k, v in info.items() if k != "history"},
     }

@@ -6,6 +6,9 @@
   (``s = 30``, ``m = 0.5``; where ``θ + m > π`` the monotonic fallback ``cos θ − m·sin m`` is used).
 * ``cosface`` — additive cosine margin (Wang et al., CVPR 2018): ``s·(cos θ_y − m)``, ``m = 0.35``.
 * :func:`cosine_distill_loss` — ``1 − cos(student projection, teacher descriptor)``, averaged.
+* :func:`relational_distill_loss` — mean squared difference between the batch's pairwise cosine
+  matrices of the student's own 60-D feature and of the teacher descriptors (relational KD, Park
+  et al., CVPR 2019): it shapes the geometry that search actually uses, not a projection of it.
 
 Heads are training-only modules: they are never exported (the ONNX graph ends at the feature).
 Only training imports this module (it needs torch).
@@ -21,7 +24,7 @@ from torch.nn import functional as F
 
 from hybridface.errors import ConfigError
 
-__all__ = ["LOSSES", "MarginHead", "SoftmaxHead", "make_head", "cosine_distill_loss"]
+__all__ = ["LOSSES", "MarginHead", "SoftmaxHead", "make_head", "cosine_distill_loss", "relational_distill_loss"]
 
 LOSSES = ("softmax", "arcface", "cosface")
 
@@ -94,3 +97,12 @@ def cosine_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     if student.shape != teacher.shape:
         raise ConfigError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} shapes differ")
     return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
+
+
+def relational_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean ``(cos_s(i, j) − cos_t(i, j))²`` over all pairs of rows (``student`` ``(n, d)``, ``teacher`` ``(n, e)``)."""
+    if student.shape[0] != teacher.shape[0]:
+        raise ConfigError(f"student has {student.shape[0]} rows, teacher {teacher.shape[0]}")
+    s = F.normalize(student, dim=1)
+    t = F.normalize(teacher, dim=1)
+    return (s @ s.T - t @ t.T).pow(2).mean()
