@@ -229,9 +229,30 @@ def test_top1_paths_keep_exact_duplicates_across_identities(n_probes, monkeypatc
     matrix = TemplateMatrix.from_arrays(x, [f"id{i // 4:02d}" for i in range(60)], model_id="t")
     probes = np.concatenate([x[[50, 3]], rng.normal(size=(max(n_probes - 2, 0), 12))])[:n_probes]
     ids, _ = brute_force(matrix, probes, 1)
+    monkeypatch.setattr(tuning, "DIRECT_BYTES", 0)  # the chunked kernel, not the direct path
     for rows in (5, 8, 64):  # chunks of `rows` templates (identities span chunks at 5)
         monkeypatch.setattr(tuning, "MIN_CHUNK_ROWS", rows)
         monkeypatch.setattr(tuning, "FEW_BLOCK_BYTES", 4 * rows)
         res = Exhaustive(matrix, block_bytes=4 * rows).search(probes, 1)
         np.testing.assert_array_equal(res.identities[:, :1], ids)
+    monkeypatch.undo()
+    direct = Exhaustive(matrix).search(probes, 1)  # one product for <= FEW_PROBES probes
+    np.testing.assert_array_equal(direct.identities[:, :1], ids)
+    if n_probes <= tuning.FEW_PROBES:
+        assert 60 * n_probes < direct.distance_evaluations <= 66 * n_probes  # + the few band rows
     assert res.identities[0, 0] == 1  # row 7 -> identity 1, the lowest of 1, 5, 10, 12
+
+
+@SETTINGS
+@given(galleries(), st.integers(1, 3))
+def test_direct_top1_path_equals_chunked_kernel(case, workers):
+    """The one-product k = 1 path for a few probes is bit-identical to the chunked kernel."""
+    matrix, probes, _ = case
+    direct = Exhaustive(matrix).search(probes, 1)
+    assert_same(Parallel(matrix, workers=workers).search(probes, 1), direct)
+    saved = tuning.DIRECT_BYTES
+    tuning.DIRECT_BYTES = 0
+    try:
+        assert_same(Exhaustive(matrix).search(probes, 1), direct)
+    finally:
+        tuning.DIRECT_BYTES = saved

@@ -7,7 +7,8 @@ import numpy as np
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.threads import run_in_threads, split_identities
+from hybridface.search.direct import direct_top1, fits_direct
+from hybridface.search.threads import run_in_threads, single_threaded_blas, split_identities
 from hybridface.search.tuning import DEFAULT_BLOCK_BYTES
 
 
@@ -33,6 +34,9 @@ class Exhaustive:
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
         m, n = self.matrix.num_identities, p.shape[0]
+        if fits_direct(n, self.matrix.num_templates, k):  # one small product: threads cost more
+            with single_threaded_blas():
+                return direct_top1(p, self.matrix.vectors, self.matrix.offsets, self.matrix.template_ids)
         if self.threads == 1:
             parts = run_in_threads(
                 lambda: range_candidates(p, self.matrix, 0, m, k, self.block_bytes), [()], 1

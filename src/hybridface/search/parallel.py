@@ -11,7 +11,8 @@ import numpy as np
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.threads import run_in_threads, split_identities
+from hybridface.search.direct import direct_top1, fits_direct
+from hybridface.search.threads import run_in_threads, single_threaded_blas, split_identities
 from hybridface.search.tuning import DEFAULT_BLOCK_BYTES
 
 
@@ -30,6 +31,9 @@ class Parallel:
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
+        if fits_direct(p.shape[0], self.matrix.num_templates, k):  # too small to split over threads
+            with single_threaded_blas():
+                return direct_top1(p, self.matrix.vectors, self.matrix.offsets, self.matrix.template_ids)
         parts = run_in_threads(
             lambda lo, hi: range_candidates(p, self.matrix, lo, hi, k, self.block_bytes),
             split_identities(self.matrix.offsets, self.workers),

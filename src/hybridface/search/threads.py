@@ -39,7 +39,12 @@ def _controller():
 
 
 _BLAS_LOCK = threading.Lock()
-_BLAS_USERS = [0, None]  # active single-threaded sections, the limiter that restores the original
+_BLAS_USERS: list = [0, []]  # active single-threaded sections, the (library, threads) to restore
+
+
+def _blas_libraries() -> list:
+    ctl = _controller()
+    return [] if ctl is None else [lib for lib in ctl.lib_controllers if lib.user_api == "blas"]
 
 
 @contextlib.contextmanager
@@ -47,15 +52,19 @@ def single_threaded_blas():
     """Limit BLAS to one thread per call while any search is running (process-wide).
 
     Re-entrant and safe across concurrent searches: the first section to enter sets the limit, the
-    last to leave restores the original thread counts. No-op without ``threadpoolctl``.
+    last to leave restores the original thread counts. Libraries already at one thread are left
+    alone (a few microseconds per search instead of a full ``threadpool_limits``). No-op without
+    ``threadpoolctl``.
     """
-    ctl = _controller()
-    if ctl is None:  # pragma: no cover
-        yield
-        return
     with _BLAS_LOCK:
         if _BLAS_USERS[0] == 0:
-            _BLAS_USERS[1] = ctl.limit(limits=1, user_api="blas")
+            saved = []
+            for lib in _blas_libraries():
+                threads = lib.get_num_threads()
+                if threads is not None and threads != 1:
+                    lib.set_num_threads(1)
+                    saved.append((lib, threads))
+            _BLAS_USERS[1] = saved
         _BLAS_USERS[0] += 1
     try:
         yield
@@ -63,8 +72,9 @@ def single_threaded_blas():
         with _BLAS_LOCK:
             _BLAS_USERS[0] -= 1
             if _BLAS_USERS[0] == 0:
-                _BLAS_USERS[1].restore_original_limits()
-                _BLAS_USERS[1] = None
+                for lib, threads in _BLAS_USERS[1]:
+                    lib.set_num_threads(threads)
+                _BLAS_USERS[1] = []
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

@@ -15,6 +15,9 @@ MIN_CHUNK_ROWS = 256
 FEW_PROBES = 4
 #: Similarity block of that path (fits the L2 cache: the gallery is streamed once).
 FEW_BLOCK_BYTES = 256 << 10
+#: Few-probe k = 1 searches whose whole float32 similarity block is at most this many bytes
+#: make one BLAS call (no chunking, see :mod:`~hybridface.search.direct`).
+DIRECT_BYTES = 1 << 20
 #: Bytes of gathered float64 template rows per re-ranking chunk.
 RERANK_BYTES = 16 << 20
 #: Gathered scoring is used when rows x dim < identities x GATHER_RATIO (a BLAS call per
