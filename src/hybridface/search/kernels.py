@@ -76,7 +76,7 @@ def kernel_candidates(
             if p.shape[0] <= tuning.FEW_PROBES:
                 pr, r, sc = band_top1_few(p, vectors, tol)
             else:
-                pr, r, sc = band_top1(p, vectors, rc, tol)
+                pr, r, sc = band_top1(p, vectors, _rows_per_chunk(nb, n_rows, min(block_bytes, tuning.TOP1_BLOCK_BYTES)), tol)
             bands.append((pr + ps, r, sc))
             ident = np.searchsorted(offsets, r, side="right") - 1  # row -> identity (few rows)
             # one entry per (probe, identity): its best row

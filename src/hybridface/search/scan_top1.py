@@ -15,45 +15,60 @@ from hybridface.search.band import hot_entries, prune_band
 def band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
     """k = 1: rows within ``tol`` of the best row (the best row's identity is the best identity).
 
-    Per chunk: one ``argmax`` and one ``max`` over the block with the argmax masked out (both
-    vectorised row reductions over an in-cache block); only the rare probes whose second-best row
-    is also in the band are compared element-wise. No full compare pass over the block.
+    Two passes, the second tiny. (1) Template-major ``(rows, probes)`` products chunk by chunk,
+    reduced at once to the maximum of every ``REVISIT_ROWS``-row slice per probe (an element-wise
+    maximum of contiguous rows, the cheapest reduction NumPy has); a running best per probe keeps
+    only the (slice, probe) pairs that reach its band. (2) Those few slices (about one per probe)
+    are multiplied again with just their probes and the rows within the band are kept.
+
+    The second product may round differently from the first; ``tol`` (four times the float32
+    error bound of one dot product) covers both: the exact best row's slice reaches the band in
+    pass 1 and the row itself in pass 2, so the float64 re-ranking always sees it.
     """
-    nb = p.shape[0]
+    nb, n_rows = p.shape[0], vectors.shape[0]
+    sub = max(1, min(tuning.REVISIT_ROWS, rc))
+    rc = max(sub, rc // sub * sub)
     theta = np.full(nb, -np.inf, np.float32)
-    buf = np.empty((nb, min(rc, vectors.shape[0])), np.float32)
-    every = np.arange(nb)
-    prs, rows, scs = [], [], []
+    buf = np.empty((min(rc, n_rows), nb), np.float32)
+    slice_max = np.empty((rc // sub, nb), np.float32)
+    pt = p.T
+    keys, prs, scs = [], [], []  # (slice, probe) pairs within the running band, slice maxima
     held = 0
-    for s in range(0, vectors.shape[0], rc):
+    for s in range(0, n_rows, rc):
         vc = vectors[s : s + rc]
-        sims = buf[:, : vc.shape[0]]
-        np.matmul(p, vc.T, out=sims)
-        arg = sims.argmax(axis=1)
-        top = sims[every, arg]
-        np.maximum(theta, top, out=theta)
-        limit = theta - tol
-        hot = np.flatnonzero(top >= limit)  # only these probes can contribute rows
-        if len(hot) == 0:
-            continue
-        prs.append(hot)
-        rows.append(arg[hot] + s)
-        scs.append(top[hot])
-        held += len(hot)
-        if vc.shape[0] > 1:
-            sims[every, arg] = -np.inf  # the argmax entries are recorded; look for a second one
-            crowded = hot[sims[hot].max(axis=1) >= limit[hot]] if 8 * len(hot) < nb else \
-                hot[(sims.max(axis=1) >= limit)[hot]]
-            if len(crowded):
-                pr, r = hot_entries(sims, crowded, limit, 0)
-                prs.append(pr)
-                rows.append(r + s)
-                scs.append(sims[pr, r])
-                held += len(pr)
+        r = vc.shape[0]
+        sims = buf[:r]
+        np.matmul(vc, pt, out=sims)
+        q, full = r // sub, r // sub * sub
+        cm = slice_max[: q + (full < r)]
+        if q:
+            np.max(sims[:full].reshape(q, sub, nb), axis=1, out=cm[:q])
+        if full < r:
+            np.max(sims[full:], axis=0, out=cm[q])
+        np.maximum(theta, cm.max(axis=0), out=theta)
+        j, pr = np.nonzero(cm >= theta - tol)
+        keys.append(j + s // sub)
+        prs.append(pr)
+        scs.append(cm[j, pr])
+        held += len(pr)
         if held > 4 * nb:
-            pr, r, sc = prune_band(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
-            prs, rows, scs, held = [pr], [r], [sc], len(pr)
-    return prune_band(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
+            pr, key, sc = prune_band(np.concatenate(prs), np.concatenate(keys), np.concatenate(scs), theta, tol)
+            keys, prs, scs, held = [key], [pr], [sc], len(pr)
+    pr, key, _ = prune_band(np.concatenate(prs), np.concatenate(keys), np.concatenate(scs), theta, tol)
+    limit = theta - tol
+    out_pr, out_rows, out_sc = [], [], []
+    cut = np.flatnonzero(np.diff(key)) + 1  # keys ascend (chunk by chunk, slice-major in each)
+    for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [len(key)]])):
+        s = int(key[a]) * sub
+        hot = pr[a:b]
+        block = vectors[s : s + sub] @ p[hot].T  # (rows, hot probes)
+        r, c = np.nonzero(block >= limit[hot])
+        out_pr.append(hot[c])
+        out_rows.append(r + s)
+        out_sc.append(block[r, c])
+    if not out_pr:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(out_pr), np.concatenate(out_rows), np.concatenate(out_sc)
 
 
 def band_top1_few(p: np.ndarray, vectors: np.ndarray, tol: float):

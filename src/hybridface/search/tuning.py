@@ -9,6 +9,10 @@ from __future__ import annotations
 DEFAULT_BLOCK_BYTES = 8 << 20
 #: Probes per block (GEMM efficiency vs. the similarity block's height).
 PROBE_BLOCK = 1024
+#: Similarity block of the batched k = 1 scan (at most; kept L2/L3-friendly).
+TOP1_BLOCK_BYTES = 4 << 20
+#: Row slice the batched k = 1 scan tracks maxima of and re-multiplies (pass 2).
+REVISIT_ROWS = 128
 #: Smallest template chunk (rows) the kernel uses, whatever the budget.
 MIN_CHUNK_ROWS = 256
 #: Batches of at most this many probes use the template-major (GEMV-like) k = 1 path.
