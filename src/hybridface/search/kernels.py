@@ -79,12 +79,13 @@ def kernel_candidates(
                 pr, r, sc = band_top1(p, vectors, _rows_per_chunk(nb, n_rows, min(block_bytes, tuning.TOP1_BLOCK_BYTES)), tol)
             bands.append((pr + ps, r, sc))
             ident = np.searchsorted(offsets, r, side="right") - 1  # row -> identity (few rows)
-            # one entry per (probe, identity): its best row
-            order = np.lexsort((-sc, ident, pr))
-            pr, ident, sc = pr[order], ident[order], sc[order]
-            first = np.ones(len(pr), bool)
-            first[1:] = (pr[1:] != pr[:-1]) | (ident[1:] != ident[:-1])
-            pr, ident, sc = pr[first], ident[first], sc[first]
+            # one entry per (probe, identity): its best row (already so with one band row per probe)
+            if not (len(pr) == p.shape[0] and (np.bincount(pr, minlength=p.shape[0]) == 1).all()):
+                order = np.lexsort((-sc, ident, pr))
+                pr, ident, sc = pr[order], ident[order], sc[order]
+                first = np.ones(len(pr), bool)
+                first[1:] = (pr[1:] != pr[:-1]) | (ident[1:] != ident[:-1])
+                pr, ident, sc = pr[first], ident[first], sc[first]
         else:
             pr, ident, sc = band_topk(p, vectors, offsets, k, rc, tol)
         prs.append(pr + ps)

@@ -27,17 +27,25 @@ def exact_top1(
     ``None`` if some probe has no band row (the caller falls back to the general path).
     """
     n = probes.shape[0]
-    pr, rows, sc = prune_band(*band, kth_best(band[0], band[2], 1, n), band_tolerance(probes.shape[1]))
+    theta = np.full(n, -np.inf, np.float32)
+    np.maximum.at(theta, band[0], band[2])  # per-probe best band score (= kth_best(..., 1, n))
+    pr, rows, sc = prune_band(*band, theta, band_tolerance(probes.shape[1]))
     dots = np.einsum("ij,ij->i", vectors[rows], probes[pr], dtype=np.float64)
-    order = np.lexsort((rows, -dots, pr))
-    pr, rows, dots = pr[order], rows[order], dots[order]
-    first = np.ones(len(pr), bool)
-    first[1:] = pr[1:] != pr[:-1]
-    if int(first.sum()) != n:
-        return None
-    best_rows = rows[first]
+    if len(pr) == n and (np.bincount(pr, minlength=n) == 1).all():  # one band row per probe
+        best_rows = np.empty(n, np.int64)
+        best_rows[pr] = rows
+        top = np.empty(n, np.float64)
+        top[pr] = dots
+    else:
+        order = np.lexsort((rows, -dots, pr))
+        pr, rows, dots = pr[order], rows[order], dots[order]
+        first = np.ones(len(pr), bool)
+        first[1:] = pr[1:] != pr[:-1]
+        if int(first.sum()) != n:
+            return None
+        best_rows, top = rows[first], dots[first]
     ids = (np.searchsorted(offsets, best_rows, side="right") - 1).astype(np.int64)
-    dist = (1.0 - dots[first]).astype(np.float32)
+    dist = (1.0 - top).astype(np.float32)
     return ids[:, None], dist[:, None], template_ids[best_rows].astype(np.int64)[:, None], len(rows)
 
 
