@@ -30,9 +30,16 @@ class Hybrid(Indexed):
     name = "hybrid"
 
     def __init__(
-        self, matrix: TemplateMatrix, *, top_n: int = 5, workers: int = 4, block_bytes: int = DEFAULT_BLOCK_BYTES
+        self,
+        matrix: TemplateMatrix,
+        *,
+        top_n: int = 5,
+        workers: int = 4,
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+        cells: int | None = None,
+        probe_cells: int = 16,
     ):
-        super().__init__(matrix, top_n=top_n, block_bytes=block_bytes)
+        super().__init__(matrix, top_n=top_n, block_bytes=block_bytes, cells=cells, probe_cells=probe_cells)
         self.workers = check_positive("workers", workers)
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:

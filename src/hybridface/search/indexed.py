@@ -23,13 +23,28 @@ class Indexed:
     With ``top_n >= number of identities`` the result equals `Exhaustive`'s. A matrix without
     codebooks is indexed on construction with one codeword (the normalised centroid) per identity,
     the paper's setting; use :func:`hybridface.index.lbg.build_codebooks` for more.
+
+    ``cells`` (optional, for very large galleries): group the codewords into that many LBG cells
+    (:mod:`~hybridface.search.cells`) and compare each probe only with the codewords of its
+    ``probe_cells`` nearest cells in step 1, instead of with all of them.
     """
 
     name = "indexed"
 
-    def __init__(self, matrix: TemplateMatrix, *, top_n: int = 5, block_bytes: int = DEFAULT_BLOCK_BYTES):
+    def __init__(
+        self,
+        matrix: TemplateMatrix,
+        *,
+        top_n: int = 5,
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+        cells: int | None = None,
+        probe_cells: int = 16,
+    ):
         self.top_n = check_positive("top_n", top_n)
         self.block_bytes = check_positive("block_bytes", block_bytes)
+        self.probe_cells = check_positive("probe_cells", probe_cells)
+        if cells is not None:
+            check_positive("cells", cells)
         if matrix.codewords is None:
             from hybridface.index.lbg import build_codebooks
 
@@ -40,12 +55,23 @@ class Indexed:
         counts = np.bincount(matrix.codeword_labels, minlength=matrix.num_identities)
         self._cw_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._one_each = len(self._codewords) == matrix.num_identities and bool((counts == 1).all())
+        self._max_per_identity = int(counts.max()) if len(counts) else 1
+        self._cells = None
+        if cells is not None and cells < len(self._codewords):
+            from hybridface.search.cells import fit_cells
+
+            owner = np.repeat(np.arange(matrix.num_identities, dtype=np.int64), counts)
+            self._cells = fit_cells(self._codewords, owner, cells)
 
     def shortlist(self, probes: np.ndarray, size: int) -> tuple[np.ndarray, int]:
         """``(n, min(size, m))`` identity indices nearest by codeword, best first; evaluations."""
         m, n = self.matrix.num_identities, probes.shape[0]
         if size >= m:
             return np.broadcast_to(np.arange(m, dtype=np.int64), (n, m)), 0
+        if self._cells is not None:
+            from hybridface.search.cells import cell_shortlist
+
+            return cell_shortlist(probes, self._cells, size, self.probe_cells, self._max_per_identity)
         c = self._codewords.shape[0]
         out = np.empty((n, size), np.int64)
         nb = int(max(1, min(n, self.block_bytes // (4 * max(c, 1)))))
