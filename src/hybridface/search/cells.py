@@ -96,7 +96,6 @@ def _block(probes, cells: CodewordCells, size: int, probe_cells: int, max_per_id
     slot = np.cumsum(lens, axis=1) - lens  # where each visited cell's scores start in the row
     width = int(lens.sum(axis=1).max()) if n else 0
     scores = np.full((n, max(width, 1)), -np.inf, np.float32)
-    where = np.zeros((n, max(width, 1)), np.int64)  # codeword position (in cells.codewords)
     flat_cell, flat_slot = top.ravel(), slot.ravel()
     flat_probe = np.repeat(np.arange(n), pc)
     order = np.argsort(flat_cell, kind="stable")
@@ -108,20 +107,20 @@ def _block(probes, cells: CodewordCells, size: int, probe_cells: int, max_per_id
         if hi == lo:
             continue
         pairs = order[a:b]
-        rows = flat_probe[pairs][:, None]
-        cols = flat_slot[pairs][:, None] + np.arange(hi - lo)
-        scores[rows, cols] = probes[flat_probe[pairs]] @ cells.codewords[lo:hi].T
-        where[rows, cols] = np.arange(lo, hi)
+        rows = flat_probe[pairs]
+        scores[rows[:, None], flat_slot[pairs][:, None] + np.arange(hi - lo)] = probes[rows] @ cells.codewords[lo:hi].T
     evals = n * n_cells + int(lens.sum())
+    want = size if max_per_identity == 1 else size * max_per_identity
+    pos = select_topk(scores, min(want, scores.shape[1]))
+    ok = np.take_along_axis(scores, pos, axis=1) > -np.inf
+    # slot -> (visited cell, offset in it) -> codeword position in `cells.codewords`
+    t = (pos[:, :, None] >= slot[:, None, :]).sum(axis=2) - 1  # slots ascend along a row
+    r = np.arange(n)[:, None]
+    cw = cells.offsets[top[r, t]] + pos - slot[r, t]
+    ids = np.where(ok, cells.identity[np.where(ok, cw, 0)], -1)
     if max_per_identity == 1:
-        pos = select_topk(scores, min(size, scores.shape[1]))
-        ok = np.take_along_axis(scores, pos, axis=1) > -np.inf
-        ids = np.where(ok, cells.identity[np.take_along_axis(where, pos, axis=1)], -1)
         return ids, evals
     # several codewords per identity: keep each identity's first (best) occurrence
-    pos = select_topk(scores, min(size * max_per_identity, scores.shape[1]))
-    ok = np.take_along_axis(scores, pos, axis=1) > -np.inf
-    ids = np.where(ok, cells.identity[np.take_along_axis(where, pos, axis=1)], -1)
     k2 = ids.shape[1]
     r, j, i = np.repeat(np.arange(n), k2), np.tile(np.arange(k2), n), ids.ravel()
     o = np.lexsort((j, i, r))
