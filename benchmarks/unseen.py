@@ -70,6 +70,17 @@ def _scores(G, g_ids, P, p_ids, seed: int) -> dict[str, float]:
     return out
 
 
+class _Pixels:
+    """Baseline: the 60x60 grey crop itself (mean-removed, L2-normalised) as the template."""
+
+    model_id = "pixels-60-grey"
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        x = np.asarray(images, np.float32).mean(axis=3).reshape(len(images), -1)
+        x -= x.mean(axis=1, keepdims=True)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def _size(model) -> tuple[int | None, int | None]:
     path = getattr(model, "path_", None)
     if path is None:
@@ -95,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout", action="append", help="rotation(s) (default: all three)")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=MODEL_DIR")
     ap.add_argument("--dlib", action="store_true", help="also the dlib ResNet (reference)")
+    ap.add_argument("--pixels", action="store_true", help="also raw 60x60 grey pixels (the floor to beat)")
     ap.add_argument("--limit-probes", type=int, default=300)
     ap.add_argument("--gallery-per-identity", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -113,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         gallery = list(split.gallery) + list(split.distractors)
         models = [(n, p.replace("{holdout}", h)) for n, p in (m.split("=", 1) for m in args.model)]
         entries = [(n.replace("{holdout}", h), lambda p=p: load_model(p), 60) for n, p in models]
+        if args.pixels:
+            entries.append(("pixels", _Pixels, 60))
         if args.dlib:
             from hybridface.models.dlib_encoder import DlibEncoder
 
@@ -126,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             P = _encode(name, enc, p, crops, args.cache, f"{h}-p-{size}")
             sc = _scores(G, [s.identity for s in g], P, [s.identity for s in p], args.seed)
             params, nbytes = _size(enc)
-            fps = _speed(enc, [crops[str(s.path)] for s in p[:32]]) if name != "dlib" else float("nan")
+            fps = _speed(enc, [crops[str(s.path)] for s in p[:32]]) if name not in ("dlib", "pixels") else float("nan")
             rows.append((h, name, len({s.identity for s in g}), len(g), len(p), sc, params, nbytes, fps))
             print(f"{h} {name}: {sc}", file=sys.stderr, flush=True)
     print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}; "
@@ -135,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for h, name, ids, ng, np_, sc, params, nbytes, fps in rows:
         print(f"| {h} | {name} | {ids} | {ng} | {np_} | {100 * sc['rank1']:.1f} % | {100 * sc['rank5']:.1f} % | "
-              f"{100 * sc['dir_far1']:.1f} % | {f'{params:,}' if params else '~29M (dlib)'} | "
+              f"{100 * sc['dir_far1']:.1f} % | {f'{params:,}' if params else ('~29M (dlib)' if name == 'dlib' else '0')} | "
               f"{f'{nbytes:,}' if nbytes else '-'} | {'-' if fps != fps else f'{fps:,.0f}'} |")
     return 0
 

@@ -192,3 +192,28 @@ def test_cli_train_wide_cosface_exports_60d_onnx(tmp_path, capsys):
     assert e.shape == (3, 60) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     assert main(["train", "--loss", "softmax", "--out", str(tmp_path / "m2"), "--no-progress"]) == 2
     assert main(["train", "--teacher", "dlib", "--out", str(tmp_path / "m3"), "--no-progress"]) == 2
+
+
+def test_batchnorm_trainer_folds_into_the_same_network():
+    from hybridface.models.distill import fit_general
+    from hybridface.models.variants import BatchNormTrainer, build_network
+
+    torch.manual_seed(0)
+    w = BatchNormTrainer(build_network("paper", 3))
+    for _ in range(3):  # move the running statistics away from (0, 1)
+        w.features(torch.randn(16, 3, 60, 60) * 2 + 1).sum().backward()
+    for bn in w.bns:
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.normal_()
+    w.eval()
+    x = torch.randn(4, 3, 60, 60)
+    with torch.no_grad():
+        before = w.features(x)
+        net = w.fold()
+        after = net.features(x)
+    assert type(net).__name__ == "CompressedVGGFace" and not any("bns" in k for k in net.state_dict())
+    assert torch.allclose(before, after, atol=1e-4)
+    imgs, _, teacher = _toy()
+    net, info = fit_general(imgs, teacher=teacher, epochs=2, batch_size=12, batchnorm=True, progress=False, threads=1)
+    assert info["batchnorm"] and info["feature_parameters"] == 24_798
+    assert type(net).__name__ == "CompressedVGGFace"

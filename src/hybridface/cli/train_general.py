@@ -25,6 +25,8 @@ def add_general_arguments(p: argparse.ArgumentParser) -> None:
                    help="teacher descriptor cache (default .cache/hybridface/teacher)")
     g.add_argument("--relation-weight", type=float, default=0.0, metavar="W",
                    help="weight of the relational distillation loss on the 60-D feature (default 0: off)")
+    g.add_argument("--batchnorm", action="store_true",
+                   help="train with BatchNorm after every conv, folded into the convs at export (same network)")
     g.add_argument("--arch", choices=("paper", "wide"), default="paper",
                    help="paper: Table I (default); wide: doubled filters (~55K parameters)")
     g.add_argument("--holdout", metavar="DATASET",
@@ -72,7 +74,7 @@ def cmd_train_general(args: argparse.Namespace) -> int:
                       loss=args.loss, arch=args.arch, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                       seed=args.seed, preprocessing=spec, data_description="; ".join(described),
                       progress=not args.no_progress, threads=args.threads,
-                      relation_weight=args.relation_weight)
+                      relation_weight=args.relation_weight, batchnorm=args.batchnorm)
     if args.json:
         print(json.dumps({k: r[k] for k in ("out_dir", "model_id", "onnx_bytes", "arch", "loss", "teacher_rows",
                                             "labelled_rows", "identities", "best_epoch", "epochs_run",

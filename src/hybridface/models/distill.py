@@ -66,7 +66,8 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
                 loss: str | None = None, arch: str = "paper", epochs: int = 30, lr: float = 2e-3,
                 batch_size: int = 128, seed: int = 0, val_fraction: float = 0.05, distill_weight: float = 1.0,
                 preprocessing: PreprocessSpec | None = None, augment: bool = True, progress: bool = True,
-                threads: int | None = None, center_teacher: bool = True, relation_weight: float = 0.0):
+                threads: int | None = None, center_teacher: bool = True, relation_weight: float = 0.0,
+                batchnorm: bool = False):
     """Train on uint8 ``(n, S, S, 3)`` ``images``; return ``(net, info)``.
 
     ``teacher``: ``(n, 128)`` descriptors with all-zero rows where a row has none (not distilled);
@@ -77,12 +78,14 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     the last epoch) are kept. ``threads``: torch intra-op threads (``None``: torch's default).
     ``center_teacher``: subtract the mean teacher descriptor before the cosine loss (see below).
     ``relation_weight``: weight of :func:`~hybridface.models.losses.relational_distill_loss` (0 = off).
+    ``batchnorm``: train with a BatchNorm after every conv, folded into the convs before returning
+    (:class:`~hybridface.models.variants.BatchNormTrainer`): the returned network is unchanged in shape.
     """
     import torch
     from torch.nn import functional as F
 
     from hybridface.models.losses import cosine_distill_loss, make_head, relational_distill_loss
-    from hybridface.models.variants import build_network, feature_parameters
+    from hybridface.models.variants import BatchNormTrainer, build_network, feature_parameters
 
     spec = preprocessing or PreprocessSpec()
     n = len(images)
@@ -110,6 +113,8 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     n_val = int(round(val_fraction * n)) if n >= 20 else 0
     va, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     net = build_network(arch, 1)
+    if batchnorm:
+        net = BatchNormTrainer(net)
     proj = torch.nn.Linear(net.fc2.out_features, 128)
     head = make_head(loss, net.fc2.out_features, len(names)) if loss else None
     params = list(net.parameters()) + list(proj.parameters()) + (list(head.parameters()) if head else [])
@@ -190,9 +195,12 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     bar.close()
     net.load_state_dict(best[2])
     net.eval()
+    if batchnorm:
+        net = net.fold()
     info = {
         "arch": arch, "loss": loss, "teacher_rows": int(has_t.sum()), "labelled_rows": int((y >= 0).sum()),
-        "identities": len(names), "num_train": int(len(tr)), "num_val": int(len(va)), "best_epoch": best[1],
+        "identities": len(names), "batchnorm": bool(batchnorm), "num_train": int(len(tr)),
+        "num_val": int(len(va)), "best_epoch": best[1],
         "epochs_run": len(history), "feature_parameters": feature_parameters(net),
         "seconds": round(time.perf_counter() - t0, 1), "history": history, **{
             k: v for k, v in history[best[1] - 1].items() if k.startswith("val_")},
@@ -206,7 +214,7 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
                   loss: str | None = None, arch: str = "paper", epochs: int = 30, lr: float = 2e-3,
                   batch_size: int = 128, seed: int = 0, preprocessing: PreprocessSpec | None = None,
                   data_description: str = "", progress: bool = True, threads: int | None = None,
-                  relation_weight: float = 0.0) -> dict[str, Any]:
+                  relation_weight: float = 0.0, batchnorm: bool = False) -> dict[str, Any]:
     """Load the data, train (:func:`fit_general`) and write the model directory ``out_dir``.
 
     ``labelled``: ``[(samples, detect, prefix)]`` as in :func:`hybridface.models.train.train_sources`
@@ -253,7 +261,7 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
     net, info = fit_general(images, teacher=np.concatenate(targets) if teacher else None,
                             labels=labels if loss else None, loss=loss, arch=arch, epochs=epochs, lr=lr,
                             batch_size=batch_size, seed=seed, preprocessing=spec, progress=progress,
-                            threads=threads, relation_weight=relation_weight)
+                            threads=threads, relation_weight=relation_weight, batchnorm=batchnorm)
     training = {
         "data": data_description, "objective": {"loss": loss, "teacher": teacher}, "unlabeled": str(unlabeled or ""),
         "unlabeled_images": n_unlabeled, "unlabeled_limit": unlabeled_limit, "epochs": epochs, "lr": lr,

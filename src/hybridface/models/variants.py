@@ -4,6 +4,10 @@
 * ``wide`` — the same five conv3x3/ReLU/max-pool blocks with twice the filters (16-20-24-32-40),
   FC-128, FC-60: about 55K parameters of feature layers.
 
+:class:`BatchNormTrainer` wraps any of them for training only: a BatchNorm after every conv
+(before its ReLU), folded into the conv weights at the end (:meth:`BatchNormTrainer.fold`), so the
+exported network is exactly the unwrapped architecture (no extra layer, same ONNX graph).
+
 Every variant has the attributes the ONNX exporter reads (``convs``, ``fc1``, ``fc2``) and
 ``features(x)``, so :func:`hybridface.models.export.export_onnx` writes it unchanged.
 Only training imports this module (it needs torch).
@@ -11,12 +15,13 @@ Only training imports this module (it needs torch).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
 from hybridface.errors import ConfigError
 
-__all__ = ["ARCHITECTURES", "ConvNet", "build_network", "feature_parameters"]
+__all__ = ["ARCHITECTURES", "BatchNormTrainer", "ConvNet", "build_network", "feature_parameters"]
 
 ARCHITECTURES: dict[str, tuple[int, ...]] = {"paper": (8, 10, 12, 16, 20), "wide": (16, 20, 24, 32, 40)}
 
@@ -64,3 +69,38 @@ def build_network(arch: str = "paper", num_classes: int = 1) -> nn.Module:
 def feature_parameters(net: nn.Module) -> int:
     """Parameters of the exported layers (convs, FC-128, FC-60; the classifier is not exported)."""
     return sum(p.numel() for name, p in net.named_parameters() if not name.startswith("fc3"))
+
+
+class BatchNormTrainer(nn.Module):
+    """Training-time wrapper of a variant: ``conv → BatchNorm → ReLU → max-pool`` per block.
+
+    :meth:`fold` writes each BatchNorm (running statistics, eval mode) into its conv's weights and
+    bias and returns the plain network, whose ``features`` then equal this wrapper's in eval mode.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.bns = nn.ModuleList(nn.BatchNorm2d(conv.out_channels) for conv in net.convs)
+
+    @property
+    def fc2(self) -> nn.Linear:
+        return self.net.fc2
+
+    def features(self, x):
+        for conv, bn in zip(self.net.convs, self.bns):
+            x = F.max_pool2d(F.relu(bn(conv(x))), kernel_size=2, stride=2, ceil_mode=True)
+        return self.net.fc2(F.relu(self.net.fc1(x.flatten(1))))
+
+    def forward(self, x):
+        return self.net.fc3(self.features(x))
+
+    @torch.no_grad()
+    def fold(self) -> nn.Module:
+        """The wrapped network with every BatchNorm folded into its conv (call once, after training)."""
+        for conv, bn in zip(self.net.convs, self.bns):
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv.weight.mul_(scale[:, None, None, None])
+            conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
+        self.net.eval()
+        return self.net
