@@ -149,3 +149,17 @@ def test_indexed_scenario_ranks_only_its_shortlist(tiny_yale, reference_npz, tmp
         assert s["distance_evaluations_per_probe"] < full
         assert s["cmc"][-1] == s["cmc"][0]  # one shortlisted identity: nothing ranked below it
     assert rows["exhaustive"]["cmc"][N_SUBJECTS - 1] == 1.0
+
+
+def test_channels_rgb_reaches_the_trained_model_and_report(tiny_yale, tmp_path):
+    from hybridface.models.card import load_card
+
+    out = tmp_path / "rgb"
+    assert main(_args(tiny_yale, out, "--models", "compressed", "--strategies", "exhaustive",
+                      "--channels", "rgb", "--illumination", "clahe")) == 0
+    cards = [load_card(d)[0] for d in (out / ".cache" / "models").iterdir() if (d / "model.json").is_file()]
+    assert [c.preprocessing["channels"] for c in cards] == ["rgb"]
+    assert cards[0].preprocessing["illumination"] == "clahe"
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["train"]["channels"] == "rgb"
+    assert "input rgb, illumination clahe" in (out / "report.md").read_text()

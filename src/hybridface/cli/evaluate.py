@@ -70,6 +70,8 @@ def register(subparsers) -> None:
                    help="probability that a training image is replaced by a random one of the 17 transformations")
     p.add_argument("--illumination", default="tan_triggs",
                    help="none | hist_eq | clahe | tan_triggs (compressed model)")
+    p.add_argument("--channels", default="grey3", choices=("grey3", "rgb"),
+                   help="input of the compressed model: grey3 (the paper: grey level as three equal channels) or rgb")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
@@ -90,6 +92,8 @@ def _command(args: argparse.Namespace) -> str:
              "--top-n", str(args.top_n), "--workers", str(args.workers), "--codewords", str(args.codewords),
              "--epochs", str(args.epochs), "--lr", str(args.lr), "--lr-schedule", args.lr_schedule,
              "--patience", str(args.patience), "--illumination", args.illumination]
+    if args.channels != "grey3":
+        parts += ["--channels", args.channels]
     if args.augment_prob:
         parts += ["--augment-prob", str(args.augment_prob)]
     if args.val_fraction != 0.1:
@@ -130,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
         train=TrainOptions(epochs=args.epochs, lr=args.lr, patience=args.patience, illumination=args.illumination,
                            lr_schedule=args.lr_schedule, augment=args.augment_prob,
-                           val_fraction=args.val_fraction, seed=args.seed),
+                           val_fraction=args.val_fraction, seed=args.seed,
+                           channels=args.channels),
         engine=args.engine, address=args.address,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
     )

@@ -122,7 +122,8 @@ def render_markdown(result, *, command: str, machine: dict) -> str:
         if m.training:
             t = m.training
             note = (f"trained here on the gallery side: {t.get('epochs_run')} epochs (best {t.get('best_epoch')}), "
-                    f"lr {t.get('lr')}, illumination {t.get('illumination')}, val acc {_fmt(t.get('val_accuracy'), 4)}, "
+                    f"lr {t.get('lr')}, input {t.get('channels', 'grey3')}, illumination {t.get('illumination')}, "
+                    f"augment {t.get('augment')}, val acc {_fmt(t.get('val_accuracy'), 4)}, "
                     f"{t.get('seconds')} s{' (cached)' if t.get('cached') else ''}")
         lines.append(f"| {m.name} | `{m.model_id[:24]}` | {m.dim} | {m.num_gallery} | {m.num_probes} | "
                      f"{m.num_identities} | {m.skipped_files} | {_fmt(m.encode_batch_ms_per_image, 3)} | {note} |")

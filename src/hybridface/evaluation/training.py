@@ -29,6 +29,7 @@ class TrainOptions:
     lr_schedule: str = "cosine"
     augment: float = 0.0
     seed: int = 0
+    channels: str = "grey3"  # "grey3" (the paper) or "rgb"
 
 
 def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
@@ -39,8 +40,10 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
     from hybridface.models.preprocess import PreprocessSpec
 
     opts: TrainOptions = cfg.train
-    spec = PreprocessSpec(input_size=60, channels="grey3", illumination=opts.illumination)
-    key = hashlib.sha256(json.dumps([split.key, asdict(opts), spec.to_dict()], sort_keys=True).encode()).hexdigest()
+    spec = PreprocessSpec(input_size=60, channels=opts.channels, illumination=opts.illumination)
+    # ``channels`` is keyed through ``spec`` (kept out of the options so older cached models stay valid)
+    keyed = {k: v for k, v in asdict(opts).items() if k != "channels"}
+    key = hashlib.sha256(json.dumps([split.key, keyed, spec.to_dict()], sort_keys=True).encode()).hexdigest()
     out = cfg.cache_dir / "models" / f"compressed-{key[:16]}"
     if (out / "model.json").is_file():
         log.info("reusing trained model %s", out)
