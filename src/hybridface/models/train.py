@@ -240,7 +240,7 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
                         "lr": float(opt.param_groups[0]["lr"])})
         bar.set_postfix(loss=f"{tot_loss / len(x_tr):.3f}", acc=f"{train_acc:.3f}", val=f"{val_acc:.3f}")
         log.debug("epoch %d loss %.4f acc %.4f val %.4f", epoch, tot_loss / len(x_tr), train_acc, val_acc)
-        if val_acc > best[0]:
+        if val_acc >= best[0]:  # ties: the later epoch (further down the lr schedule)
             best = (val_acc, epoch, {k: v.detach().clone() for k, v in net.state_dict().items()})
         elif epoch - best[1] >= patience:
             log.info("early stop at epoch %d (best val %.4f at epoch %d)", epoch, best[0], best[1])
