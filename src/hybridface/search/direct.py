@@ -16,6 +16,7 @@ import numpy as np
 from hybridface.search import tuning
 from hybridface.search.band import band_tolerance
 from hybridface.search.base import SearchResult
+from hybridface.search.threads import scratch
 
 
 def fits_direct(n_probes: int, n_rows: int, k: int) -> bool:
@@ -30,7 +31,7 @@ def direct_top1(
     n, n_rows = probes.shape[0], vectors.shape[0]
     tol = band_tolerance(probes.shape[1])
     if n == 1:
-        sims = vectors @ probes[0]
+        sims = np.matmul(vectors, probes[0], out=scratch(n_rows, "direct"))
         rows = np.flatnonzero(sims >= sims.max() - tol)
         pr = np.zeros(len(rows), np.int64)
     else:

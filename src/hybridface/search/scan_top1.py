@@ -10,6 +10,7 @@ import numpy as np
 
 from hybridface.search import tuning
 from hybridface.search.band import hot_entries, prune_band
+from hybridface.search.threads import scratch
 
 
 def band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
@@ -29,7 +30,7 @@ def band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
     sub = max(1, min(tuning.REVISIT_ROWS, rc))
     rc = max(sub, rc // sub * sub)
     theta = np.full(nb, -np.inf, np.float32)
-    buf = np.empty((min(rc, n_rows), nb), np.float32)
+    buf = scratch(min(rc, n_rows) * nb).reshape(min(rc, n_rows), nb)  # reused: no page faults
     slice_max = np.empty((rc // sub, nb), np.float32)
     pt = p.T
     keys, prs, scs = [], [], []  # (slice, probe) pairs within the running band, slice maxima
