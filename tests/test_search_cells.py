@@ -66,3 +66,17 @@ def test_cells_bad_input_and_fallback_to_flat():
     big = Indexed(matrix, top_n=3, cells=10)  # as many cells as codewords: no coarse level
     assert big._cells is None
     assert_same(big.search(probes, 2), flat.search(probes, 2))
+
+
+def test_few_probe_gather_path_shortlists_the_same_identities(monkeypatch):
+    from hybridface.search import cells as cells_module
+
+    matrix, probes = clustered(300, 3, 3, seed=2)
+    idx = Indexed(matrix, top_n=7, cells=12, probe_cells=4)
+    p = matrix.check_probes(probes)
+    gathered, ev1 = idx.shortlist(p, 7)  # 3 probes: one gathered product per probe
+    monkeypatch.setattr(cells_module, "FEW_PROBES", 0)  # a product per visited cell instead
+    looped, ev2 = idx.shortlist(p, 7)
+    assert ev1 == ev2
+    for a, b in zip(gathered, looped):
+        assert sorted(a.tolist()) == sorted(b.tolist())

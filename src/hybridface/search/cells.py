@@ -20,6 +20,8 @@ from hybridface.search.topk import select_topk
 
 #: Probes per block of the cell shortlist (bounds its ``(probes, visited codewords)`` arrays).
 CELL_PROBE_BLOCK = 256
+#: Blocks of at most this many probes gather their visited codewords (no loop over cells).
+FEW_PROBES = 4
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ def _block(probes, cells: CodewordCells, size: int, probe_cells: int, max_per_id
     slot = np.cumsum(lens, axis=1) - lens  # where each visited cell's scores start in the row
     width = int(lens.sum(axis=1).max()) if n else 0
     scores = np.full((n, max(width, 1)), -np.inf, np.float32)
+    if n <= FEW_PROBES:  # gather each probe's visited codewords: one product instead of a loop
+        for i in range(n):
+            cnt = lens[i]
+            idx = np.repeat(cells.offsets[top[i]] - slot[i], cnt) + np.arange(int(cnt.sum()))
+            scores[i, : len(idx)] = cells.codewords[idx] @ probes[i]
+        return _select(scores, top, slot, cells, size, max_per_identity), n * n_cells + int(lens.sum())
     flat_cell, flat_slot = top.ravel(), slot.ravel()
     flat_probe = np.repeat(np.arange(n), pc)
     order = np.argsort(flat_cell, kind="stable")
@@ -109,7 +117,12 @@ def _block(probes, cells: CodewordCells, size: int, probe_cells: int, max_per_id
         pairs = order[a:b]
         rows = flat_probe[pairs]
         scores[rows[:, None], flat_slot[pairs][:, None] + np.arange(hi - lo)] = probes[rows] @ cells.codewords[lo:hi].T
-    evals = n * n_cells + int(lens.sum())
+    return _select(scores, top, slot, cells, size, max_per_identity), n * n_cells + int(lens.sum())
+
+
+def _select(scores, top, slot, cells: CodewordCells, size: int, max_per_identity: int) -> np.ndarray:
+    """The ``size`` best distinct identities per row of the visited codewords' ``scores``."""
+    n = scores.shape[0]
     want = size if max_per_identity == 1 else size * max_per_identity
     pos = select_topk(scores, min(want, scores.shape[1]))
     ok = np.take_along_axis(scores, pos, axis=1) > -np.inf
@@ -119,7 +132,7 @@ def _block(probes, cells: CodewordCells, size: int, probe_cells: int, max_per_id
     cw = cells.offsets[top[r, t]] + pos - slot[r, t]
     ids = np.where(ok, cells.identity[np.where(ok, cw, 0)], -1)
     if max_per_identity == 1:
-        return ids, evals
+        return ids
     # several codewords per identity: keep each identity's first (best) occurrence
     k2 = ids.shape[1]
     r, j, i = np.repeat(np.arange(n), k2), np.tile(np.arange(k2), n), ids.ravel()
@@ -134,4 +147,4 @@ def _block(probes, cells: CodewordCells, size: int, probe_cells: int, max_per_id
     out = np.full((n, size), -1, np.int64)
     rr, cc = np.nonzero(keep & (rank < size))
     out[rr, rank[rr, cc]] = ids[rr, cc]
-    return out, evals
+    return out
