@@ -350,7 +350,7 @@ def plot(rows, path: Path, threads: int) -> None:
             ax.plot(*zip(*pts), marker="o", label=method)
         bound = sorted({(r["n"], r[bkey]) for r in sel})
         if bound:
-            ax.plot(*zip(*bound), "k--", lw=2, label="bound (exact, float32)")
+            ax.plot(*zip(*bound), "k--", lw=2, marker="_", ms=18, mew=2, label="bound (exact, float32)")
         ax.set(xscale="log", yscale="log", xlabel="gallery templates", ylabel="queries / s",
                title=f"{title}, {threads} thread(s), clustered")
         ax.grid(True, which="both", alpha=0.3)
