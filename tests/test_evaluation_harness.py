@@ -162,4 +162,6 @@ def test_channels_rgb_reaches_the_trained_model_and_report(tiny_yale, tmp_path):
     assert cards[0].preprocessing["illumination"] == "clahe"
     data = json.loads((out / "results.json").read_text())
     assert data["config"]["train"]["channels"] == "rgb"
-    assert "input rgb, illumination clahe" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "input rgb, illumination clahe" in report
+    assert "**Subset, not the full `yale-augmented` protocol**: subjects=3, variants=2" in report

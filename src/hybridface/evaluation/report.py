@@ -93,11 +93,23 @@ def table_rows(result) -> list[dict]:
     return rows
 
 
+def _subset_note(cfg) -> list[str]:
+    """A bold warning (plus a blank line) when protocol options or a probe limit shrink the protocol."""
+    parts = [f"{k}={v}" for k, v in sorted(dict(cfg.protocol_options).items())]
+    if cfg.limit_probes is not None:
+        parts.append(f"probes limited to {cfg.limit_probes}")
+    if not parts:
+        return []
+    return [f"**Subset, not the full `{cfg.protocol}` protocol**: {', '.join(parts)} (the protocol's defaults "
+            "otherwise); compare with full-protocol figures only with that in mind.", ""]
+
+
 def render_markdown(result, *, command: str, machine: dict) -> str:
     cfg = result.config
     lines = [f"# Evaluation: `{cfg.protocol}`", "",
              "Regenerate with:", "", "```", command, "```", "",
              f"Split: {result.split_summary}.", "",
+             *_subset_note(cfg),
              "Files in which no face was found are dropped from both sides (counted under Models).", "",
              f"Search: top-N = {cfg.top_n} (indexed, hybrid), workers = {cfg.workers} (parallel, hybrid), "
              f"LBG codewords per identity = {cfg.codewords}. Times are per probe image, one probe per call "
