@@ -167,25 +167,30 @@ class Gallery:
         return self._searchers.matrix()
 
     def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local",
-                 address: str | None = None):
+                 address: str | None = None, cells: int | None = None, probe_cells: int = 16):
         """The (cached) searcher of ``strategy`` over the current matrix.
 
         ``engine="ray"`` shards the gallery over Ray actors (``address``: an existing cluster's
         ``host:port``; ``None`` starts a local Ray). Its results index into ``searcher.names``.
+        ``cells``: coarse LBG cells over the identity codewords (``indexed``/``hybrid``, for very
+        large galleries; ``None`` = off), ``probe_cells`` of them visited per probe.
         """
-        return self._searchers.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address)
+        return self._searchers.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address,
+                                        cells=cells, probe_cells=probe_cells)
 
     def identify_vectors(self, vectors: np.ndarray, *, probes: Sequence[str] | None = None,
                          model_id: str | None = None, strategy: str = "hybrid", top_n: int = 5,
                          workers: int = 4, k: int = 5, threshold: float | None = None,
-                         engine: str = "local", address: str | None = None) -> list[Identification]:
+                         engine: str = "local", address: str | None = None, cells: int | None = None,
+                         probe_cells: int = 16) -> list[Identification]:
         """1:N search of templates; ``identity`` is ``None`` where the best distance exceeds the threshold."""
         if model_id is not None and self.store.model_id not in (None, model_id):
             self.store.check_model(model_id, self.store.dim or 0)
         if int(k) < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         threshold = _check_threshold(threshold if threshold is not None else self.threshold)
-        m, searcher = self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address)
+        m, searcher = self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address,
+                                    cells=cells, probe_cells=probe_cells)
         v = as_vectors(vectors, m.dim)
         names = list(probes) if probes is not None else [f"#{i}" for i in range(len(v))]
         if len(names) != len(v):
@@ -206,18 +211,23 @@ class Gallery:
     def identify(self, images: Sequence[Any] | np.ndarray, *, strategy: str = "hybrid", top_n: int = 5,
                  workers: int = 4, k: int = 5, threshold: float | None = None, detect: str = "never",
                  detector: str = "cascade", engine: str = "local",
-                 address: str | None = None) -> list[Identification]:
+                 address: str | None = None, cells: int | None = None,
+                 probe_cells: int = 16) -> list[Identification]:
         """1:N identification of images (or template vectors): one `Identification` per input, in order.
 
         ``engine="ray"``: search sharded over Ray actors (``address`` = ``host:port`` of a running
         cluster, ``None`` = a local Ray); same answers as ``engine="local"``.
+        ``cells`` (``indexed``/``hybrid``, default off): group the identity codewords into that many
+        coarse LBG cells and compare each probe only with the codewords of its ``probe_cells``
+        nearest cells — for very large galleries; approximate like the shortlist, re-ranking exact.
         """
         opts = dict(strategy=strategy, top_n=top_n, workers=workers, k=k, threshold=threshold, engine=engine,
-                    address=address)
+                    address=address, cells=cells, probe_cells=probe_cells)
         if is_vectors(images):
             return self.identify_vectors(images, **opts)
-        # fail fast on an empty gallery or an unreachable cluster
-        self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address)
+        # fail fast on an empty gallery, bad search options or an unreachable cluster
+        self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address, cells=cells,
+                      probe_cells=probe_cells)
         prepared = prepare_images(images, detect=detect, detector=detector, size=crop_size(self.encoder))
         good = [p for p in prepared if p.crop is not None]
         found = iter(self.identify_vectors(encode_crops(self.encoder, [p.crop for p in good]),

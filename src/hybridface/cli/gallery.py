@@ -76,7 +76,8 @@ def cmd_identify(args) -> int:
     with open_gallery(args.db, model=args.model, readonly=True) as g:
         answers = g.identify(probes, strategy=args.strategy, top_n=args.top_n, workers=args.workers, k=args.k,
                              threshold=args.threshold, detect=args.detect, detector=args.detector,
-                             engine=args.engine, address=args.address)
+                             engine=args.engine, address=args.address, cells=args.cells,
+                             probe_cells=args.probe_cells)
     if args.json:
         for a in answers:
             print(json.dumps(a.to_dict()))
@@ -216,6 +217,11 @@ def register(sub) -> None:
                    help="local search, or sharded over Ray actors")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="join this Ray cluster (--engine ray; default: start a local Ray)")
+    p.add_argument("--cells", type=int, default=None, metavar="N",
+                   help="coarse LBG cells over the identity codewords, for indexed/hybrid on very large "
+                        "galleries (e.g. 1024 at ~1M templates; per shard with --engine ray; default: off)")
+    p.add_argument("--probe-cells", type=int, default=16, metavar="M",
+                   help="cells visited per probe with --cells (more = higher recall; default: 16)")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_identify)
 

@@ -15,7 +15,7 @@ from typing import Any
 from hybridface.errors import ConfigError, EmptyGalleryError, HybridFaceError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.gallery.store import GalleryStore
-from hybridface.search import STRATEGIES
+from hybridface.search import STRATEGIES, check_cells
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,12 @@ ENGINES = ("local", "ray")
 
 
 def build_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers: int, engine: str,
-                   address: str | None = None):
-    """A fresh searcher of ``strategy`` over ``matrix``, in-process (``local``) or sharded on Ray."""
+                   address: str | None = None, cells: int | None = None, probe_cells: int = 16):
+    """A fresh searcher of ``strategy`` over ``matrix``, in-process (``local``) or sharded on Ray.
+
+    ``cells``/``probe_cells``: coarse LBG cells over the identity codewords (``indexed``/``hybrid``;
+    on Ray built per shard); ``None`` = the flat shortlist.
+    """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     if engine == "local" and address is not None:
@@ -32,7 +36,7 @@ def build_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers
     if engine == "local":
         from hybridface.search import make_searcher
 
-        return make_searcher(strategy, matrix, top_n=top_n, workers=workers)
+        return make_searcher(strategy, matrix, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells)
     if engine == "ray":
         # Hook: the Ray engine (hybridface.engines.ray) shards the matrix over Ray actors.
         import importlib.util
@@ -41,7 +45,8 @@ def build_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers
             raise ConfigError("engine 'ray' not available (hybridface.engines.ray is not installed); use engine='local'")
         from hybridface.engines.local import make_engine
 
-        return make_engine("ray", matrix, strategy=strategy, top_n=top_n, workers=workers, address=address)
+        return make_engine("ray", matrix, strategy=strategy, top_n=top_n, workers=workers, address=address,
+                           cells=cells, probe_cells=probe_cells)
     raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
 
@@ -53,7 +58,8 @@ class _Snapshot:
 
 
 class SearcherCache:
-    """The matrix of one `GalleryStore` and its searchers keyed by (strategy, top_n, workers, engine, address)."""
+    """The matrix of one `GalleryStore` and its searchers keyed by
+    (strategy, top_n, workers, engine, address, cells, probe_cells)."""
 
     def __init__(self, store: GalleryStore) -> None:
         self.store = store
@@ -109,16 +115,20 @@ class SearcherCache:
         return kept
 
     def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local",
-                 address: str | None = None) -> tuple[TemplateMatrix, Any]:
+                 address: str | None = None, cells: int | None = None,
+                 probe_cells: int = 16) -> tuple[TemplateMatrix, Any]:
         """``(matrix, searcher)``: the cached searcher of ``strategy`` over the current matrix."""
         if int(top_n) < 1 or int(workers) < 1:
             raise ConfigError(f"top_n and workers must be >= 1, got top_n={top_n}, workers={workers}")
+        cells, probe_cells = check_cells(cells, probe_cells)
         with self.lock:
             m = self.matrix()
             if m.num_templates == 0:
                 raise EmptyGalleryError(f"gallery {self.store.path} has no templates; enrol some first (hybridface enroll)")
-            key = (strategy, int(top_n), int(workers), engine, address)
+            # key[3] is the engine (see _carry_engines); probe_cells only matters with cells
+            key = (strategy, int(top_n), int(workers), engine, address, cells, probe_cells if cells else None)
             if key not in self._snapshot.searchers:
                 self._snapshot.searchers[key] = build_searcher(strategy, m, top_n=int(top_n), workers=int(workers),
-                                                               engine=engine, address=address)
+                                                               engine=engine, address=address, cells=cells,
+                                                               probe_cells=probe_cells)
             return m, self._snapshot.searchers[key]

@@ -26,7 +26,8 @@ class LocalEngine(ShardedEngine):
     Args:
         matrix: the whole gallery.
         strategy: ``exhaustive`` | ``indexed`` | ``parallel`` | ``hybrid``.
-        top_n, workers: passed to ``make_searcher`` for every shard.
+        top_n, workers, cells, probe_cells: passed to ``make_searcher`` for every shard (``cells``
+            are fitted per shard over its own identity codewords; ``None`` = off).
         shards: number of shards (1 = no sharding).
         placement: where a *new* identity goes: ``hash`` (CRC-32 of its name) or ``least-loaded``.
         batch_bytes: probe chunk budget (bytes of float32 probes per chunk).
@@ -39,6 +40,8 @@ class LocalEngine(ShardedEngine):
         strategy: str = "exhaustive",
         top_n: int = DEFAULTS.top_n,
         workers: int = DEFAULTS.workers,
+        cells: int | None = None,
+        probe_cells: int = 16,
         shards: int = 1,
         placement: str = "hash",
         batch_bytes: int = sh.DEFAULT_BATCH_BYTES,
@@ -46,10 +49,10 @@ class LocalEngine(ShardedEngine):
         if matrix.num_identities == 0:
             raise EmptyGalleryError("cannot build a search engine over an empty gallery")
         parts = sh.split(matrix, shards)
-        super().__init__(parts, matrix.names, strategy=strategy, top_n=top_n, workers=workers,
-                         placement=placement, batch_bytes=batch_bytes)
+        super().__init__(parts, matrix.names, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
+                         probe_cells=probe_cells, placement=placement, batch_bytes=batch_bytes)
         self._parts = parts
-        self._searchers = [build_searcher(p, strategy, self.top_n, self.workers) for p in parts]
+        self._searchers = [self._build(p) for p in parts]
         self._pool = ThreadPoolExecutor(max_workers=len(parts)) if len(parts) > 1 else None
 
     def _run_search(self, probes: np.ndarray, k: int) -> list[SearchResult]:
@@ -60,9 +63,12 @@ class LocalEngine(ShardedEngine):
 
     def _run_update(self, shard: int, op: str, args: dict) -> int:
         part = apply_update(self._parts[shard], op, args)
-        self._searchers[shard] = build_searcher(part, self.strategy, self.top_n, self.workers)
+        self._searchers[shard] = self._build(part)
         self._parts[shard] = part
         return part.num_templates
+
+    def _build(self, part: TemplateMatrix):
+        return build_searcher(part, self.strategy, self.top_n, self.workers, self.cells, self.probe_cells)
 
     def close(self) -> None:
         """Release the thread pool."""
@@ -78,6 +84,8 @@ def make_engine(
     strategy: str = "exhaustive",
     top_n: int = DEFAULTS.top_n,
     workers: int = DEFAULTS.workers,
+    cells: int | None = None,
+    probe_cells: int = 16,
     shards: int | None = None,
     address: str | None = None,
     **options,
@@ -86,17 +94,20 @@ def make_engine(
 
     ``shards`` defaults to 1 for ``local`` and to the number of alive Ray nodes for ``ray``.
     ``address`` (ray only): an existing cluster's ``host:port``; ``None`` starts a local Ray.
+    ``cells``/``probe_cells``: coarse LBG cells for ``indexed``/``hybrid``, built per shard.
     Extra ``options`` go to the engine class (``placement``, ``batch_bytes``, ...).
     """
     if name == "local":
         if address is not None:
             raise ConfigError("--address only applies to the ray engine")
-        return LocalEngine(matrix, strategy=strategy, top_n=top_n, workers=workers,
-                           shards=shards or 1, **options)
+        return LocalEngine(matrix, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
+                           probe_cells=probe_cells, shards=shards or 1, **options)
     if name == "ray":
         from hybridface.engines.ray import RaySearcher, connect
+        from hybridface.search import check_cells
 
+        check_cells(cells, probe_cells)  # before connecting: a bad value must not start Ray
         connect(address, timeout_s=options.pop("timeout_s", 30.0))
-        return RaySearcher(matrix, strategy=strategy, top_n=top_n, workers=workers,
-                           shards=shards, **options)
+        return RaySearcher(matrix, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
+                           probe_cells=probe_cells, shards=shards, **options)
     raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

@@ -142,12 +142,13 @@ class ShardActor:
     """Holds one shard and its local searcher (runs inside a Ray actor)."""
 
     def __init__(self, matrix: TemplateMatrix, strategy: str, top_n: int, workers: int,
-                 updates: Sequence[tuple[str, dict]] = ()) -> None:
+                 updates: Sequence[tuple[str, dict]] = (), cells: int | None = None,
+                 probe_cells: int = 16) -> None:
         for op, args in updates:
             matrix = apply_update(matrix, op, args)
         self.matrix = matrix
-        self.params = (strategy, top_n, workers)
-        self.searcher = build_searcher(matrix, strategy, top_n, workers)
+        self.params = (strategy, top_n, workers, cells, probe_cells)
+        self.searcher = build_searcher(matrix, *self.params)
 
     def ready(self) -> tuple[str, int]:
         """(node id, templates held) once the shard is loaded."""
@@ -181,7 +182,8 @@ class RaySearcher(ShardedEngine):
     Args:
         gallery: a `TemplateMatrix` (split into ``shards``) or a sequence of shard matrices
             (used as given; they must share one model id).
-        strategy, top_n, workers: passed to ``make_searcher`` on every shard.
+        strategy, top_n, workers, cells, probe_cells: passed to ``make_searcher`` on every shard
+            (``cells``: coarse LBG cells fitted per shard over that shard's identity codewords).
         shards: number of shards (default: one per node in ``nodes``).
         nodes: Ray node ids to place shards on, round robin (default: every alive node).
         placement: shard of a *new* identity: ``hash`` (CRC-32 of its name) or ``least-loaded``.
@@ -201,6 +203,8 @@ class RaySearcher(ShardedEngine):
         strategy: str = "exhaustive",
         top_n: int = DEFAULTS.top_n,
         workers: int = 1,
+        cells: int | None = None,
+        probe_cells: int = 16,
         shards: int | None = None,
         nodes: Sequence[str] | None = None,
         placement: str = "hash",
@@ -225,8 +229,8 @@ class RaySearcher(ShardedEngine):
             names = [n for p in parts for n in p.names]
             if len(set(names)) != len(names):
                 raise ConfigError("an identity appears in more than one shard")
-        super().__init__(parts, names, strategy=strategy, top_n=top_n, workers=workers,
-                         placement=placement, batch_bytes=batch_bytes)
+        super().__init__(parts, names, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
+                         probe_cells=probe_cells, placement=placement, batch_bytes=batch_bytes)
         self.actor_cpus = float(actor_cpus)
         self.query_timeout_s = float(query_timeout_s)
         self.retries = int(retries)
@@ -246,7 +250,8 @@ class RaySearcher(ShardedEngine):
         actor = _actor_class().options(
             num_cpus=self.actor_cpus,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
-        ).remote(self._base[i], self.strategy, self.top_n, self.workers, tuple(self._log[i]))
+        ).remote(self._base[i], self.strategy, self.top_n, self.workers, tuple(self._log[i]),
+                 self.cells, self.probe_cells)
         self._actors[i] = actor
         if wait:
             self._await_ready([i])

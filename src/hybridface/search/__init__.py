@@ -5,6 +5,7 @@ Use :func:`make_searcher`; the strategy modules are imported lazily.
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 from hybridface.errors import ConfigError
@@ -17,12 +18,46 @@ if TYPE_CHECKING:  # pragma: no cover
 STRATEGIES = ("exhaustive", "indexed", "parallel", "hybrid")
 
 
-def make_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int = 5, workers: int = 4) -> Searcher:
-    """Build the named strategy over ``matrix`` (``top_n``/``workers`` are used where they apply).
+def check_cells(cells: int | None, probe_cells: int) -> tuple[int | None, int]:
+    """Validate the coarse-cell options; return them as ``(int | None, int)``.
 
-    ``exhaustive`` ignores both; ``indexed`` uses ``top_n``; ``parallel`` uses ``workers``;
-    ``hybrid`` both. ``indexed``/``hybrid`` build one codeword per identity if ``matrix`` has none.
+    ``cells=None`` switches the cells off; ``probe_cells`` larger than ``cells`` means every cell.
     """
+    def bad(v) -> bool:
+        return isinstance(v, bool) or not isinstance(v, Integral) or v < 1
+
+    if cells is not None and bad(cells):
+        raise ConfigError(
+            f"cells must be a positive integer (coarse LBG cells over the identity codewords, e.g. 1024 "
+            f"for ~1M templates) or None to switch them off, got {cells!r}"
+        )
+    if bad(probe_cells):
+        raise ConfigError(
+            f"probe_cells must be a positive integer (cells visited per probe; more = higher recall, "
+            f"a value >= cells visits every cell), got {probe_cells!r}"
+        )
+    return (None if cells is None else int(cells)), int(probe_cells)
+
+
+def make_searcher(
+    strategy: str,
+    matrix: TemplateMatrix,
+    *,
+    top_n: int = 5,
+    workers: int = 4,
+    cells: int | None = None,
+    probe_cells: int = 16,
+) -> Searcher:
+    """Build the named strategy over ``matrix`` (the options are used where they apply).
+
+    ``exhaustive`` ignores ``top_n``, ``workers`` and the cells; ``indexed`` uses ``top_n`` and the
+    cells; ``parallel`` uses ``workers``; ``hybrid`` all of them. ``indexed``/``hybrid`` build one
+    codeword per identity if ``matrix`` has none. ``cells`` (default off): group the codewords into
+    that many coarse LBG cells and compare each probe only with the codewords of its
+    ``probe_cells`` nearest cells (:mod:`hybridface.search.cells`; for very large galleries).
+    Bad ``cells``/``probe_cells`` are a `ConfigError` for every strategy.
+    """
+    cells, probe_cells = check_cells(cells, probe_cells)
     if strategy == "exhaustive":
         from hybridface.search.exhaustive import Exhaustive
 
@@ -30,7 +65,7 @@ def make_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int = 5, work
     if strategy == "indexed":
         from hybridface.search.indexed import Indexed
 
-        return Indexed(matrix, top_n=top_n)
+        return Indexed(matrix, top_n=top_n, cells=cells, probe_cells=probe_cells)
     if strategy == "parallel":
         from hybridface.search.parallel import Parallel
 
@@ -38,8 +73,8 @@ def make_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int = 5, work
     if strategy == "hybrid":
         from hybridface.search.hybrid import Hybrid
 
-        return Hybrid(matrix, top_n=top_n, workers=workers)
+        return Hybrid(matrix, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells)
     raise ConfigError(f"unknown search strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-__all__ = ["STRATEGIES", "make_searcher"]
+__all__ = ["STRATEGIES", "check_cells", "make_searcher"]
