@@ -133,18 +133,23 @@ def test_int8_quantization_is_small_and_close(model_dir, tmp_path):
     assert (q * enc.encode_preprocessed(x)).sum(1).mean() > 0.98
 
 
-def test_shipped_default_model():
-    from hybridface.models.encoders import default_model_path
+def test_shipped_models():
+    from hybridface.models.encoders import default_model_path, shipped_model_path
 
     enc = load_model(None)
     path = default_model_path()
-    assert enc.path_ == path and path.stat().st_size <= 110_000
-    assert path.stat().st_size + path.with_suffix(".json").stat().st_size < 200_000
-    card = enc.card_
-    assert card.precision == "fp32" and card.embedding_dim == 60 and card.training["val_accuracy"] > 0.5
-    assert "gallery side" in card.training["data"]  # trained on protocol gallery sides only
-    f = enc.encode(_faces(3))
-    assert f.shape == (3, 60) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    assert enc.path_ == path == shipped_model_path("general")  # the default is the general model
+    for name in ("general", "classifier"):
+        p = shipped_model_path(name)
+        assert p.stat().st_size <= 110_000 and p.stat().st_size + p.with_suffix(".json").stat().st_size < 200_000
+        m = load_model(p)
+        assert m.card_.precision == "fp32" and m.card_.embedding_dim == 60
+        f = m.encode(_faces(3))
+        assert f.shape == (3, 60) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    classifier = load_model(shipped_model_path("classifier")).card_
+    assert classifier.training["val_accuracy"] > 0.5
+    assert "gallery side" in classifier.training["data"]  # trained on protocol gallery sides only
+    assert enc.card_.training["objective"]["teacher"] == "dlib"
 
 
 def test_small_batches_use_a_single_threaded_twin_with_the_same_features(model_dir):

@@ -187,7 +187,7 @@ def _common(p: argparse.ArgumentParser, *, db: bool = True, model: bool = False,
     if db:
         p.add_argument("--db", required=True, help="gallery file (SQLite)")
     if model:
-        p.add_argument("--model", default=None, help="model directory or .onnx (default: the shipped model)")
+        p.add_argument("--model", default=None, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
     if detect:
         p.add_argument("--detect", choices=_DETECT, default="never",
                        help="never: images are face crops; always/largest: detect the largest face")

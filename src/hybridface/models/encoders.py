@@ -19,16 +19,26 @@ from hybridface.models.base import ImageBatch, l2_normalize
 from hybridface.models.card import ModelCard, load_card
 from hybridface.models.preprocess import PreprocessSpec, preprocess
 
-__all__ = ["OnnxEncoder", "TorchEncoder", "load_model", "default_model_path", "as_image_batch"]
+__all__ = ["OnnxEncoder", "TorchEncoder", "load_model", "default_model_path", "shipped_model_path", "as_image_batch"]
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
+#: the shipped model that ``load_model(None)`` loads: the general (distilled) model, made for
+#: people no model has seen; ``classifier`` is the softmax-trained model of the same network
+DEFAULT_MODEL = "general"
+
+
 def default_model_path() -> Path:
-    """The shipped default model (``weights/default.onnx`` + ``default.json``)."""
-    return WEIGHTS_DIR / "default.onnx"
+    """The shipped default model (``weights/general.onnx`` + ``general.json``)."""
+    return shipped_model_path(DEFAULT_MODEL)
+
+
+def shipped_model_path(name: str) -> Path:
+    """A model shipped inside the package: ``weights/<name>.onnx`` (+ ``<name>.json``): ``general``, ``classifier``."""
+    return WEIGHTS_DIR / f"{name}.onnx"
 
 
 def as_image_batch(images: ImageBatch, size: int) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 | name | what | weights |
 |---|---|---|
-| ``compressed`` | our compressed VGGFace (ONNX) | model dir, or the shipped default |
+| ``compressed`` | our compressed VGGFace (ONNX) | model dir, or the shipped default (``general``) |
+| ``general`` | shipped, the default: distilled from dlib, for people never seen in training | model dir, or ``weights/general.onnx`` |
+| ``classifier`` | shipped: the same network trained with softmax on the datasets' gallery sides | model dir, or ``weights/classifier.onnx`` |
 | ``paper`` | the authors' published weights | ``.npz`` (default: ``../shared/reference``) |
 | ``vggface`` | VGG-16 face descriptor, fc7 4096-D | PyTorch state dict (see `vggface`) |
 | ``inception_v3`` | Inception V3 pooled 2048-D | torchvision ImageNet checkpoint |
@@ -20,7 +22,7 @@ from os import PathLike
 from hybridface.errors import ConfigError
 from hybridface.models.base import Encoder
 
-MODEL_NAMES: tuple[str, ...] = ("compressed", "paper", "vggface", "inception_v3", "dlib")
+MODEL_NAMES: tuple[str, ...] = ("compressed", "general", "classifier", "paper", "vggface", "inception_v3", "dlib")
 
 
 def has_weights(encoder: Encoder) -> bool:
@@ -34,6 +36,14 @@ def load_encoder(name: str, *, weights: str | PathLike | None = None, **options)
         from hybridface.models.encoders import load_model
 
         return load_model(weights, **options)
+    if name in ("general", "classifier"):
+        from hybridface.errors import ModelFileError
+        from hybridface.models.encoders import load_model, shipped_model_path
+
+        path = weights if weights is not None else shipped_model_path(name)
+        if weights is None and not path.is_file():
+            raise ModelFileError(f"the shipped {name} model is missing: {path} (reinstall hybridface)")
+        return load_model(path, **options)
     if name == "paper":
         from hybridface.models.paper_encoder import PaperEncoder
 
