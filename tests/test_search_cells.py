@@ -6,26 +6,11 @@ import numpy as np
 import pytest
 
 from hybridface.errors import ConfigError
-from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.index.lbg import build_codebooks
 from hybridface.search.exhaustive import Exhaustive
 from hybridface.search.hybrid import Hybrid
 from hybridface.search.indexed import Indexed
-
-
-def clustered(m: int, per: int, n_probes: int, d: int = 16, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((m, d))
-    x = np.repeat(centres, per, axis=0) + 0.25 * rng.standard_normal((m * per, d))
-    probes = centres[rng.integers(0, m, n_probes)] + 0.25 * rng.standard_normal((n_probes, d))
-    names = [f"id{i:04d}" for i in range(m) for _ in range(per)]
-    return TemplateMatrix.from_arrays(x.astype(np.float32), names, model_id="t"), probes.astype(np.float32)
-
-
-def assert_same(a, b):
-    np.testing.assert_array_equal(a.identities, b.identities)
-    np.testing.assert_array_equal(a.distances, b.distances)
-    np.testing.assert_array_equal(a.template_ids, b.template_ids)
+from search_data import assert_same, clustered
 
 
 @pytest.mark.parametrize("codewords", [1, 2])
