@@ -172,3 +172,14 @@ def seeded_init(factory: Callable[[], object], seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return factory()
+
+
+def load_or_random(net, weights: str | PathLike | None, loader: Callable[[object, str | PathLike], None], *,
+                   prefix: str, label: str, seed: int) -> str:
+    """Load ``weights`` into ``net`` with ``loader``, or warn that ``net`` keeps its seeded random
+    weights; return the model id (``<prefix>-<sha256[:16]>`` or ``<prefix>-random-seed<seed>``)."""
+    if weights is not None:
+        loader(net, weights)
+        return f"{prefix}-{file_sha256(weights)[:16]}"
+    log.warning("%s runs on random weights: timings are real, accuracy is not", label)
+    return f"{prefix}-random-seed{seed}"

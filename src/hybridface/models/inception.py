@@ -10,18 +10,15 @@ ignored. torchvision itself is not needed. The scaling ``x / 127.5 - 1`` is what
 
 from __future__ import annotations
 
-import logging
 from os import PathLike
 
 from hybridface.models._backbone import (
     TorchFeatureEncoder,
     assign_state,
-    file_sha256,
+    load_or_random,
     read_state_dict,
     seeded_init,
 )
-
-log = logging.getLogger(__name__)
 
 
 def build_inception_v3(*, init: bool = True):
@@ -201,12 +198,8 @@ class InceptionV3Encoder(TorchFeatureEncoder):
 
     def __init__(self, weights: str | PathLike | None = None, *, seed: int = 0, batch_size: int = 8) -> None:
         net = seeded_init(lambda: build_inception_v3(init=weights is None), seed)
-        if weights is not None:
-            load_inception_weights(net, weights)
-            model_id = f"inception_v3-{file_sha256(weights)[:16]}"
-        else:
-            log.warning("Inception V3 runs on random weights: timings are real, accuracy is not")
-            model_id = f"inception_v3-random-seed{seed}"
+        model_id = load_or_random(net, weights, load_inception_weights, prefix="inception_v3", label="Inception V3",
+                                  seed=seed)
         super().__init__(
             net,
             model_id=model_id,

@@ -15,19 +15,16 @@ flatten order (channel-major). See ``docs/evaluation.md`` for converting the Caf
 
 from __future__ import annotations
 
-import logging
 import re
 from os import PathLike
 
 from hybridface.models._backbone import (
     TorchFeatureEncoder,
     assign_state,
-    file_sha256,
+    load_or_random,
     read_state_dict,
     seeded_init,
 )
-
-log = logging.getLogger(__name__)
 
 #: Per-channel RGB mean of the VGG-Face training set (subtracted from 0..255 pixels).
 VGGFACE_MEAN = (129.1863, 104.7624, 93.5940)
@@ -103,12 +100,7 @@ class VGGFaceEncoder(TorchFeatureEncoder):
         fc_dim: int = 4096,
     ) -> None:
         net = seeded_init(lambda: build_vggface(width=width, fc_dim=fc_dim), seed)
-        if weights is not None:
-            load_vggface_weights(net, weights)
-            model_id = f"vggface-{file_sha256(weights)[:16]}"
-        else:
-            log.warning("VGG-Face runs on random weights: timings are real, accuracy is not")
-            model_id = f"vggface-random-seed{seed}"
+        model_id = load_or_random(net, weights, load_vggface_weights, prefix="vggface", label="VGG-Face", seed=seed)
         super().__init__(
             net,
             model_id=model_id,
