@@ -265,8 +265,8 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
     training = {
         "data": data_description, "objective": {"loss": loss, "teacher": teacher}, "unlabeled": str(unlabeled or ""),
         "unlabeled_images": n_unlabeled, "unlabeled_limit": unlabeled_limit, "epochs": epochs, "lr": lr,
-        "batch_size": batch_size, "seed": seed, "relation_weight": relation_weight, "augmentation": "strong (17 paper transforms p=0.5, random crop "
-        "80-100 %, brightness/contrast/colour jitter, flip)",
+        "batch_size": batch_size, "seed": seed, "relation_weight": relation_weight,
+        "augmentation": "strong (17 paper transforms p=0.5, random crop 80-100 %, brightness/contrast/colour jitter, flip)",
         "optimizer": "Adam, one-cycle LR", **{k: v for k, v in info.items() if k != "history"},
     }
     model_id, size = write_model_dir(net, Path(out_dir), spec, training)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from os import PathLike
 
-from hybridface.errors import ConfigError
+from hybridface.errors import ConfigError, ModelFileError
 from hybridface.models.base import Encoder
 
 MODEL_NAMES: tuple[str, ...] = ("compressed", "general", "classifier", "paper", "vggface", "inception_v3", "dlib")
@@ -37,7 +37,6 @@ def load_encoder(name: str, *, weights: str | PathLike | None = None, **options)
 
         return load_model(weights, **options)
     if name in ("general", "classifier"):
-        from hybridface.errors import ModelFileError
         from hybridface.models.encoders import load_model, shipped_model_path
 
         path = weights if weights is not None else shipped_model_path(name)
