@@ -62,6 +62,11 @@ def strong_augment(batch: np.ndarray, rng: np.random.Generator, *, p_paper: floa
     return out
 
 
+def _check_relation_weight(w: float) -> None:
+    if not w >= 0:
+        raise ConfigError(f"relation_weight must be >= 0 (got {w})")
+
+
 def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels: Sequence[str | None] | None = None,
                 loss: str | None = None, arch: str = "paper", epochs: int = 30, lr: float = 2e-3,
                 batch_size: int = 128, seed: int = 0, val_fraction: float = 0.05, distill_weight: float = 1.0,
@@ -91,8 +96,7 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     n = len(images)
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ConfigError(f"epochs and batch_size must be >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
-    if not relation_weight >= 0:
-        raise ConfigError(f"relation_weight must be >= 0 (got {relation_weight})")
+    _check_relation_weight(relation_weight)
     has_t = np.zeros(n, bool) if teacher is None else np.abs(np.asarray(teacher)).sum(1) > 0
     names = sorted({x for x in (labels or []) if x is not None})
     y = np.full(n, -1, np.int64)
@@ -228,6 +232,7 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
     from hybridface.models.train import load_samples, write_model_dir
 
     spec = preprocessing or PreprocessSpec()
+    _check_relation_weight(relation_weight)  # before any teacher work
     if teacher is not None and unlabeled is None and not labelled:
         raise ConfigError("--teacher needs images: give --unlabeled DIR and/or labelled DATA_DIRs")
     if teacher is None and loss is None:
