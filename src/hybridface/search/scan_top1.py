@@ -10,6 +10,7 @@ import numpy as np
 
 from hybridface.search import tuning
 from hybridface.search.band import hot_entries, prune_band
+from hybridface.search.fused import band_top1_fused, top2_kernel
 from hybridface.search.threads import scratch
 
 
@@ -21,11 +22,16 @@ def band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
     maximum of contiguous rows, the cheapest reduction NumPy has); a running best per probe keeps
     only the (slice, probe) pairs that reach its band. (2) Those few slices (about one per probe)
     are multiplied again with just their probes and the rows within the band are kept.
+    With Numba installed, scans of at least ``tuning.FUSED_MIN_PRODUCTS`` products delegate to
+    :func:`~hybridface.search.fused.band_top1_fused` (one compiled pass per block, same band).
 
     The second product may round differently from the first; ``tol`` (four times the float32
     error bound of one dot product) covers both: the exact best row's slice reaches the band in
     pass 1 and the row itself in pass 2, so the float64 re-ranking always sees it.
     """
+    top2 = top2_kernel() if p.shape[0] * vectors.shape[0] >= tuning.FUSED_MIN_PRODUCTS else None
+    if top2 is not None:
+        return band_top1_fused(p, vectors, rc, tol, top2)
     nb, n_rows = p.shape[0], vectors.shape[0]
     sub = max(1, min(tuning.REVISIT_ROWS, rc))
     rc = max(sub, rc // sub * sub)

@@ -11,7 +11,13 @@ DEFAULT_BLOCK_BYTES = 8 << 20
 PROBE_BLOCK = 1024
 #: Similarity block of the batched k = 1 scan (at most; kept L2/L3-friendly).
 TOP1_BLOCK_BYTES = 4 << 20
-#: Row slice the batched k = 1 scan tracks maxima of and re-multiplies (pass 2).
+#: Batched k = 1 scans use the compiled one-pass kernel (:mod:`~hybridface.search.fused`) when
+#: Numba is installed; False forces the NumPy scan (tests compare the two).
+FUSED_TOP1 = True
+#: ... for scans of at least this many probe-template products: loading the compiled kernel costs
+#: about 0.3-0.5 s once per process, more than the NumPy scan of a small batch.
+FUSED_MIN_PRODUCTS = 1 << 22
+#: Row slice the batched k = 1 NumPy scan tracks maxima of and re-multiplies (pass 2).
 REVISIT_ROWS = 128
 #: Smallest template chunk (rows) the kernel uses, whatever the budget.
 MIN_CHUNK_ROWS = 256
