@@ -61,6 +61,12 @@ def test_enrol_identify_verify_rename_delete(env):
         assert [x["file"] for x in res] == [0, 1] and [x["face"] for x in res] == [0, 0]
         assert all(x["distance"] < 1e-4 and not x["unknown"] and len(x["candidates"]) == 2 for x in res)
         assert res[0]["box"] is not None and res[0]["filename"] == "img-2.png"
+    # coarse LBG cells over the codewords (hybrid): same answers on this tiny gallery; bad values 422
+    r = rd.post("/v1/identify", params={"detect": "never", "strategy": "hybrid", "k": 2, "top_n": 2, "cells": 2,
+                                        "probe_cells": 1}, files=_files(2, 5))
+    assert r.status_code == 200 and [x["identity"] for x in r.json()["results"]] == ["alice", "bob"], r.text
+    r = rd.post("/v1/identify", params={"detect": "never", "cells": 0}, files=_files(2))
+    assert r.status_code == 422 and "cells" in r.text
     # unknown past the threshold
     r = rd.post("/v1/identify", params={"detect": "never", "threshold": 0.0, "k": 1}, files=_files(77))
     x = r.json()["results"][0]

@@ -178,12 +178,14 @@ class _Service:
         self.gallery().remove_template(template_id)
 
     def identify(self, blobs: list[tuple[str, bytes]], strategy: str, top_n: int, k: int,
-                 threshold: float | None, detect: str) -> IdentifyResult:
+                 threshold: float | None, detect: str, cells: int | None = None,
+                 probe_cells: int = 16) -> IdentifyResult:
         faces = self.faces(blobs, detect)
         gallery = self.gallery(encode=True)
         found = gallery.identify([c.image for _, _, c in faces], strategy=strategy, top_n=top_n, k=k,
-                                 threshold=threshold, detect="never", engine=self.settings.engine, address=self.settings.ray_address,
-                                 workers=self.settings.search_workers) if faces else []
+                                 threshold=threshold, detect="never", engine=self.settings.engine,
+                                 address=self.settings.ray_address, workers=self.settings.search_workers,
+                                 cells=cells, probe_cells=probe_cells) if faces else []
         results = []
         counts: dict[int, int] = {}
         for (i, name, crop), ident in zip(faces, found):
@@ -367,10 +369,14 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         threshold: Annotated[float | None, Query(ge=0.0, le=2.0, description="cosine distance beyond which "
                                                  "a face is unknown (default: the gallery's calibrated one)")] = None,
         detect: Annotated[Detect, Query(description="face detection per image")] = "all",
+        cells: Annotated[int | None, Query(ge=1, le=1 << 20, description="indexed/hybrid: coarse LBG cells over "
+                                           "the identity codewords, for very large galleries (default off)")] = None,
+        probe_cells: Annotated[int, Query(ge=1, le=1 << 20, description="cells visited per probe "
+                                          "(with cells; more = higher recall)")] = 16,
     ) -> IdentifyResult:
         """Identify every face found in each uploaded image."""
         blobs = await _read_files(file, settings)
-        return await svc.pool.run(svc.identify, blobs, strategy, top_n, k, threshold, detect)
+        return await svc.pool.run(svc.identify, blobs, strategy, top_n, k, threshold, detect, cells, probe_cells)
 
     @app.post("/v1/verify", response_model=VerifyResult, dependencies=read, tags=["search"])
     async def verify(
