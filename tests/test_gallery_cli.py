@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from hybridface.cli import main
+from hybridface.errors import ConfigError
 
 MODEL = "paper"  # the authors' weights from ../shared when present, else its seeded init: plumbing only
 
@@ -109,6 +110,13 @@ def test_run_protocol_folder_counts_and_rank1(data_dir, tmp_path):
     assert (r.identities, r.templates, r.probes) == (3, 6, 3)
     assert r.skipped == ()  # the protocol's scan already left out the unreadable file
     assert 0.0 <= r.rank1 <= 1.0 and r.ms_per_probe > 0
+    # coarse LBG cells visiting every cell: the same answers as the flat hybrid shortlist
+    runs = [run_protocol("folder", data_dir, db=tmp_path / f"c{c}.db", model=MODEL, strategy="hybrid", top_n=3,
+                         detect="never", gallery_per_identity=2, cells=c, probe_cells=2) for c in (None, 2)]
+    assert runs[0].rank1 == runs[1].rank1 and runs[1].templates == 6
+    with pytest.raises(ConfigError, match="cells"):
+        run_protocol("folder", data_dir, db=tmp_path / "bad.db", model=MODEL, cells=0)
+    assert not (tmp_path / "bad.db").exists()
 
 
 def test_main_job_on_a_vidtimit_slice(dataset, tmp_path, capsys):

@@ -166,7 +166,8 @@ def cmd_run_protocol(args) -> int:
 
     r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, strategy=args.strategy,
                      top_n=args.top_n, workers=args.workers, codewords=args.codewords, seed=args.seed,
-                     overwrite=args.overwrite, progress=not args.json)
+                     overwrite=args.overwrite, progress=not args.json, cells=args.cells,
+                     probe_cells=args.probe_cells)
     row = {"protocol": r.protocol, "strategy": r.strategy, "identities": r.identities, "templates": r.templates,
            "probes": r.probes, "skipped": len(r.skipped), "rank1": r.rank1, "ms_per_probe": r.ms_per_probe,
            "search_ms_per_probe": r.search_ms_per_probe, "enrol_seconds": r.enrol_seconds}
@@ -199,6 +200,11 @@ def _search_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=("exhaustive", "indexed", "parallel", "hybrid"), default="hybrid")
     p.add_argument("--top-n", type=int, default=DEFAULTS.top_n, help="identities kept by the index")
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="parallel workers")
+    p.add_argument("--cells", type=int, default=None, metavar="N",
+                   help="coarse LBG cells over the identity codewords, for indexed/hybrid on very large "
+                        "galleries (e.g. 1024 at ~1M templates; per shard with --engine ray; default: off)")
+    p.add_argument("--probe-cells", type=int, default=16, metavar="M",
+                   help="cells visited per probe with --cells (more = higher recall; default: 16)")
 
 
 def register(sub) -> None:
@@ -217,11 +223,6 @@ def register(sub) -> None:
                    help="local search, or sharded over Ray actors")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="join this Ray cluster (--engine ray; default: start a local Ray)")
-    p.add_argument("--cells", type=int, default=None, metavar="N",
-                   help="coarse LBG cells over the identity codewords, for indexed/hybrid on very large "
-                        "galleries (e.g. 1024 at ~1M templates; per shard with --engine ray; default: off)")
-    p.add_argument("--probe-cells", type=int, default=16, metavar="M",
-                   help="cells visited per probe with --cells (more = higher recall; default: 16)")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_identify)
 
