@@ -34,7 +34,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 D = 60
 OURS = ("exhaustive", "indexed", "parallel", "hybrid")
-EXTRA = ("hybrid-cells",)  # opt-in (--methods): hybrid over coarse LBG cells of the codewords
+# opt-in (--methods): hybrid over coarse LBG cells of the codewords; exhaustive with int8 storage
+# for few-probe k = 1 searches (its single-probe bound uses the int8 bytes a probe streams)
+EXTRA = ("hybrid-cells", "exhaustive-int8")
 FAISS = ("faiss-flat", "faiss-ivf", "faiss-hnsw")
 
 
@@ -138,6 +140,13 @@ def build(method: str, matrix, args, threads: int):
             extra += cells.centres.nbytes + cells.codewords.nbytes + cells.identity.nbytes
         t = _ours_top1(s)
         return t, t.evals, (x.nbytes + labels.nbytes + matrix.template_ids.nbytes + extra) / n
+    if method == "exhaustive-int8":
+        from hybridface.search.exhaustive import Exhaustive
+
+        s = Exhaustive(matrix, threads=threads, storage="int8")
+        t = _ours_top1(s)
+        t.stream_bytes = s.int8_.nbytes / n  # codes + error bound: what one probe reads
+        return t, t.evals, (x.nbytes + labels.nbytes + matrix.template_ids.nbytes + s.int8_.nbytes) / n
     if method in OURS:
         if args.engine == "ray":
             from hybridface.engines.local import make_engine
@@ -238,7 +247,8 @@ def measure(methods, matrix, probes, exact, args, threads, n_single, kind, lim) 
         t0 = time.perf_counter()
         top1, evals, bpt = build(method, matrix, args, threads)
         built.append((method, top1, evals, bpt, time.perf_counter() - t0))
-        top1(probes[:8])  # warm up
+        top1(probes[:8])  # warm up (batch and single-probe paths)
+        top1(probes[:1])
     try:
         got = [b[1](probes) for b in built]
         batch = np.full(len(built), np.inf)
@@ -254,8 +264,9 @@ def measure(methods, matrix, probes, exact, args, threads, n_single, kind, lim) 
         for b in built:
             getattr(b[1], "close", lambda: None)()
     rows = []
-    for j, (method, _, evals, bpt, build_s) in enumerate(built):
+    for j, (method, top1, evals, bpt, build_s) in enumerate(built):
         wall, cpu = lat[j, :, 0], lat[j, :, 1]
+        stream = getattr(top1, "stream_bytes", 4 * D)  # bytes per template one probe streams
         row = dict(
             data=kind, n=n, method=method, threads=threads, build_s=build_s,
             qps_batch=len(probes) / batch[j], qps_1=1 / wall.mean(),
@@ -263,7 +274,7 @@ def measure(methods, matrix, probes, exact, args, threads, n_single, kind, lim) 
             p99_cpu_ms=1e3 * np.percentile(cpu, 99),
             recall=float((got[j] == exact).mean()), evals=evals(), bytes=bpt,
             bound_batch=bound_qps(n, len(probes), lim),
-            bound_1=bound_qps(n, 1, lim), gbps=lim["read_gbps"],
+            bound_1=bound_qps(n, 1, lim, stream), stream_B=stream, gbps=lim["read_gbps"],
             gflops=lim["gemm_gflops"],
         )
         rows.append(row)
@@ -307,7 +318,7 @@ def report(rows, limits, args) -> str:
         "top-1 identity equal to exact search. `p99 CPU ms` = 99th percentile of the calling "
         "thread's CPU time in one single-probe call: where p99 wall time is far above it, the call "
         "was waiting for a core (the box is shared), not computing. FAISS runs with "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. `evals/probe` = distance evaluations (templates + "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. `bound @1` of `exhaustive-int8` = one read of the int8 codes + error bounds (64 B/template at 60-D), its batches use float32 storage (bound @1000 as float32); `B/template` counts the float32 copy it keeps too. `evals/probe` = distance evaluations (templates + "
         f"codewords; hybrid-cells: + cell centres). IVF: nlist = 4·sqrt(N), nprobe = {args.nprobe}; "
         f"HNSW: M = {args.hnsw_m}, efConstruction = {args.ef_construction}, efSearch = {args.ef_search}; "
         f"ours: top_n = {args.top_n}, {args.per} templates per identity; hybrid-cells: the codewords "
@@ -348,9 +359,12 @@ def plot(rows, path: Path, threads: int) -> None:
         for method in dict.fromkeys(r["method"] for r in sel):
             pts = sorted((r["n"], r[key]) for r in sel if r["method"] == method)
             ax.plot(*zip(*pts), marker="o", label=method)
-        bound = sorted({(r["n"], r[bkey]) for r in sel})
+        bound = sorted({(r["n"], r[bkey]) for r in sel if r.get("stream_B", 4 * D) == 4 * D})
         if bound:
             ax.plot(*zip(*bound), "k--", lw=2, marker="_", ms=18, mew=2, label="bound (exact, float32)")
+        small = sorted({(r["n"], r[bkey]) for r in sel if r.get("stream_B", 4 * D) != 4 * D})
+        if small and key == "qps_1":
+            ax.plot(*zip(*small), "k:", lw=2, marker="_", ms=18, mew=2, label="bound (int8 storage)")
         ax.set(xscale="log", yscale="log", xlabel="gallery templates", ylabel="queries / s",
                title=f"{title}, {threads} thread(s), clustered")
         ax.grid(True, which="both", alpha=0.3)

