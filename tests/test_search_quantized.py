@@ -49,18 +49,19 @@ def test_int8_equals_float32_clustered_with_shared_templates():
     assert q8.int8_ is not None and f32.int8_ is None
 
 
-def test_error_bound_is_true_and_band_holds_every_exact_best():
+@pytest.mark.parametrize("d", [60, 200])
+def test_error_bound_is_true_and_band_holds_every_exact_best(d):
     rng = np.random.default_rng(2)
-    x = clustered(400, 5, seed=3)
+    x = clustered(400, 5, d, seed=3)
     x[:, 7] = 0.0  # an all-zero column (scale guard)
     q8 = quantize_int8(x)
     xhat = q8.codes.astype(np.float64) * q8.scale.astype(np.float64)
     assert q8.codes.shape == x.shape and q8.codes.dtype == np.int8 and q8.scale[7] == 1.0
     assert (q8.err.astype(np.float64) >= np.linalg.norm(x - xhat, axis=1)).all()
     assert q8.err.max() < 0.05  # int8 codes are a useful approximation
-    probes = np.concatenate([x[rng.choice(len(x), 6)], rng.standard_normal((6, 60)).astype(np.float32)])
+    probes = np.concatenate([x[rng.choice(len(x), 6)], rng.standard_normal((6, d)).astype(np.float32)])
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
-    for p in probes.reshape(3, 4, 60):
+    for p in probes.reshape(3, 4, d):
         pr, rows = int8_band(p, q8)
         exact = p.astype(np.float64) @ x.astype(np.float64).T
         for j in range(4):

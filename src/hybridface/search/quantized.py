@@ -106,8 +106,9 @@ def _scan(blocks, err, n, q, e_scale, es32, eps, cap):  # pragma: no cover - run
 
     ``blocks (nblk, d, B)``: B rows per block, dimension-major, so the inner loop runs over B
     independent float32 accumulators (vectorised, no horizontal sums). A block whose largest
-    float32 upper bound is below the running lower bound (less a 1e-5 margin that covers the
-    float32 rounding of that test) cannot hold band rows nor raise the bound, and is skipped;
+    float32 upper bound (without ``eps``) is below the running lower bound less ``eps + 1e-5`` (the
+    1e-5 covers the float32 rounding of that test) cannot hold band rows nor raise the bound, and is
+    skipped;
     the others are tested row by row in float64. Returns ``(rows, hi, count, lo)``: per probe the
     first ``count[j]`` entries of ``rows[j]`` / ``hi[j]`` are rows whose upper bound ``a + e`` reached
     the running maximum lower bound when seen; ``lo[j]`` is the final one (caller keeps ``hi >= lo``).
@@ -139,7 +140,7 @@ def _scan(blocks, err, n, q, e_scale, es32, eps, cap):  # pragma: no cover - run
                 e = err[base + b] * e_scale[j] + eps
                 if a - e > lo[j]:
                     lo[j] = a - e
-                    lo32[j] = np.float32(lo[j] - 1e-5)
+                    lo32[j] = np.float32(lo[j] - eps - 1e-5)
                 if a + e < lo[j]:
                     continue
                 if cnt[j] == cap:  # compact every probe's list, grow if still half full
