@@ -73,20 +73,22 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
                  model: str | os.PathLike | None = None, strategy: str = "hybrid", top_n: int = 5,
                  workers: int = 4, k: int = 5, codewords: int = 1, seed: int = 0,
                  overwrite: bool = False, progress: bool = False, cells: int | None = None,
-                 probe_cells: int = 16, **options) -> ProtocolRun:
+                 probe_cells: int = 16, storage: str = "float32", **options) -> ProtocolRun:
     """Run protocol ``name`` end to end into a *fresh* gallery file ``db``.
 
     ``cells``/``probe_cells``: coarse LBG cells over the identity codewords (indexed/hybrid; see
-    :meth:`hybridface.api.Gallery.identify`), checked before any image is read.
+    :meth:`hybridface.api.Gallery.identify`) and ``storage`` (``"float32"`` | ``"int8"``,
+    exhaustive), checked before any image is read.
 
     An existing ``db`` is refused (`GalleryError`) unless ``overwrite`` is set *and* it is a
     hybridface gallery; then it is replaced.
     """
     from hybridface.protocols import get_protocol
 
-    from hybridface.search import check_cells
+    from hybridface.search import check_cells, check_storage
 
     check_cells(cells, probe_cells)  # bad search options fail before the gallery is built
+    check_storage(storage)
     split = get_protocol(name, Path(data_dir), seed=seed, **options)
     log.info("%s", split.summary())
     db = Path(db)
@@ -116,7 +118,8 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
         pkept, pcrops, pskipped = _crop_samples(split.probes, split.detect, size=crop_size(encoder), progress=progress)
         pvecs = encode_crops(encoder, pcrops)
         prep_s = time.perf_counter() - t0
-        search = dict(strategy=strategy, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells)
+        search = dict(strategy=strategy, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells,
+                      storage=storage)
         gallery.searcher(**search)  # build outside the timed part
         t0 = time.perf_counter()
         answers = gallery.identify_vectors(pvecs, probes=[str(s.path) for s in pkept], k=k, **search)

@@ -16,7 +16,7 @@ import numpy as np
 from hybridface.engines import shards as sh
 from hybridface.errors import ConfigError, EmptyGalleryError, UnknownIdentityError
 from hybridface.gallery.matrix import TemplateMatrix
-from hybridface.search import STRATEGIES, check_cells
+from hybridface.search import STRATEGIES, check_cells, check_storage
 from hybridface.search.base import SearchResult
 
 log = logging.getLogger(__name__)
@@ -36,17 +36,18 @@ def search_shard(searcher, matrix: TemplateMatrix, probes: np.ndarray, k: int) -
 
 
 def build_searcher(matrix: TemplateMatrix, strategy: str, top_n: int, workers: int,
-                   cells: int | None = None, probe_cells: int = 16):
+                   cells: int | None = None, probe_cells: int = 16, storage: str = "float32"):
     """The local searcher for one shard (``None`` for an empty shard).
 
     ``cells`` are fitted over this shard's own identity codewords (a shard with no more codewords
-    than ``cells`` uses the flat shortlist).
+    than ``cells`` uses the flat shortlist); ``storage="int8"`` quantizes this shard's templates.
     """
     if matrix.num_identities == 0:
         return None
     from hybridface.search import make_searcher
 
-    return make_searcher(strategy, matrix, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells)
+    return make_searcher(strategy, matrix, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells,
+                         storage=storage)
 
 
 class ShardedEngine:
@@ -67,6 +68,7 @@ class ShardedEngine:
         workers: int,
         cells: int | None = None,
         probe_cells: int = 16,
+        storage: str = "float32",
         placement: str = "hash",
         batch_bytes: int = sh.DEFAULT_BATCH_BYTES,
     ) -> None:
@@ -81,6 +83,7 @@ class ShardedEngine:
         self.top_n = int(top_n)
         self.workers = int(workers)
         self.cells, self.probe_cells = check_cells(cells, probe_cells)
+        self.storage = check_storage(storage)
         self.placement = placement
         self.batch_bytes = int(batch_bytes)
         self._shard_names: list[list[str]] = [list(p.names) for p in parts]

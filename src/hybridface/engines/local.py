@@ -26,8 +26,9 @@ class LocalEngine(ShardedEngine):
     Args:
         matrix: the whole gallery.
         strategy: ``exhaustive`` | ``indexed`` | ``parallel`` | ``hybrid``.
-        top_n, workers, cells, probe_cells: passed to ``make_searcher`` for every shard (``cells``
-            are fitted per shard over its own identity codewords; ``None`` = off).
+        top_n, workers, cells, probe_cells, storage: passed to ``make_searcher`` for every shard
+            (``cells`` are fitted per shard over its own identity codewords; ``None`` = off;
+            ``storage="int8"``: int8 codes per shard, ``exhaustive`` only).
         shards: number of shards (1 = no sharding).
         placement: where a *new* identity goes: ``hash`` (CRC-32 of its name) or ``least-loaded``.
         batch_bytes: probe chunk budget (bytes of float32 probes per chunk).
@@ -42,6 +43,7 @@ class LocalEngine(ShardedEngine):
         workers: int = DEFAULTS.workers,
         cells: int | None = None,
         probe_cells: int = 16,
+        storage: str = "float32",
         shards: int = 1,
         placement: str = "hash",
         batch_bytes: int = sh.DEFAULT_BATCH_BYTES,
@@ -50,7 +52,7 @@ class LocalEngine(ShardedEngine):
             raise EmptyGalleryError("cannot build a search engine over an empty gallery")
         parts = sh.split(matrix, shards)
         super().__init__(parts, matrix.names, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                         probe_cells=probe_cells, placement=placement, batch_bytes=batch_bytes)
+                         probe_cells=probe_cells, storage=storage, placement=placement, batch_bytes=batch_bytes)
         self._parts = parts
         self._searchers = [self._build(p) for p in parts]
         self._pool = ThreadPoolExecutor(max_workers=len(parts)) if len(parts) > 1 else None
@@ -68,7 +70,8 @@ class LocalEngine(ShardedEngine):
         return part.num_templates
 
     def _build(self, part: TemplateMatrix):
-        return build_searcher(part, self.strategy, self.top_n, self.workers, self.cells, self.probe_cells)
+        return build_searcher(part, self.strategy, self.top_n, self.workers, self.cells, self.probe_cells,
+                              self.storage)
 
     def close(self) -> None:
         """Release the thread pool."""
@@ -86,6 +89,7 @@ def make_engine(
     workers: int = DEFAULTS.workers,
     cells: int | None = None,
     probe_cells: int = 16,
+    storage: str = "float32",
     shards: int | None = None,
     address: str | None = None,
     **options,
@@ -95,19 +99,21 @@ def make_engine(
     ``shards`` defaults to 1 for ``local`` and to the number of alive Ray nodes for ``ray``.
     ``address`` (ray only): an existing cluster's ``host:port``; ``None`` starts a local Ray.
     ``cells``/``probe_cells``: coarse LBG cells for ``indexed``/``hybrid``, built per shard.
+    ``storage``: ``"float32"`` | ``"int8"`` template storage of ``exhaustive``, per shard.
     Extra ``options`` go to the engine class (``placement``, ``batch_bytes``, ...).
     """
     if name == "local":
         if address is not None:
             raise ConfigError("--address only applies to the ray engine")
         return LocalEngine(matrix, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                           probe_cells=probe_cells, shards=shards or 1, **options)
+                           probe_cells=probe_cells, storage=storage, shards=shards or 1, **options)
     if name == "ray":
         from hybridface.engines.ray import RaySearcher, connect
-        from hybridface.search import check_cells
+        from hybridface.search import check_cells, check_storage
 
         check_cells(cells, probe_cells)  # before connecting: a bad value must not start Ray
+        check_storage(storage)
         connect(address, timeout_s=options.pop("timeout_s", 30.0))
         return RaySearcher(matrix, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                           probe_cells=probe_cells, shards=shards, **options)
+                           probe_cells=probe_cells, storage=storage, shards=shards, **options)
     raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

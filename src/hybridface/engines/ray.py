@@ -143,11 +143,11 @@ class ShardActor:
 
     def __init__(self, matrix: TemplateMatrix, strategy: str, top_n: int, workers: int,
                  updates: Sequence[tuple[str, dict]] = (), cells: int | None = None,
-                 probe_cells: int = 16) -> None:
+                 probe_cells: int = 16, storage: str = "float32") -> None:
         for op, args in updates:
             matrix = apply_update(matrix, op, args)
         self.matrix = matrix
-        self.params = (strategy, top_n, workers, cells, probe_cells)
+        self.params = (strategy, top_n, workers, cells, probe_cells, storage)
         self.searcher = build_searcher(matrix, *self.params)
 
     def ready(self) -> tuple[str, int]:
@@ -182,8 +182,9 @@ class RaySearcher(ShardedEngine):
     Args:
         gallery: a `TemplateMatrix` (split into ``shards``) or a sequence of shard matrices
             (used as given; they must share one model id).
-        strategy, top_n, workers, cells, probe_cells: passed to ``make_searcher`` on every shard
-            (``cells``: coarse LBG cells fitted per shard over that shard's identity codewords).
+        strategy, top_n, workers, cells, probe_cells, storage: passed to ``make_searcher`` on every
+            shard (``cells``: coarse LBG cells fitted per shard over that shard's identity
+            codewords; ``storage="int8"``: each actor quantizes its own shard, ``exhaustive`` only).
         shards: number of shards (default: one per node in ``nodes``).
         nodes: Ray node ids to place shards on, round robin (default: every alive node).
         placement: shard of a *new* identity: ``hash`` (CRC-32 of its name) or ``least-loaded``.
@@ -205,6 +206,7 @@ class RaySearcher(ShardedEngine):
         workers: int = 1,
         cells: int | None = None,
         probe_cells: int = 16,
+        storage: str = "float32",
         shards: int | None = None,
         nodes: Sequence[str] | None = None,
         placement: str = "hash",
@@ -230,7 +232,7 @@ class RaySearcher(ShardedEngine):
             if len(set(names)) != len(names):
                 raise ConfigError("an identity appears in more than one shard")
         super().__init__(parts, names, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                         probe_cells=probe_cells, placement=placement, batch_bytes=batch_bytes)
+                         probe_cells=probe_cells, storage=storage, placement=placement, batch_bytes=batch_bytes)
         self.actor_cpus = float(actor_cpus)
         self.query_timeout_s = float(query_timeout_s)
         self.retries = int(retries)
@@ -251,7 +253,7 @@ class RaySearcher(ShardedEngine):
             num_cpus=self.actor_cpus,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
         ).remote(self._base[i], self.strategy, self.top_n, self.workers, tuple(self._log[i]),
-                 self.cells, self.probe_cells)
+                 self.cells, self.probe_cells, self.storage)
         self._actors[i] = actor
         if wait:
             self._await_ready([i])

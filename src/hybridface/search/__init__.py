@@ -39,6 +39,18 @@ def check_cells(cells: int | None, probe_cells: int) -> tuple[int | None, int]:
     return (None if cells is None else int(cells)), int(probe_cells)
 
 
+def check_storage(storage: str) -> str:
+    """Validate the template storage option (``"float32"`` | ``"int8"``, see `Exhaustive`); return it."""
+    from hybridface.search.exhaustive import STORAGES
+
+    if not isinstance(storage, str) or storage not in STORAGES:
+        raise ConfigError(
+            f"storage must be one of {', '.join(STORAGES)} (int8: exhaustive keeps int8 codes of the "
+            f"templates for exact, faster few-probe k = 1 searches, +27 % memory), got {storage!r}"
+        )
+    return storage
+
+
 def make_searcher(
     strategy: str,
     matrix: TemplateMatrix,
@@ -47,6 +59,7 @@ def make_searcher(
     workers: int = 4,
     cells: int | None = None,
     probe_cells: int = 16,
+    storage: str = "float32",
 ) -> Searcher:
     """Build the named strategy over ``matrix`` (the options are used where they apply).
 
@@ -55,13 +68,17 @@ def make_searcher(
     codeword per identity if ``matrix`` has none. ``cells`` (default off): group the codewords into
     that many coarse LBG cells and compare each probe only with the codewords of its
     ``probe_cells`` nearest cells (:mod:`hybridface.search.cells`; for very large galleries).
-    Bad ``cells``/``probe_cells`` are a `ConfigError` for every strategy.
+    ``storage`` (``exhaustive`` only; the others ignore it): ``"int8"`` also keeps int8 codes of the
+    templates and answers few-probe k = 1 searches from them, bit-identical to ``"float32"``
+    (:mod:`hybridface.search.quantized`; needs Numba). Bad ``cells``/``probe_cells``/``storage``
+    are a `ConfigError` for every strategy.
     """
     cells, probe_cells = check_cells(cells, probe_cells)
+    storage = check_storage(storage)
     if strategy == "exhaustive":
         from hybridface.search.exhaustive import Exhaustive
 
-        return Exhaustive(matrix)
+        return Exhaustive(matrix, storage=storage)
     if strategy == "indexed":
         from hybridface.search.indexed import Indexed
 
@@ -77,4 +94,4 @@ def make_searcher(
     raise ConfigError(f"unknown search strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-__all__ = ["STRATEGIES", "check_cells", "make_searcher"]
+__all__ = ["STRATEGIES", "check_cells", "check_storage", "make_searcher"]

@@ -93,6 +93,10 @@ class _Service:
         self._encoder_lock = threading.Lock()
         self._encoder: Any = None
         api.open_gallery(db_path, model=model, create=True).close()  # creates / validates the file
+        if settings.storage == "int8":  # no Numba: fail at startup, not on the first exhaustive search
+            from hybridface.search.quantized import int8_kernel
+
+            int8_kernel()
         self.keys = KeyStore(db_path)
         self.pool = WorkerPool(
             workers=settings.workers,
@@ -185,7 +189,8 @@ class _Service:
         found = gallery.identify([c.image for _, _, c in faces], strategy=strategy, top_n=top_n, k=k,
                                  threshold=threshold, detect="never", engine=self.settings.engine,
                                  address=self.settings.ray_address, workers=self.settings.search_workers,
-                                 cells=cells, probe_cells=probe_cells) if faces else []
+                                 cells=cells, probe_cells=probe_cells,
+                                 storage=self.settings.storage) if faces else []
         results = []
         counts: dict[int, int] = {}
         for (i, name, crop), ident in zip(faces, found):

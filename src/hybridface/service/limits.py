@@ -35,6 +35,9 @@ class ServiceSettings:
         engine: ``local`` or ``ray`` (passed to the facade's ``identify``).
         ray_address: Ray cluster to join with ``engine="ray"`` (None: ``RAY_ADDRESS`` or an embedded Ray).
         search_workers: partitions searched in parallel by the parallel/hybrid strategies.
+        storage: template storage of the ``exhaustive`` strategy, ``float32`` or ``int8`` (int8
+            codes kept beside the templates, +27 % memory: single-image searches read 4x fewer
+            bytes, answers unchanged; needs Numba). A server setting, not a query parameter.
         public_metrics: serve ``/metrics`` without a key (default: any valid key).
     """
 
@@ -49,6 +52,7 @@ class ServiceSettings:
     engine: str = "local"
     ray_address: str | None = None
     search_workers: int = 2
+    storage: str = "float32"
     public_metrics: bool = False
 
     def __post_init__(self) -> None:
@@ -59,6 +63,9 @@ class ServiceSettings:
             raise ConfigError("queue_size must be >= 0 and the timeouts > 0")
         if self.engine not in ("local", "ray"):
             raise ConfigError(f"unknown engine {self.engine!r}; choose local or ray")
+        from hybridface.search import check_storage
+
+        check_storage(self.storage)
 
 
 class PayloadTooLargeError(HybridFaceError):
