@@ -208,7 +208,7 @@ def _search_opts(p: argparse.ArgumentParser) -> None:
     # no argparse choices: a bad value is the library's one-line ConfigError (exit 2)
     p.add_argument("--storage", default="float32", metavar="{float32,int8}",
                    help="template storage of --strategy exhaustive: int8 also keeps int8 codes of the "
-                        "templates, so searches of a few probes (k = 1) read 4x fewer bytes with "
+                        "templates, so searches of a few probes (k = 1) read ~4x fewer bytes with "
                         "exactly the float32 answers, for +27 %% memory (needs numba; default: float32)")
 
 

@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --engine ray: the Ray cluster to join (default: RAY_ADDRESS or an embedded Ray)")
     p.add_argument("--storage", default="float32", metavar="{float32,int8}",
                    help="template storage of the exhaustive strategy: int8 also keeps int8 codes of the "
-                        "templates, so identify requests of a few faces read 4x fewer bytes with exactly "
+                        "templates, so identify requests of a few faces read ~4x fewer bytes with exactly "
                         "the float32 answers, for +27 %% memory (needs numba; default: float32)")
     p.add_argument("--workers-pool", type=int, default=2, metavar="N",
                    help="threads doing decode/encode/search work; further requests queue (default 2)")
