@@ -9,14 +9,12 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from hybridface import api
 from hybridface.cli import main
 from hybridface.engines.local import LocalEngine, make_engine
 from hybridface.errors import ConfigError
 from hybridface.search import make_searcher
-from search_data import assert_same, clustered
+from search_data import assert_same, clustered, face_folders, vector_gallery
 
 ADDRESS = os.environ.get("HYBRIDFACE_RAY_ADDRESS")
 
@@ -72,10 +70,7 @@ def test_bad_cells_are_config_errors(gallery, strategy, cells, probe_cells, name
 # ---------------------------------------------------------------------------- Gallery facade
 @pytest.fixture()
 def vec_gallery(tmp_path):
-    matrix, probes = clustered(40, 3, 30, d=60, seed=5, noise=0.2)
-    g = api.open_gallery(tmp_path / "v.db", create=True)
-    for i, name in enumerate(matrix.names):
-        g.enroll_vectors(name, matrix.vectors[matrix.rows(i)], model_id="vec")
+    g, probes = vector_gallery(tmp_path / "v.db", per=30)
     yield g, probes
     g.close()
 
@@ -111,15 +106,7 @@ MODEL = "paper"  # the authors' weights when present, else its seeded init: plum
 
 
 def test_cli_identify_with_cells(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    data, probes = tmp_path / "faces", tmp_path / "probes"
-    probes.mkdir()
-    for name in ("ann", "bob", "cid", "dan"):
-        (data / name).mkdir(parents=True)
-        base = rng.integers(0, 256, size=(60, 60, 3)).astype(np.float32)
-        for j in range(3):
-            img = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save((data / name if j < 2 else probes) / f"{name}{j}.png")
+    data, probes = face_folders(tmp_path)
     db = str(tmp_path / "g.db")
     assert main(["-q", "enroll", str(data), "--db", db, "--model", MODEL]) == 0
     capsys.readouterr()

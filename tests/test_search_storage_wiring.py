@@ -10,15 +10,13 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from hybridface import api
 from hybridface.cli import main
 from hybridface.engines.local import LocalEngine, make_engine
 from hybridface.errors import ConfigError
 from hybridface.search import STRATEGIES, make_searcher
 from hybridface.search.tuning import FEW_PROBES
-from search_data import assert_same, clustered
+from search_data import assert_same, clustered, face_folders, vector_gallery
 
 pytest.importorskip("numba")  # storage="int8" needs it (a core dependency)
 
@@ -69,10 +67,7 @@ def test_bad_storage_is_a_config_error_for_every_strategy(gallery, strategy, sto
 # ---------------------------------------------------------------------------- Gallery facade
 @pytest.fixture()
 def vec_gallery(tmp_path):
-    matrix, probes = clustered(40, 3, 12, d=60, seed=5, noise=0.2)
-    g = api.open_gallery(tmp_path / "v.db", create=True)
-    for i, name in enumerate(matrix.names):
-        g.enroll_vectors(name, matrix.vectors[matrix.rows(i)], model_id="vec")
+    g, probes = vector_gallery(tmp_path / "v.db", per=12)
     yield g, probes
     g.close()
 
@@ -108,15 +103,7 @@ MODEL = "paper"  # the authors' weights when present, else its seeded init: plum
 def faces(tmp_path_factory):
     """4 identities x 2 gallery images in ``faces/<id>/`` and one probe each in ``probes/``."""
     root = tmp_path_factory.mktemp("storage")
-    rng = np.random.default_rng(0)
-    data, probes = root / "faces", root / "probes"
-    probes.mkdir()
-    for name in ("ann", "bob", "cid", "dan"):
-        (data / name).mkdir(parents=True)
-        base = rng.integers(0, 256, size=(60, 60, 3)).astype(np.float32)
-        for j in range(3):
-            img = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save((data / name if j < 2 else probes) / f"{name}{j}.png")
+    data, probes = face_folders(root)
     return root, data, probes
 
 

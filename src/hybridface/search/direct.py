@@ -16,6 +16,7 @@ import numpy as np
 from hybridface.search import tuning
 from hybridface.search.band import band_tolerance
 from hybridface.search.base import SearchResult
+from hybridface.search.rerank import best_per_probe, top1_result
 from hybridface.search.threads import scratch
 
 
@@ -42,14 +43,5 @@ def direct_top1(
         best = np.array([rows[int(np.argmax(dots))]])  # first maximum = lowest row
         top = dots.max(keepdims=True)
     else:
-        order = np.lexsort((rows, -dots, pr))
-        first = np.ones(len(order), bool)
-        first[1:] = pr[order[1:]] != pr[order[:-1]]
-        best, top = rows[order[first]], dots[order[first]]
-    ids = (np.searchsorted(offsets, best, side="right") - 1).astype(np.int64)
-    return SearchResult(
-        identities=ids[:, None],
-        distances=(1.0 - top).astype(np.float32)[:, None],
-        template_ids=template_ids[best].astype(np.int64)[:, None],
-        distance_evaluations=n * n_rows + len(rows),
-    )
+        _, best, top = best_per_probe(pr, rows, dots)
+    return top1_result(best, top, offsets, template_ids, n * n_rows + len(rows))

@@ -30,6 +30,7 @@ import numpy as np
 
 from hybridface.errors import ConfigError
 from hybridface.search.base import SearchResult
+from hybridface.search.rerank import best_per_probe, top1_result
 
 _COMPILED: list = []
 _LOCK = threading.Lock()
@@ -212,14 +213,5 @@ def int8_top1(
     n = probes.shape[0]
     pr, rows = int8_band(probes, q8)
     dots = np.einsum("ij,ij->i", vectors[rows], probes[pr], dtype=np.float64)
-    order = np.lexsort((rows, -dots, pr))
-    first = np.ones(len(order), bool)
-    first[1:] = pr[order[1:]] != pr[order[:-1]]
-    best, top = rows[order[first]], dots[order[first]]
-    ids = (np.searchsorted(offsets, best, side="right") - 1).astype(np.int64)
-    return SearchResult(
-        identities=ids[:, None],
-        distances=(1.0 - top).astype(np.float32)[:, None],
-        template_ids=template_ids[best].astype(np.int64)[:, None],
-        distance_evaluations=n * vectors.shape[0] + len(rows),
-    )
+    _, best, top = best_per_probe(pr, rows, dots)
+    return top1_result(best, top, offsets, template_ids, n * vectors.shape[0] + len(rows))

@@ -11,6 +11,7 @@ import numpy as np
 
 from hybridface.search import tuning
 from hybridface.search.band import band_tolerance, kth_best, prune_band
+from hybridface.search.base import SearchResult
 
 
 def exact_top1(
@@ -37,16 +38,34 @@ def exact_top1(
         top = np.empty(n, np.float64)
         top[pr] = dots
     else:
-        order = np.lexsort((rows, -dots, pr))
-        pr, rows, dots = pr[order], rows[order], dots[order]
-        first = np.ones(len(pr), bool)
-        first[1:] = pr[1:] != pr[:-1]
-        if int(first.sum()) != n:
+        have, best_rows, top = best_per_probe(pr, rows, dots)
+        if len(have) != n:
             return None
-        best_rows, top = rows[first], dots[first]
     ids = (np.searchsorted(offsets, best_rows, side="right") - 1).astype(np.int64)
     dist = (1.0 - top).astype(np.float32)
     return ids[:, None], dist[:, None], template_ids[best_rows].astype(np.int64)[:, None], len(rows)
+
+
+def best_per_probe(pr: np.ndarray, rows: np.ndarray, dots: np.ndarray):
+    """Per probe that has entries (ascending): its best row — highest float64 ``dots``, ties to the
+    lowest row, hence the lowest identity. Returns ``(probes, best rows, best dots)``."""
+    order = np.lexsort((rows, -dots, pr))
+    first = np.ones(len(order), bool)
+    first[1:] = pr[order[1:]] != pr[order[:-1]]
+    sel = order[first]
+    return pr[sel], rows[sel], dots[sel]
+
+
+def top1_result(best_rows: np.ndarray, top: np.ndarray, offsets: np.ndarray, template_ids: np.ndarray,
+                evaluations: int) -> SearchResult:
+    """A k = 1 `SearchResult` from each probe's best row and its float64 similarity."""
+    ids = (np.searchsorted(offsets, best_rows, side="right") - 1).astype(np.int64)
+    return SearchResult(
+        identities=ids[:, None],
+        distances=(1.0 - top).astype(np.float32)[:, None],
+        template_ids=template_ids[best_rows].astype(np.int64)[:, None],
+        distance_evaluations=int(evaluations),
+    )
 
 
 def gathered_chunks(starts: np.ndarray, counts: np.ndarray, max_rows: int):
