@@ -17,7 +17,9 @@ def add_general_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("general model (distillation / metric learning; see docs/general_model.md)")
     g.add_argument("--loss", choices=("softmax", "arcface", "cosface"),
                    help="identity loss on the 60-D feature with strong augmentation (labelled DATA_DIRs)")
-    g.add_argument("--teacher", choices=("dlib",), help="distil the dlib 128-D descriptor (needs hybridface[dlib])")
+    g.add_argument("--teacher", choices=("dlib",),
+                   help="distil the dlib 128-D descriptor (needs hybridface[dlib]) on --unlabeled images and on the "
+                        "labelled DATA_DIRs / --holdout training side (label-free unless --loss is given too)")
     g.add_argument("--unlabeled", metavar="DIR", help="folder of unlabeled face crops for distillation")
     g.add_argument("--unlabeled-limit", type=int, default=None, metavar="N",
                    help="seeded random subset of N unlabeled images (default: all)")
@@ -63,9 +65,11 @@ def cmd_train_general(args: argparse.Namespace) -> int:
         for d in dirs:
             labelled.append((scan_image_folder(d), detect, d.name if len(dirs) > 1 else ""))
             described.append(f"{d.name} (all images, detect={detect})")
-    if not args.loss:
-        labelled = []  # labels are only used by an identity loss
+    if not args.loss and not args.teacher:
+        labelled = []  # labelled images serve an identity loss and/or distillation
         described = []
+    elif not args.loss:
+        described = [f"{d} (distilled, labels unused)" for d in described]
     if args.unlabeled:
         described.append(f"{Path(args.unlabeled).name} unlabeled (limit {args.unlabeled_limit})")
     spec = PreprocessSpec(input_size=DEFAULTS.input_size, channels=args.channels, illumination=args.illumination)
@@ -77,7 +81,8 @@ def cmd_train_general(args: argparse.Namespace) -> int:
                       relation_weight=args.relation_weight, batchnorm=args.batchnorm)
     if args.json:
         print(json.dumps({k: r[k] for k in ("out_dir", "model_id", "onnx_bytes", "arch", "loss", "teacher_rows",
-                                            "labelled_rows", "identities", "best_epoch", "epochs_run",
+                                            "labelled_rows", "identities", "unlabeled_images", "labelled_sources",
+                                            "best_epoch", "epochs_run",
                                             "feature_parameters", "seconds")}
                          | {k: v for k, v in r.items() if k.startswith("val_")}))
         return 0
