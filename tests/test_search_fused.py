@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybridface.gallery.matrix import TemplateMatrix
-from hybridface.search import fused, tuning
+from hybridface.search import fused, jit, tuning
 from hybridface.search.band import band_tolerance
 from hybridface.search.exhaustive import Exhaustive
 from hybridface.search.parallel import Parallel
@@ -79,7 +79,7 @@ def assert_same(a, b):
 
 def test_without_numba_the_numpy_scan_is_used(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
-    monkeypatch.setattr(fused, "_COMPILED", [])
+    monkeypatch.setattr(jit, "_KERNELS", {})  # no kernel loaded yet in this test
     assert fused.top2_kernel() is None
     x, p = tied_gallery(3, 200, 8, levels=2)
     monkeypatch.setattr(tuning, "FUSED_MIN_PRODUCTS", 0)

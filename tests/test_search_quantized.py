@@ -10,7 +10,7 @@ from test_search_strategies import SETTINGS, assert_same, galleries
 
 from hybridface.errors import ConfigError
 from hybridface.gallery.matrix import TemplateMatrix
-from hybridface.search import quantized
+from hybridface.search import jit, quantized
 from hybridface.search.exhaustive import Exhaustive
 from hybridface.search.quantized import int8_band, quantize_int8
 
@@ -106,7 +106,7 @@ def test_missing_numba_is_a_clear_config_error(monkeypatch):
             raise ImportError("no numba")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(quantized, "_COMPILED", [])
+    monkeypatch.setattr(jit, "_KERNELS", {})  # no kernel loaded yet in this test
     monkeypatch.setattr(builtins, "__import__", no_numba)
     matrix = TemplateMatrix.from_arrays(clustered(2, 2), ["a", "a", "b", "b"])
     with pytest.raises(ConfigError, match="numba"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from hybridface.errors import ConfigError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search import tuning
 from hybridface.search.base import SearchResult
@@ -45,14 +44,14 @@ class Exhaustive:
         self.matrix = matrix
         self.threads = check_positive("threads", threads)
         self.block_bytes = check_positive("block_bytes", block_bytes)
-        if storage not in STORAGES:
-            raise ConfigError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-        self.storage = storage
+        from hybridface.search import check_storage
+
+        self.storage = check_storage(storage)
         self.int8_ = None
         if storage == "int8":
-            from hybridface.search.quantized import int8_kernel, quantize_int8
+            from hybridface.search.quantized import load_int8_kernel, quantize_int8
 
-            int8_kernel()  # ConfigError without Numba; loads (or compiles) the kernel now
+            load_int8_kernel()  # ConfigError without Numba; loads (or compiles) the kernel now
             self.int8_ = quantize_int8(matrix.vectors)
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:

@@ -21,20 +21,12 @@ compiles for about a second, later processes load it.
 
 from __future__ import annotations
 
-import logging
-import threading
-
 import numpy as np
 
 from hybridface.search import tuning
 from hybridface.search.band import hot_entries, prune_band
+from hybridface.search.jit import compiled
 from hybridface.search.threads import scratch
-
-log = logging.getLogger(__name__)
-
-_COMPILED: list = []  # [kernel or None] once tried
-_LOCK = threading.Lock()
-
 
 def _top2(block, best, second, arg):  # pragma: no cover - runs compiled (coverage cannot see it)
     """Per column of a ``(rows, cols)`` block: largest value, its first row, second largest.
@@ -60,19 +52,7 @@ def _top2(block, best, second, arg):  # pragma: no cover - runs compiled (covera
 
 def top2_kernel():
     """The compiled :func:`_top2`, or ``None`` (Numba missing or ``tuning.FUSED_TOP1`` false)."""
-    if not tuning.FUSED_TOP1:
-        return None
-    if not _COMPILED:
-        with _LOCK:
-            if not _COMPILED:
-                try:
-                    import numba
-                except ImportError:
-                    log.info("numba is not installed: the batched k = 1 search uses the NumPy scan")
-                    _COMPILED.append(None)
-                else:
-                    _COMPILED.append(numba.njit(nogil=True, cache=True)(_top2))
-    return _COMPILED[0]
+    return compiled(_top2) if tuning.FUSED_TOP1 else None
 
 
 def band_top1_fused(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float, top2):

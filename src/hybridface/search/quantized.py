@@ -23,17 +23,15 @@ template (+27 %) while cutting the bytes a probe streams by 73 %. Numba is requi
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from hybridface.errors import ConfigError
 from hybridface.search.base import SearchResult
+from hybridface.search.jit import compiled
 from hybridface.search.rerank import best_per_probe, top1_result
 
-_COMPILED: list = []
-_LOCK = threading.Lock()
 #: Rows per kernel block (dimension-major inside a block).
 BLOCK = 256
 #: Initial band entries per probe held by the kernel (grown on demand).
@@ -170,22 +168,18 @@ def _scan(blocks, err, n, q, e_scale, es32, eps, cap):  # pragma: no cover - run
 
 def int8_kernel():
     """The compiled :func:`_scan` (nogil, fast-math reassociation only); `ConfigError` without Numba."""
-    if not _COMPILED:
-        with _LOCK:
-            if not _COMPILED:
-                try:
-                    import numba
-                except ImportError as exc:
-                    raise ConfigError(
-                        "storage='int8' needs the numba package: pip install numba, or use storage='float32'"
-                    ) from exc
-                kernel = numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nnan", "nsz"})(_scan)
-                # load (or compile) the one signature now, not inside the first timed search
-                one = np.zeros(1, np.float64)
-                kernel(np.zeros((1, 1, BLOCK), np.int8), np.zeros(BLOCK, np.float32), 1,
-                       np.zeros((1, 1), np.float32), one, one.astype(np.float32), 0.0, 1)
-                _COMPILED.append(kernel)
-    return _COMPILED[0]
+    kernel = compiled(_scan, fastmath={"reassoc", "contract", "nnan", "nsz"})
+    if kernel is None:
+        raise ConfigError("storage='int8' needs the numba package: pip install numba, or use storage='float32'")
+    return kernel
+
+
+def load_int8_kernel() -> None:
+    """Load (or compile) the kernel's one signature now, not inside the first timed search;
+    `ConfigError` without Numba."""
+    one = np.zeros(1, np.float64)
+    int8_kernel()(np.zeros((1, 1, BLOCK), np.int8), np.zeros(BLOCK, np.float32), 1,
+                  np.zeros((1, 1), np.float32), one, one.astype(np.float32), 0.0, 1)
 
 
 def int8_band(probes: np.ndarray, q8: Int8Templates) -> tuple[np.ndarray, np.ndarray]:
