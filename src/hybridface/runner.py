@@ -84,7 +84,6 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
     hybridface gallery; then it is replaced.
     """
     from hybridface.protocols import get_protocol
-
     from hybridface.search import check_cells, check_storage
 
     check_cells(cells, probe_cells)  # bad search options fail before the gallery is built
