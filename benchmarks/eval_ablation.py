@@ -21,6 +21,7 @@ from pathlib import Path
 
 def main() -> int:
     from hybridface.evaluation.harness import EvalConfig, run_evaluation
+    from hybridface.options import SearchOptions
     from hybridface.evaluation.training import TrainOptions
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,7 +47,7 @@ def main() -> int:
         for cw in (int(c) for c in args.codewords.split(",")):
             t0 = time.perf_counter()
             cfg = EvalConfig(protocol=args.protocol, data_dir=args.data, cache_dir=args.cache, models=("compressed",),
-                             strategies=("exhaustive", "hybrid"), codewords=cw, top_n=args.top_n,
+                             strategies=("exhaustive", "hybrid"), codewords=cw, search=SearchOptions(top_n=args.top_n),
                              train=TrainOptions(**over), timing_probes=20, search_timing_probes=50, progress=False)
             m = run_evaluation(cfg).models[0]
             ex, hy = m.strategies

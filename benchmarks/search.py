@@ -150,9 +150,10 @@ def build(method: str, matrix, args, threads: int):
     if method in OURS:
         if args.engine == "ray":
             from hybridface.engines.local import make_engine
+            from hybridface.options import SearchOptions
 
-            s = make_engine("ray", matrix, strategy=method, top_n=args.top_n, workers=threads,
-                            shards=args.shards, address=args.address)
+            opts = SearchOptions(strategy=method, top_n=args.top_n, workers=threads, engine="ray", address=args.address)
+            s = make_engine("ray", matrix, options=opts, shards=args.shards)
         elif method == "exhaustive":  # threads > 1 split the probe batch (make_searcher: 1 thread)
             from hybridface.search.exhaustive import Exhaustive
 

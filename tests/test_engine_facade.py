@@ -18,8 +18,10 @@ from hybridface import api
 from hybridface.cli import main
 from hybridface.engines.local import make_engine
 from hybridface.engines.sync import plan_updates, sync_engine
+from hybridface.errors import ConfigError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search import make_searcher
+from hybridface.options import SearchOptions
 
 ADDRESS = os.environ.get("HYBRIDFACE_RAY_ADDRESS")
 
@@ -81,7 +83,7 @@ def test_plan_updates_routes_only_the_changes(vec_gallery):
 def test_synced_sharded_engine_equals_fresh_local_search(vec_gallery, strategy):
     g, rng, centres, probes = vec_gallery
     old = g.matrix()
-    eng = make_engine("local", old, strategy=strategy, top_n=40, workers=1, shards=3)
+    eng = make_engine("local", old, shards=3, options=SearchOptions(strategy=strategy, top_n=40, workers=1))
     _edit(g, rng, centres)
     new = g.matrix()
     assert sync_engine(eng, old, new)
@@ -106,7 +108,7 @@ def test_mass_change_or_other_model_asks_for_a_rebuild():
 
 def test_address_without_ray_engine_is_a_config_error(vec_gallery):
     g, _, _, probes = vec_gallery
-    with pytest.raises(api.ConfigError, match="engine='ray'"):
+    with pytest.raises(ConfigError, match="engine='ray'"):
         g.identify(probes, engine="local", address="127.0.0.1:1")
 
 
@@ -139,11 +141,11 @@ def test_facade_ray_engine_equals_local_and_follows_store_edits(vec_gallery, str
     g, rng, centres, probes = vec_gallery
     opts = dict(strategy=strategy, top_n=40, workers=1, k=5)
     _assert_same_answers(g.identify(probes, engine="ray", address=ADDRESS, **opts), g.identify(probes, **opts))
-    _, eng = g.searcher(strategy, top_n=40, workers=1, engine="ray", address=ADDRESS)
+    _, eng = g.searcher(strategy=strategy, top_n=40, workers=1, engine="ray", address=ADDRESS)
     assert len(eng.shard_nodes()) >= 2 and len(set(eng.shard_nodes())) >= 2
     _edit(g, rng, centres)
     _assert_same_answers(g.identify(probes, engine="ray", address=ADDRESS, **opts), g.identify(probes, **opts))
-    _, same = g.searcher(strategy, top_n=40, workers=1, engine="ray", address=ADDRESS)
+    _, same = g.searcher(strategy=strategy, top_n=40, workers=1, engine="ray", address=ADDRESS)
     assert same is eng  # kept in step by routed updates, not rebuilt
 
 
@@ -157,8 +159,9 @@ def test_evaluation_harness_on_ray_scores_like_local(tmp_path, vec_gallery):
                       for a in g.identify(probes[:20], strategy="exhaustive", k=1)])
     out = {}
     for engine, address in (("local", None), ("ray", ADDRESS)):
-        cfg = EvalConfig(protocol="folder", data_dir=tmp_path, cache_dir=tmp_path, engine=engine, address=address,
-                         search_timing_probes=3, max_rank=5, workers=1)
+        cfg = EvalConfig(protocol="folder", data_dir=tmp_path, cache_dir=tmp_path,
+                         search=SearchOptions(workers=1, engine=engine, address=address),
+                         search_timing_probes=3, max_rank=5)
         out[engine] = run_strategy("hybrid", m, probes[:20], truth, np.zeros((0, 60), np.float32), cfg, scored=True)
     assert out["ray"].cmc == out["local"].cmc and out["ray"].rank1 == 1.0
 
@@ -169,7 +172,7 @@ def test_routed_updates_wait_for_a_running_query(vec_gallery):
 
     g, rng, centres, _ = vec_gallery
     old = g.matrix()
-    eng = make_engine("local", old, strategy="exhaustive", workers=1, shards=2)
+    eng = make_engine("local", old, shards=2, options=SearchOptions(strategy="exhaustive", workers=1))
     _edit(g, rng, centres)
     new = g.matrix()
     done = threading.Event()

@@ -15,6 +15,7 @@ from hybridface.errors import (
 )
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search import make_searcher
+from hybridface.options import SearchOptions
 
 
 def clustered(m: int = 120, per: int = 4, d: int = 60, seed: int = 0, model_id: str = "m1"):
@@ -45,7 +46,7 @@ def assert_same(a, b):
 def test_sharded_exact_strategies_equal_local(gallery, strategy, shards):
     matrix, probes = gallery
     ref = make_searcher(strategy, matrix, top_n=5, workers=2).search(probes, 5)
-    eng = make_engine("local", matrix, strategy=strategy, top_n=5, workers=2, shards=shards)
+    eng = make_engine("local", matrix, shards=shards, options=SearchOptions(strategy=strategy, top_n=5, workers=2))
     assert_same(eng.search(probes, 5), ref)
     assert eng.names == matrix.names
 
@@ -56,7 +57,7 @@ def test_sharded_index_strategies_never_worse_than_local(gallery, strategy):
     matrix, probes = gallery
     ref = make_searcher(strategy, matrix, top_n=5, workers=2).search(probes, 5)
     exact = make_searcher("exhaustive", matrix).search(probes, 5)
-    got = make_engine("local", matrix, strategy=strategy, top_n=5, workers=2, shards=3).search(probes, 5)
+    got = make_engine("local", matrix, shards=3, options=SearchOptions(strategy=strategy, top_n=5, workers=2)).search(probes, 5)
     np.testing.assert_array_equal(got.identities[:, 0], ref.identities[:, 0])
     assert (got.distances <= ref.distances + 1e-6).all()
     assert (got.distances >= exact.distances - 1e-6).all()
@@ -98,7 +99,7 @@ def test_split_balances_and_keeps_codebooks(gallery):
 @pytest.mark.parametrize("placement", ["hash", "least-loaded"])
 def test_add_and_remove_are_routed_and_match_a_rebuilt_gallery(placement):
     matrix, probes = clustered(m=30, per=3, seed=1)
-    eng = LocalEngine(matrix, strategy="hybrid", top_n=4, workers=1, shards=3, placement=placement)
+    eng = LocalEngine(matrix, shards=3, placement=placement, options=SearchOptions(strategy="hybrid", top_n=4, workers=1))
     sizes = eng.shard_sizes()
     new = probes[:2] + 0.01
     expected_shard = (sh.owner_by_hash("newcomer", 3) if placement == "hash"
@@ -144,9 +145,9 @@ def test_bad_input_has_defined_errors(gallery):
     with pytest.raises(ConfigError):
         make_engine("spark", matrix)
     with pytest.raises(ConfigError):
-        make_engine("local", matrix, address="127.0.0.1:1")
+        make_engine("local", matrix, options=SearchOptions(address="127.0.0.1:1"))
     with pytest.raises(ConfigError):
-        make_engine("local", matrix, strategy="quantum")
+        make_engine("local", matrix, options=SearchOptions(strategy="quantum"))
     with pytest.raises(ConfigError):
         LocalEngine(matrix, shards=0)
     with pytest.raises(ConfigError):

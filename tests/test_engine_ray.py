@@ -26,6 +26,7 @@ pytest.importorskip("ray")
 from hybridface.errors import EngineError, ModelMismatchError  # noqa: E402
 from hybridface.gallery.matrix import TemplateMatrix  # noqa: E402
 from hybridface.search import make_searcher  # noqa: E402
+from hybridface.options import SearchOptions  # noqa: E402
 
 ADDRESS = os.environ.get("HYBRIDFACE_RAY_ADDRESS")
 needs_cluster = pytest.mark.skipif(
@@ -104,10 +105,11 @@ import numpy as np
 from hybridface.engines.local import make_engine
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.search import make_searcher
+from hybridface.options import SearchOptions
 rng = np.random.default_rng(0)
 m = TemplateMatrix.from_arrays(rng.normal(size=(40, 60)).astype(np.float32), [f"i{j % 10}" for j in range(40)])
 p = rng.normal(size=(5, 60)).astype(np.float32)
-eng = make_engine("ray", m, strategy="exhaustive", shards=2)
+eng = make_engine("ray", m, shards=2, options=SearchOptions(strategy="exhaustive"))
 import ray
 assert len(ray.nodes()) == 1, ray.nodes()
 got, ref = eng.search(p, 3), make_searcher("exhaustive", m).search(p, 3)
@@ -160,7 +162,7 @@ def test_sharded_over_both_nodes_and_identical_to_local(cluster, gallery):
     from hybridface.engines.ray import RaySearcher
 
     matrix, probes = gallery
-    with RaySearcher(matrix, strategy="exhaustive", shards=4) as rs:
+    with RaySearcher(matrix, shards=4, options=SearchOptions(strategy="exhaustive", workers=1)) as rs:
         # round robin over the alive nodes: both nodes of the cluster hold shards
         assert set(rs.shard_nodes()) <= set(cluster)
         assert len(set(rs.shard_nodes())) == min(4, len(cluster)), rs.shard_nodes()
@@ -177,7 +179,7 @@ def test_hybrid_on_ray_matches_local_hybrid(cluster, gallery):
     matrix, probes = gallery
     ref = make_searcher("hybrid", matrix, top_n=8, workers=1).search(probes, 3)
     exact = make_searcher("exhaustive", matrix).search(probes, 3)
-    with RaySearcher(matrix, strategy="hybrid", top_n=8, workers=1, shards=2) as rs:
+    with RaySearcher(matrix, shards=2, options=SearchOptions(strategy="hybrid", top_n=8, workers=1)) as rs:
         got = rs.search(probes, 3)
     np.testing.assert_array_equal(got.identities[:, 0], ref.identities[:, 0])
     np.testing.assert_allclose(got.distances[:, 0], ref.distances[:, 0], atol=1e-6)
@@ -191,7 +193,7 @@ def test_add_remove_routed_to_owning_shard(cluster):
     from hybridface.engines.ray import RaySearcher
 
     matrix, probes = clustered(50, 3, seed=2)
-    with RaySearcher(matrix, strategy="hybrid", top_n=5, shards=2, placement="least-loaded") as rs:
+    with RaySearcher(matrix, shards=2, placement="least-loaded", options=SearchOptions(strategy="hybrid", top_n=5, workers=1)) as rs:
         sizes = rs.shard_sizes()
         shard = rs.add("newcomer", probes[:2] * 1.001)
         assert shard == int(np.argmin(sizes))

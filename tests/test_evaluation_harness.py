@@ -10,6 +10,7 @@ import pytest
 
 from hybridface.cli import main
 from hybridface.errors import ConfigError, DatasetError
+from hybridface.options import SearchOptions
 
 N_SUBJECTS, N_IMAGES = 3, 6
 
@@ -109,7 +110,7 @@ def test_bad_input_is_one_line_exit_2(tiny_yale, tmp_path, capsys):
 
     cases = [
         (_args(tiny_yale, tmp_path / "a", "--models", "compressed,resnet"), "unknown model(s) resnet"),
-        (_args(tiny_yale, tmp_path / "b", "--strategies", "fastest"), "unknown strategy"),
+        (_args(tiny_yale, tmp_path / "b", "--strategies", "fastest"), "strategy='fastest' is not valid"),
         (["evaluate", "--protocol", "lfw", "--data", str(tiny_yale), "--out", str(tmp_path / "c")], "unknown protocol 'lfw'"),
         (["evaluate", "--protocol", "yale-augmented", "--data", str(tiny_yale), "--no-progress",
           "--out", str(tmp_path / "d")], "needs 15 subjects"),  # the protocol's default needs 15 identities
@@ -131,8 +132,9 @@ def test_bad_input_is_one_line_exit_2(tiny_yale, tmp_path, capsys):
 def test_config_checks_without_data(tmp_path):
     from hybridface.evaluation.harness import EvalConfig, run_evaluation
 
-    with pytest.raises(ConfigError, match="--top-n"):
-        run_evaluation(EvalConfig(protocol="folder", data_dir=tmp_path, cache_dir=tmp_path, top_n=0))
+    with pytest.raises(ConfigError, match="top_n=0 is not valid"):
+        run_evaluation(EvalConfig(protocol="folder", data_dir=tmp_path, cache_dir=tmp_path,
+                                  search=SearchOptions(top_n=0)))
     with pytest.raises(DatasetError):
         run_evaluation(EvalConfig(protocol="folder", data_dir=tmp_path, cache_dir=tmp_path))
 

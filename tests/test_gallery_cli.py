@@ -11,6 +11,7 @@ from PIL import Image
 
 from hybridface.cli import main
 from hybridface.errors import ConfigError
+from hybridface.options import SearchOptions
 
 MODEL = "paper"  # the authors' weights from ../shared when present, else its seeded init: plumbing only
 
@@ -35,11 +36,11 @@ def _json_lines(out: str) -> list[dict]:
 
 def test_enroll_list_identify_rename_remove(data_dir, tmp_path, capsys):
     db = str(tmp_path / "g.db")
-    assert main(["enroll", str(data_dir), "--db", db, "--model", MODEL, "--json"]) == 0
+    assert main(["enroll", "--detect", "never", str(data_dir), "--db", db, "--model", MODEL, "--json"]) == 0
     rows = {r["identity"]: r for r in _json_lines(capsys.readouterr().out)}
     assert {k: v["added"] for k, v in rows.items()} == {"ann": 3, "bob": 3, "cid": 3}
     assert "broken.jpg" in rows["cid"]["skipped"][0][0]
-    assert main(["enroll", str(data_dir), "--db", db, "--model", MODEL]) == 0
+    assert main(["enroll", "--detect", "never", str(data_dir), "--db", db, "--model", MODEL]) == 0
     out = capsys.readouterr().out
     assert "enrolled 0 templates" in out and "9 already enrolled" in out and "broken.jpg" in out
 
@@ -47,14 +48,14 @@ def test_enroll_list_identify_rename_remove(data_dir, tmp_path, capsys):
     probes.mkdir()
     shutil.copy(data_dir / "bob" / "1.png", probes / "p1.png")
     (probes / "p2.png").write_bytes(b"")
-    assert main(["identify", str(probes), "--db", db, "--model", MODEL, "--strategy", "exhaustive",
+    assert main(["identify", "--detect", "never", str(probes), "--db", db, "--model", MODEL, "--strategy", "exhaustive",
                  "--k", "2", "--json"]) == 0
     answers = _json_lines(capsys.readouterr().out)
     assert [list(a) for a in answers] == [["probe", "identity", "distance", "candidates", "status", "error"]] * 2
     assert answers[0]["identity"] == "bob" and answers[0]["distance"] < 1e-4 and answers[0]["status"] == "ok"
     assert len(answers[0]["candidates"]) == 2 and answers[0]["candidates"][0][0] == "bob"
     assert answers[1]["status"] == "error" and answers[1]["identity"] is None and answers[1]["error"]
-    assert main(["identify", str(probes / "p1.png"), "--db", db, "--model", MODEL, "--strategy", "hybrid"]) == 0
+    assert main(["identify", "--detect", "never", str(probes / "p1.png"), "--db", db, "--model", MODEL, "--strategy", "hybrid"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["probe", "identity", "distance"] and table[1].split()[1] == "bob"
 
@@ -70,12 +71,12 @@ def test_enroll_list_identify_rename_remove(data_dir, tmp_path, capsys):
 
 def test_calibrate_and_verify(data_dir, tmp_path, capsys):
     db = str(tmp_path / "g.db")
-    assert main(["-q", "enroll", str(data_dir), "--db", db, "--model", MODEL]) == 0
-    assert main(["calibrate", str(data_dir), "--db", db, "--model", MODEL, "--far", "0.2", "--json"]) == 0
+    assert main(["-q", "enroll", "--detect", "never", str(data_dir), "--db", db, "--model", MODEL]) == 0
+    assert main(["calibrate", "--detect", "never", str(data_dir), "--db", db, "--model", MODEL, "--far", "0.2", "--json"]) == 0
     cal = _json_lines(capsys.readouterr().out.splitlines()[-1])[0]
     assert cal["genuine_pairs"] == 9 and cal["impostor_pairs"] == 27 and cal["far"] <= 0.2
     a, b = data_dir / "ann" / "0.png", data_dir / "ann" / "0.png"
-    assert main(["verify", str(a), str(b), "--model", MODEL, "--db", db, "--json"]) == 0
+    assert main(["verify", "--detect", "never", str(a), str(b), "--model", MODEL, "--db", db, "--json"]) == 0
     v = _json_lines(capsys.readouterr().out)[0]
     assert v["same"] is True and v["distance"] < 1e-4 and v["threshold"] == pytest.approx(cal["threshold"])
 
@@ -85,9 +86,9 @@ def test_calibrate_and_verify(data_dir, tmp_path, capsys):
     (["list", "--db", "{tmp}/text.db"], "is not a hybridface gallery"),
     (["remove", "nobody", "--db", "{tmp}/v.db"], "no identity 'nobody'"),
     (["rename", "nobody", "x", "--db", "{tmp}/v.db"], "no identity 'nobody'"),
-    (["identify", "{tmp}/text.db", "--db", "{tmp}/empty.db"], "has no templates"),
-    (["identify", "{tmp}/a.png", "--db", "{tmp}/v.db", "--top-n", "0"], "top_n and workers must be >= 1"),
-    (["verify", "{tmp}/a.png", "{tmp}/a.png", "--model", MODEL], "needs a threshold"),
+    (["identify", "--detect", "never", "{tmp}/text.db", "--db", "{tmp}/empty.db"], "has no templates"),
+    (["identify", "--detect", "never", "{tmp}/a.png", "--db", "{tmp}/v.db", "--top-n", "0"], "top_n=0 is not valid; use an integer >= 1"),
+    (["verify", "--detect", "never", "{tmp}/a.png", "{tmp}/a.png", "--model", MODEL], "needs a threshold"),
 ])
 def test_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
     from hybridface.api import open_gallery
@@ -105,17 +106,18 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
 def test_run_protocol_folder_counts_and_rank1(data_dir, tmp_path):
     from hybridface.runner import run_protocol
 
-    r = run_protocol("folder", data_dir, db=tmp_path / "p.db", model=MODEL, strategy="exhaustive",
-                     detect="never", gallery_per_identity=2)
+    r = run_protocol("folder", data_dir, db=tmp_path / "p.db", model=MODEL,
+                     search=SearchOptions(strategy="exhaustive"), detect="never", gallery_per_identity=2)
     assert (r.identities, r.templates, r.probes) == (3, 6, 3)
     assert r.skipped == ()  # the protocol's scan already left out the unreadable file
     assert 0.0 <= r.rank1 <= 1.0 and r.ms_per_probe > 0
     # coarse LBG cells visiting every cell: the same answers as the flat hybrid shortlist
-    runs = [run_protocol("folder", data_dir, db=tmp_path / f"c{c}.db", model=MODEL, strategy="hybrid", top_n=3,
-                         detect="never", gallery_per_identity=2, cells=c, probe_cells=2) for c in (None, 2)]
+    runs = [run_protocol("folder", data_dir, db=tmp_path / f"c{c}.db", model=MODEL,
+                         search=SearchOptions(strategy="hybrid", top_n=3, cells=c, probe_cells=2),
+                         detect="never", gallery_per_identity=2) for c in (None, 2)]
     assert runs[0].rank1 == runs[1].rank1 and runs[1].templates == 6
-    with pytest.raises(ConfigError, match="cells"):
-        run_protocol("folder", data_dir, db=tmp_path / "bad.db", model=MODEL, cells=0)
+    with pytest.raises(ConfigError, match="cells=0 is not valid"):
+        run_protocol("folder", data_dir, db=tmp_path / "bad.db", model=MODEL, search=SearchOptions(cells=0))
     assert not (tmp_path / "bad.db").exists()
 
 
@@ -145,11 +147,11 @@ def test_main_job_on_a_vidtimit_slice(dataset, tmp_path, capsys):
 
 def test_identify_probe_without_face_and_calibrate_errors(data_dir, tmp_path, capsys):
     db = str(tmp_path / "g.db")
-    assert main(["-q", "enroll", str(data_dir), "--db", db, "--model", MODEL]) == 0
+    assert main(["-q", "enroll", "--detect", "never", str(data_dir), "--db", db, "--model", MODEL]) == 0
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(blank)
     capsys.readouterr()
-    assert main(["identify", str(blank), str(data_dir / "ann" / "0.png"), "--db", db, "--model", MODEL,
+    assert main(["identify", "--detect", "never", str(blank), str(data_dir / "ann" / "0.png"), "--db", db, "--model", MODEL,
                  "--detect", "always", "--json"]) == 0
     first = _json_lines(capsys.readouterr().out)[0]
     assert first["status"] == "no_face" and first["identity"] is None and "no face" in first["error"]
@@ -157,6 +159,6 @@ def test_identify_probe_without_face_and_calibrate_errors(data_dir, tmp_path, ca
     (one / "solo").mkdir(parents=True)
     Image.fromarray(np.zeros((60, 60, 3), np.uint8)).save(one / "solo" / "x.png")
     Image.fromarray(np.ones((60, 60, 3), np.uint8)).save(one / "solo" / "y.png")
-    assert main(["calibrate", str(one), "--db", db, "--model", MODEL]) == 2
+    assert main(["calibrate", "--detect", "never", str(one), "--db", db, "--model", MODEL]) == 2
     assert "at least 2 identities" in capsys.readouterr().err
-    assert main(["identify", str(blank), "--db", db, "--model", "compressed-but-missing"]) == 2
+    assert main(["identify", "--detect", "never", str(blank), "--db", db, "--model", "compressed-but-missing"]) == 2

@@ -1,10 +1,16 @@
 """The facade every front end calls (CLI, REST service, evaluation): encoders, galleries, 1:N, 1:1.
 
+    import hybridface as hf
+    g = hf.open_gallery("people.db", create=True)
+    g.enroll_folder("people/")                 # <identity>/<images>, faces detected
+    r = g.identify("probe.jpg")                # one input -> one result; a list -> a list
+    print(r.identity, r.distance)
+
 ``open_gallery(db)`` returns a :class:`Gallery` over a :class:`~hybridface.gallery.store.GalleryStore`.
 The store is the truth: the in-memory `TemplateMatrix` and the searchers built on it are cached per
 store revision (:mod:`hybridface.engines.cache`). Inputs are cropped and encoded by
-:mod:`hybridface.prepare`; results are the frozen records of :mod:`hybridface.results`. Those
-names are re-exported here, so ``from hybridface.api import ...`` keeps working for all of them.
+:mod:`hybridface.prepare`; results are the frozen records of :mod:`hybridface.results`. Defaults come from :data:`hybridface.options.DEFAULTS`; search settings travel as one
+:class:`~hybridface.options.SearchOptions`.
 """
 
 from __future__ import annotations
@@ -17,42 +23,26 @@ from typing import Any
 
 import numpy as np
 
-from hybridface.engines.cache import ENGINES, STRATEGIES, SearcherCache
+from hybridface.engines.cache import SearcherCache
 from hybridface.errors import ConfigError, ModelFileError, ModelMismatchError
 from hybridface.gallery.calibration import Calibration, calibrate_threshold
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.gallery.store import GalleryStore
 from hybridface.models.base import Encoder
-from hybridface.prepare import (
-    Prepared,
-    as_vectors,
-    crop_size,
-    encode_crops,
-    is_vectors,
-    prepare_images,
-    vector_hash,
-)
+from hybridface.options import DEFAULTS, SearchOptions, check_threshold, search_options
+from hybridface.prepare import as_vectors, crop_size, encode_crops, is_vectors, prepare_images, vector_hash
 from hybridface.results import EnrollReport, Identification, Verification
 
-__all__ = [
-    "ENGINES",
-    "STRATEGIES",
-    "Calibration",
-    "EnrollReport",
-    "Gallery",
-    "Identification",
-    "Prepared",
-    "Verification",
-    "as_vectors",
-    "crop_size",
-    "encode_crops",
-    "is_vectors",
-    "load_encoder",
-    "open_gallery",
-    "prepare_images",
-    "vector_hash",
-    "verify",
-]
+__all__ = ["Gallery", "SearchOptions", "load_encoder", "open_gallery", "verify"]
+
+
+def _is_single(x: Any) -> bool:
+    """One input (a path, encoded bytes, one image array or one template vector), not a batch."""
+    if isinstance(x, (str, os.PathLike, bytes, bytearray)):
+        return True
+    if isinstance(x, np.ndarray):
+        return x.ndim == 1 if x.dtype.kind == "f" else x.ndim in (2, 3)
+    return False
 
 
 def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
@@ -66,15 +56,6 @@ def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
     if isinstance(name_or_path, str) and name_or_path in MODEL_NAMES:
         return zoo_encoder(name_or_path)
     return load_model(name_or_path)
-
-
-def _check_threshold(t: float | None) -> float | None:
-    if t is None:
-        return None
-    t = float(t)
-    if not np.isfinite(t) or t < 0:
-        raise ConfigError(f"threshold must be a finite distance >= 0, got {t}")
-    return t
 
 
 class Gallery:
@@ -131,10 +112,13 @@ class Gallery:
         return self.store.remove_template(template_id)
 
     # -- enrolment
-    def enroll(self, identity: str, images: Sequence[Any] | np.ndarray, *, detect: str = "never",
-               detector: str = "cascade", codewords: int | None = None,
+    def enroll(self, identity: str, images: Sequence[Any] | np.ndarray, *, detect: str = DEFAULTS.detect,
+               detector: str = DEFAULTS.detector, codewords: int | None = None,
                sources: Sequence[str] | None = None) -> EnrollReport:
-        """Crop, encode and store images of one identity in one transaction; bad files are skipped."""
+        """Crop, encode and store images of one identity in one transaction; bad files are skipped.
+
+        ``detect="largest"`` (default) finds the largest face of each photo; ``"never"`` takes
+        each image as a ready face crop."""
         if is_vectors(images):
             return self.enroll_vectors(identity, images, codewords=codewords, sources=sources)
         prepared = prepare_images(images, detect=detect, detector=detector, sources=sources,
@@ -147,6 +131,15 @@ class Gallery:
         res = self.store.add_templates(identity, vecs, [p.hash for p in good], model_id=self.encoder.model_id,
                                        sources=[p.source for p in good], codewords=codewords)
         return EnrollReport(res.identity, res.template_ids, res.duplicates, skipped)
+
+    def enroll_folder(self, folder: str | os.PathLike, *, detect: str = DEFAULTS.detect,
+                      detector: str = DEFAULTS.detector, codewords: int | None = None) -> list[EnrollReport]:
+        """Enrol ``folder/<identity>/<images>``: one transaction and one `EnrollReport` per identity."""
+        from hybridface.protocols.dataset import scan_dataset
+
+        scan = scan_dataset(folder, check="none")
+        return [self.enroll(name, list(paths), detect=detect, detector=detector, codewords=codewords)
+                for name, paths in sorted(scan.identities.items()) if paths]
 
     def enroll_vectors(self, identity: str, vectors: np.ndarray, *, model_id: str | None = None,
                        sources: Sequence[str] | None = None, hashes: Sequence[str] | None = None,
@@ -166,33 +159,26 @@ class Gallery:
         """The cached in-memory view, reloaded when the store changed."""
         return self._searchers.matrix()
 
-    def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local",
-                 address: str | None = None, cells: int | None = None, probe_cells: int = 16,
-                 storage: str = "float32"):
-        """The (cached) searcher of ``strategy`` over the current matrix.
+    def searcher(self, options: SearchOptions | None = None, **search: Any) -> tuple[TemplateMatrix, Any]:
+        """``(matrix, searcher)``: the current matrix and the cached searcher over it.
 
-        ``engine="ray"`` shards the gallery over Ray actors (``address``: an existing cluster's
-        ``host:port``; ``None`` starts a local Ray). Its results index into ``searcher.names``.
-        ``cells``: coarse LBG cells over the identity codewords (``indexed``/``hybrid``, for very
-        large galleries; ``None`` = off), ``probe_cells`` of them visited per probe.
-        ``storage``: ``"float32"`` | ``"int8"`` (``exhaustive`` only: see :meth:`identify`).
+        ``options`` (default: :data:`~hybridface.options.DEFAULTS`) with any `SearchOptions` field
+        given as a keyword on top (``strategy="exhaustive"``, ``cells=1024``, ``engine="ray"``...).
+        Result identity ``i`` of the searcher is ``searcher.names[i]`` for a Ray engine and
+        ``matrix.names[i]`` otherwise.
         """
-        return self._searchers.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address,
-                                        cells=cells, probe_cells=probe_cells, storage=storage)
+        return self._searchers.searcher(search_options(options, **search))
 
     def identify_vectors(self, vectors: np.ndarray, *, probes: Sequence[str] | None = None,
-                         model_id: str | None = None, strategy: str = "hybrid", top_n: int = 5,
-                         workers: int = 4, k: int = 5, threshold: float | None = None,
-                         engine: str = "local", address: str | None = None, cells: int | None = None,
-                         probe_cells: int = 16, storage: str = "float32") -> list[Identification]:
-        """1:N search of templates; ``identity`` is ``None`` where the best distance exceeds the threshold."""
+                         model_id: str | None = None, options: SearchOptions | None = None,
+                         **search: Any) -> list[Identification]:
+        """1:N search of templates ``(n, d)``; ``identity`` is ``None`` where the best distance
+        exceeds the threshold. ``options``/``search``: as in :meth:`searcher`."""
+        opts = search_options(options, **search)
         if model_id is not None and self.store.model_id not in (None, model_id):
             self.store.check_model(model_id, self.store.dim or 0)
-        if int(k) < 1:
-            raise ConfigError(f"k must be >= 1, got {k}")
-        threshold = _check_threshold(threshold if threshold is not None else self.threshold)
-        m, searcher = self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address,
-                                    cells=cells, probe_cells=probe_cells, storage=storage)
+        threshold = opts.threshold if opts.threshold is not None else check_threshold(self.threshold)
+        m, searcher = self._searchers.searcher(opts)
         v = as_vectors(vectors, m.dim)
         names = list(probes) if probes is not None else [f"#{i}" for i in range(len(v))]
         if len(names) != len(v):
@@ -200,7 +186,7 @@ class Gallery:
         # a kept-in-step engine (Ray) has its own identity order: read it under the engine's lock,
         # so a concurrent store edit cannot shift it between the search and the mapping
         with getattr(searcher, "lock", None) or contextlib.nullcontext():
-            res = searcher.search(v, k=int(k))
+            res = searcher.search(v, k=opts.k)
             index_names = getattr(searcher, "names", m.names)
         out = []
         for i in range(len(v)):
@@ -210,39 +196,35 @@ class Gallery:
             out.append(Identification(names[i], best[0] if known else None, best[1], cands))
         return out
 
-    def identify(self, images: Sequence[Any] | np.ndarray, *, strategy: str = "hybrid", top_n: int = 5,
-                 workers: int = 4, k: int = 5, threshold: float | None = None, detect: str = "never",
-                 detector: str = "cascade", engine: str = "local",
-                 address: str | None = None, cells: int | None = None,
-                 probe_cells: int = 16, storage: str = "float32") -> list[Identification]:
-        """1:N identification of images (or template vectors): one `Identification` per input, in order.
+    def identify(self, images: Any, *, options: SearchOptions | None = None, detect: str = DEFAULTS.detect,
+                 detector: str = DEFAULTS.detector, **search: Any) -> Identification | list[Identification]:
+        """1:N identification: one input (path, bytes, image array, template vector) gives one
+        `Identification`; a list (or a batch array) gives one per input, in order.
 
-        ``engine="ray"``: search sharded over Ray actors (``address`` = ``host:port`` of a running
-        cluster, ``None`` = a local Ray); same answers as ``engine="local"``.
-        ``cells`` (``indexed``/``hybrid``, default off): group the identity codewords into that many
-        coarse LBG cells and compare each probe only with the codewords of its ``probe_cells``
-        nearest cells — for very large galleries; approximate like the shortlist, re-ranking exact.
-        ``storage="int8"`` (``exhaustive`` only; the others ignore it): also keep int8 codes of the
-        templates (+27 % memory) and answer k = 1 searches of few probes from them, reading 4x fewer
-        bytes — answers identical to ``"float32"`` (needs Numba).
+        Search settings: ``options`` (a `SearchOptions`) and/or its fields as keywords, e.g.
+        ``strategy="exhaustive"``, ``k=1``, ``threshold=0.4``; ``cells``/``probe_cells`` for very
+        large galleries, ``storage="int8"`` (exhaustive), ``engine="ray"`` (``address=host:port``).
+        A bad value is an `OptionError` before any image is read. ``detect``: ``largest``
+        (default) finds the largest face of each photo, ``never`` takes inputs as face crops.
         """
-        opts = dict(strategy=strategy, top_n=top_n, workers=workers, k=k, threshold=threshold, engine=engine,
-                    address=address, cells=cells, probe_cells=probe_cells, storage=storage)
+        opts = search_options(options, **search)
+        if _is_single(images):
+            batch = images[None] if is_vectors(images) else [images]
+            return self.identify(batch, options=opts, detect=detect, detector=detector)[0]
         if is_vectors(images):
-            return self.identify_vectors(images, **opts)
-        # fail fast on an empty gallery, bad search options or an unreachable cluster
-        self.searcher(strategy, top_n=top_n, workers=workers, engine=engine, address=address, cells=cells,
-                      probe_cells=probe_cells, storage=storage)
+            return self.identify_vectors(images, options=opts)
+        # fail fast on an empty gallery or an unreachable cluster
+        self._searchers.searcher(opts)
         prepared = prepare_images(images, detect=detect, detector=detector, size=crop_size(self.encoder))
         good = [p for p in prepared if p.crop is not None]
         found = iter(self.identify_vectors(encode_crops(self.encoder, [p.crop for p in good]),
-                                           probes=[p.source for p in good], **opts) if good else [])
+                                           probes=[p.source for p in good], options=opts) if good else [])
         return [next(found) if p.crop is not None else
                 Identification(p.source, None, None, (), p.status, str(p.error)) for p in prepared]
 
     # -- open set
     def calibrate(self, items: Sequence[Any] | np.ndarray, labels: Sequence[str], *, target_far: float = 0.01,
-                  detect: str = "never", detector: str = "cascade", store: bool = True,
+                  detect: str = DEFAULTS.detect, detector: str = DEFAULTS.detector, store: bool = True,
                   max_samples: int = 3000, seed: int = 0) -> Calibration:
         """Threshold with false-accept rate <= ``target_far`` on all pairs of a labelled set; stored in the gallery."""
         if is_vectors(items):
@@ -266,9 +248,9 @@ def open_gallery(db: str | os.PathLike, *, encoder: Encoder | None = None, model
 
 
 def verify(a: Any, b: Any, *, encoder: Encoder | None = None, threshold: float | None = None,
-           detect: str = "never", detector: str = "cascade") -> Verification:
+           detect: str = DEFAULTS.detect, detector: str = DEFAULTS.detector) -> Verification:
     """1:1: are ``a`` and ``b`` (images or template vectors) the same person?"""
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     if threshold is None:
         raise ConfigError("verify needs a threshold: pass --threshold T, or --db of a calibrated gallery")
     vecs, names = [], []

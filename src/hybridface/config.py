@@ -1,27 +1,14 @@
-"""Defaults in one place, so the CLI, the service and the evaluation agree."""
+"""Where the shared datasets live. The defaults table is :mod:`hybridface.options` (``DEFAULTS``,
+re-exported here for older imports)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from hybridface.options import DEFAULTS, Defaults
 
-@dataclass(frozen=True)
-class Defaults:
-    """Library-wide default values (override per call with explicit keywords)."""
-
-    input_size: int = 60
-    embedding_dim: int = 60
-    batch_size: int = 100
-    learning_rate: float = 1e-4
-    top_n: int = 5
-    workers: int = 4
-    codewords: int = 1
-    k: int = 5
-
-
-DEFAULTS = Defaults()
+__all__ = ["DEFAULTS", "Defaults", "shared_datasets_dir"]
 
 
 def shared_datasets_dir() -> Path | None:

@@ -24,6 +24,13 @@ class ConfigError(HybridFaceError, ValueError):
     code = "invalid_argument"
 
 
+class OptionError(ConfigError):
+    """A search or face option has a value outside its valid set (one line naming both)."""
+
+    http_status = 422
+    code = "invalid_option"
+
+
 class ImageDecodeError(HybridFaceError):
     """A file or upload is not a readable image (corrupt, truncated, empty, too large, ...)."""
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridface.api import Gallery, load_encoder, open_gallery
-from hybridface.errors import GalleryError
+from hybridface.errors import ConfigError, GalleryError
 from hybridface.gallery.store import GalleryStore
+from hybridface.options import DEFAULTS, SearchOptions
 from hybridface.prepare import crop_size, encode_crops
 
 log = logging.getLogger(__name__)
@@ -70,24 +71,21 @@ def _crop_samples(samples, detect: str, *, size: int, progress: bool):
 
 
 def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLike,
-                 model: str | os.PathLike | None = None, strategy: str = "hybrid", top_n: int = 5,
-                 workers: int = 4, k: int = 5, codewords: int = 1, seed: int = 0,
-                 overwrite: bool = False, progress: bool = False, cells: int | None = None,
-                 probe_cells: int = 16, storage: str = "float32", **options) -> ProtocolRun:
+                 model: str | os.PathLike | None = DEFAULTS.model, search: SearchOptions | None = None,
+                 codewords: int = DEFAULTS.codewords, seed: int = 0, overwrite: bool = False,
+                 progress: bool = False, **options) -> ProtocolRun:
     """Run protocol ``name`` end to end into a *fresh* gallery file ``db``.
 
-    ``cells``/``probe_cells``: coarse LBG cells over the identity codewords (indexed/hybrid; see
-    :meth:`hybridface.api.Gallery.identify`) and ``storage`` (``"float32"`` | ``"int8"``,
-    exhaustive), checked before any image is read.
+    ``search``: how the probes are searched (`SearchOptions`, validated before any image is read;
+    default :data:`~hybridface.options.DEFAULTS`). Extra ``options`` go to the protocol.
 
     An existing ``db`` is refused (`GalleryError`) unless ``overwrite`` is set *and* it is a
     hybridface gallery; then it is replaced.
     """
     from hybridface.protocols import get_protocol
-    from hybridface.search import check_cells, check_storage
-
-    check_cells(cells, probe_cells)  # bad search options fail before the gallery is built
-    check_storage(storage)
+    search = search if search is not None else SearchOptions()
+    if not isinstance(search, SearchOptions):
+        raise ConfigError(f"search must be a SearchOptions, got {type(search).__name__}")
     split = get_protocol(name, Path(data_dir), seed=seed, **options)
     log.info("%s", split.summary())
     db = Path(db)
@@ -117,18 +115,16 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
         pkept, pcrops, pskipped = _crop_samples(split.probes, split.detect, size=crop_size(encoder), progress=progress)
         pvecs = encode_crops(encoder, pcrops)
         prep_s = time.perf_counter() - t0
-        search = dict(strategy=strategy, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells,
-                      storage=storage)
-        gallery.searcher(**search)  # build outside the timed part
+        gallery.searcher(search)  # build outside the timed part
         t0 = time.perf_counter()
-        answers = gallery.identify_vectors(pvecs, probes=[str(s.path) for s in pkept], k=k, **search)
+        answers = gallery.identify_vectors(pvecs, probes=[str(s.path) for s in pkept], options=search)
         search_s = time.perf_counter() - t0
         # Probes without a usable face count as misses.
         n_probes = len(split.probes)
         hits = sum(a.identity == s.identity for a, s in zip(answers, pkept))
         m = gallery.matrix()
         return ProtocolRun(
-            protocol=name, summary=split.summary(), strategy=strategy, identities=m.num_identities,
+            protocol=name, summary=split.summary(), strategy=search.strategy, identities=m.num_identities,
             templates=m.num_templates, probes=n_probes, skipped=tuple(skipped + pskipped),
             rank1=hits / max(n_probes, 1), enrol_seconds=enrol_s, probe_prepare_seconds=prep_s,
             search_seconds=search_s,

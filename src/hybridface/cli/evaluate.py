@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from hybridface.errors import ConfigError
+from hybridface.options import DEFAULTS, SearchOptions
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -45,10 +46,10 @@ def register(subparsers) -> None:
     p.add_argument("--models", default="compressed,paper", type=_csv,
                    help="comma list of compressed, paper, vggface, inception_v3, dlib (default: compressed,paper)")
     p.add_argument("--strategies", default="exhaustive,indexed,parallel,hybrid", type=_csv)
-    p.add_argument("--top-n", type=int, default=5, help="identities searched after the index (indexed, hybrid)")
-    p.add_argument("--workers", type=int, default=4, help="threads of the parallel strategies")
-    p.add_argument("--codewords", type=int, default=1, help="LBG codewords per identity")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
+    p.add_argument("--top-n", type=int, default=DEFAULTS.top_n, help="identities searched after the index (indexed, hybrid)")
+    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads of the parallel strategies")
+    p.add_argument("--codewords", type=int, default=DEFAULTS.codewords, help="LBG codewords per identity")
+    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}",
                    help="search locally or sharded over Ray actors (same answers)")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="join this Ray cluster (--engine ray; default: start a local Ray)")
@@ -120,15 +121,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown protocol {args.protocol!r}; use one of {', '.join(PROTOCOLS)}")
     if not args.data.is_dir():
         raise ConfigError(f"--data {args.data} is not a folder")
-    if args.address is not None and args.engine != "ray":
-        raise ConfigError("--address only applies to --engine ray")
+    search = SearchOptions(top_n=args.top_n, workers=args.workers, engine=args.engine, address=args.address)
     if args.engine == "ray":  # fail fast on an unreachable cluster, before any training
         from hybridface.engines.ray import connect
 
         connect(args.address)
     cfg = EvalConfig(
         protocol=args.protocol, data_dir=args.data, cache_dir=args.cache or args.out / ".cache",
-        models=args.models, strategies=args.strategies, top_n=args.top_n, workers=args.workers,
+        models=args.models, strategies=args.strategies, search=search,
         codewords=args.codewords, open_set=args.open_set, impostor_fraction=args.impostor_fraction,
         limit_probes=args.limit_probes, seed=args.seed, weights=_pairs(args.weights, "--weights"),
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
@@ -136,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
                            lr_schedule=args.lr_schedule, augment=args.augment_prob,
                            val_fraction=args.val_fraction, seed=args.seed,
                            channels=args.channels),
-        engine=args.engine, address=args.address,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = run_evaluation(cfg)

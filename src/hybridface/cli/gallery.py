@@ -9,14 +9,17 @@ import argparse
 import json
 from pathlib import Path
 
-from hybridface.config import DEFAULTS
 from hybridface.errors import ConfigError
-
-_DETECT = ("never", "always", "largest")
+from hybridface.options import DEFAULTS, DETECT, STRATEGIES, SearchOptions
 
 
 def _emit(args, obj: dict, line: str) -> None:
     print(json.dumps(obj) if args.json else line)
+
+
+def search_options(args: argparse.Namespace) -> SearchOptions:
+    """The `SearchOptions` of parsed ``--strategy/--top-n/...`` flags (a bad one: one line, exit 2)."""
+    return SearchOptions.from_mapping(vars(args))
 
 
 def _dataset(root: str) -> dict[str, list[Path]]:
@@ -74,10 +77,7 @@ def cmd_identify(args) -> int:
 
     probes = _probe_paths(args.probes)
     with open_gallery(args.db, model=args.model, readonly=True) as g:
-        answers = g.identify(probes, strategy=args.strategy, top_n=args.top_n, workers=args.workers, k=args.k,
-                             threshold=args.threshold, detect=args.detect, detector=args.detector,
-                             engine=args.engine, address=args.address, cells=args.cells,
-                             probe_cells=args.probe_cells, storage=args.storage)
+        answers = g.identify(probes, options=search_options(args), detect=args.detect, detector=args.detector)
     if args.json:
         for a in answers:
             print(json.dumps(a.to_dict()))
@@ -164,10 +164,8 @@ def cmd_run_protocol(args) -> int:
     if not getattr(args, "verbose", 0):  # one warning per face-less frame drowns the table; counted below
         logging.getLogger("hybridface.faces.crop").setLevel(logging.ERROR)
 
-    r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, strategy=args.strategy,
-                     top_n=args.top_n, workers=args.workers, codewords=args.codewords, seed=args.seed,
-                     overwrite=args.overwrite, progress=not args.json, cells=args.cells,
-                     probe_cells=args.probe_cells, storage=args.storage)
+    r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, search=search_options(args),
+                     codewords=args.codewords, seed=args.seed, overwrite=args.overwrite, progress=not args.json)
     row = {"protocol": r.protocol, "strategy": r.strategy, "identities": r.identities, "templates": r.templates,
            "probes": r.probes, "skipped": len(r.skipped), "rank1": r.rank1, "ms_per_probe": r.ms_per_probe,
            "search_ms_per_probe": r.search_ms_per_probe, "enrol_seconds": r.enrol_seconds}
@@ -188,25 +186,28 @@ def _common(p: argparse.ArgumentParser, *, db: bool = True, model: bool = False,
     if db:
         p.add_argument("--db", required=True, help="gallery file (SQLite)")
     if model:
-        p.add_argument("--model", default=None, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
+        p.add_argument("--model", default=DEFAULTS.model, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
     if detect:
-        p.add_argument("--detect", choices=_DETECT, default="never",
-                       help="never: images are face crops; always/largest: detect the largest face")
-        p.add_argument("--detector", default="cascade", help="face detector (default: cascade)")
+        p.add_argument("--detect", choices=DETECT, default=DEFAULTS.detect,
+                       help=f"largest/always: detect the largest face of each photo; never: images are "
+                            f"face crops already (default: {DEFAULTS.detect})")
+        p.add_argument("--detector", default=DEFAULTS.detector, help=f"face detector (default: {DEFAULTS.detector})")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
 def _search_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strategy", choices=("exhaustive", "indexed", "parallel", "hybrid"), default="hybrid")
+    # no argparse choices: a bad value is SearchOptions' one-line OptionError (exit 2), the same
+    # text as the REST service's 422 and the Python ConfigError
+    p.add_argument("--strategy", default=DEFAULTS.strategy, metavar="{" + ",".join(STRATEGIES) + "}",
+                   help=f"search strategy (default: {DEFAULTS.strategy})")
     p.add_argument("--top-n", type=int, default=DEFAULTS.top_n, help="identities kept by the index")
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="parallel workers")
-    p.add_argument("--cells", type=int, default=None, metavar="N",
+    p.add_argument("--cells", type=int, default=DEFAULTS.cells, metavar="N",
                    help="coarse LBG cells over the identity codewords, for indexed/hybrid on very large "
                         "galleries (e.g. 1024 at ~1M templates; per shard with --engine ray; default: off)")
-    p.add_argument("--probe-cells", type=int, default=16, metavar="M",
+    p.add_argument("--probe-cells", type=int, default=DEFAULTS.probe_cells, metavar="M",
                    help="cells visited per probe with --cells (more = higher recall; default: 16)")
-    # no argparse choices: a bad value is the library's one-line ConfigError (exit 2)
-    p.add_argument("--storage", default="float32", metavar="{float32,int8}",
+    p.add_argument("--storage", default=DEFAULTS.storage, metavar="{float32,int8}",
                    help="template storage of --strategy exhaustive: int8 also keeps int8 codes of the "
                         "templates, so searches of a few probes (k = 1) read ~4x fewer bytes with "
                         "exactly the float32 answers, for +27 %% memory (needs numba; default: float32)")
@@ -224,7 +225,7 @@ def register(sub) -> None:
     _search_opts(p)
     p.add_argument("--k", type=int, default=DEFAULTS.k, help="candidates per probe")
     p.add_argument("--threshold", type=float, default=None, help="unknown above this distance (default: calibrated)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
+    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}",
                    help="local search, or sharded over Ray actors")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="join this Ray cluster (--engine ray; default: start a local Ray)")
@@ -248,7 +249,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("calibrate", help="estimate and store the open-set threshold from a labelled folder")
     p.add_argument("data_dir")
-    p.add_argument("--far", type=float, default=0.01, help="target false-accept rate")
+    p.add_argument("--far", type=float, default=DEFAULTS.far, help="target false-accept rate")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_calibrate)
 
@@ -265,9 +266,9 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="datasets folder (or the dataset itself)")
     p.add_argument("--db", required=True, help="gallery file to create")
     p.add_argument("--overwrite", action="store_true", help="replace --db if it is an existing gallery")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=DEFAULTS.model)
     _search_opts(p)
-    p.add_argument("--codewords", type=int, default=1)
+    p.add_argument("--codewords", type=int, default=DEFAULTS.codewords)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run_protocol)

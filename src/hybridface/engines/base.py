@@ -16,7 +16,7 @@ import numpy as np
 from hybridface.engines import shards as sh
 from hybridface.errors import ConfigError, EmptyGalleryError, UnknownIdentityError
 from hybridface.gallery.matrix import TemplateMatrix
-from hybridface.search import STRATEGIES, check_cells, check_storage
+from hybridface.options import SearchOptions
 from hybridface.search.base import SearchResult
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,17 @@ def search_shard(searcher, matrix: TemplateMatrix, probes: np.ndarray, k: int) -
     return searcher.search(probes, min(k, matrix.num_identities))
 
 
-def build_searcher(matrix: TemplateMatrix, strategy: str, top_n: int, workers: int,
-                   cells: int | None = None, probe_cells: int = 16, storage: str = "float32"):
-    """The local searcher for one shard (``None`` for an empty shard).
+def build_searcher(matrix: TemplateMatrix, options: SearchOptions):
+    """The local searcher ``options`` describe for one shard (``None`` for an empty shard).
 
     ``cells`` are fitted over this shard's own identity codewords (a shard with no more codewords
     than ``cells`` uses the flat shortlist); ``storage="int8"`` quantizes this shard's templates.
     """
     if matrix.num_identities == 0:
         return None
-    from hybridface.search import make_searcher
+    from hybridface.search import searcher_for
 
-    return make_searcher(strategy, matrix, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells,
-                         storage=storage)
+    return searcher_for(matrix, options)
 
 
 class ShardedEngine:
@@ -63,27 +61,19 @@ class ShardedEngine:
         parts: Sequence[TemplateMatrix],
         names: Sequence[str],
         *,
-        strategy: str,
-        top_n: int,
-        workers: int,
-        cells: int | None = None,
-        probe_cells: int = 16,
-        storage: str = "float32",
+        options: SearchOptions,
         placement: str = "hash",
         batch_bytes: int = sh.DEFAULT_BATCH_BYTES,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if placement not in ("hash", "least-loaded"):
             raise ConfigError(f"placement must be 'hash' or 'least-loaded', got {placement!r}")
         if batch_bytes <= 0:
             raise ConfigError(f"batch_bytes must be positive, got {batch_bytes}")
         self.model_id_, self.dim_ = sh.check_same_model(parts)
-        self.strategy = strategy
-        self.top_n = int(top_n)
-        self.workers = int(workers)
-        self.cells, self.probe_cells = check_cells(cells, probe_cells)
-        self.storage = check_storage(storage)
+        if not isinstance(options, SearchOptions):
+            raise ConfigError(f"options must be a SearchOptions, got {type(options).__name__}")
+        #: How every shard is searched (one validated value object).
+        self.options = options
         self.placement = placement
         self.batch_bytes = int(batch_bytes)
         self._shard_names: list[list[str]] = [list(p.names) for p in parts]

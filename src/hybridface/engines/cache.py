@@ -15,42 +15,25 @@ from typing import Any
 from hybridface.errors import ConfigError, EmptyGalleryError, HybridFaceError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.gallery.store import GalleryStore
-from hybridface.search import STRATEGIES, check_cells, check_storage
+from hybridface.options import SearchOptions
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "ray")
 
+def build_searcher(matrix: TemplateMatrix, options: SearchOptions):
+    """A fresh searcher over ``matrix`` as ``options`` say: in-process (``engine="local"``) or
+    sharded over Ray actors (``engine="ray"``; cells and int8 storage built per shard)."""
+    if options.engine == "local":
+        from hybridface.search import searcher_for
 
-def build_searcher(strategy: str, matrix: TemplateMatrix, *, top_n: int, workers: int, engine: str,
-                   address: str | None = None, cells: int | None = None, probe_cells: int = 16,
-                   storage: str = "float32"):
-    """A fresh searcher of ``strategy`` over ``matrix``, in-process (``local``) or sharded on Ray.
+        return searcher_for(matrix, options)
+    import importlib.util
 
-    ``cells``/``probe_cells``: coarse LBG cells over the identity codewords (``indexed``/``hybrid``;
-    on Ray built per shard); ``None`` = the flat shortlist. ``storage``: ``"float32"`` | ``"int8"``
-    template storage of ``exhaustive`` (on Ray per shard).
-    """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    if engine == "local" and address is not None:
-        raise ConfigError("address only applies to engine='ray' (--engine ray --address HOST:PORT)")
-    if engine == "local":
-        from hybridface.search import make_searcher
+    if importlib.util.find_spec("hybridface.engines.ray") is None:
+        raise ConfigError("engine 'ray' not available (hybridface.engines.ray is not installed); use engine='local'")
+    from hybridface.engines.local import make_engine
 
-        return make_searcher(strategy, matrix, top_n=top_n, workers=workers, cells=cells, probe_cells=probe_cells,
-                             storage=storage)
-    if engine == "ray":
-        # Hook: the Ray engine (hybridface.engines.ray) shards the matrix over Ray actors.
-        import importlib.util
-
-        if importlib.util.find_spec("hybridface.engines.ray") is None:
-            raise ConfigError("engine 'ray' not available (hybridface.engines.ray is not installed); use engine='local'")
-        from hybridface.engines.local import make_engine
-
-        return make_engine("ray", matrix, strategy=strategy, top_n=top_n, workers=workers, address=address,
-                           cells=cells, probe_cells=probe_cells, storage=storage)
-    raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    return make_engine("ray", matrix, options=options)
 
 
 @dataclass
@@ -61,8 +44,7 @@ class _Snapshot:
 
 
 class SearcherCache:
-    """The matrix of one `GalleryStore` and its searchers keyed by
-    (strategy, top_n, workers, engine, address, cells, probe_cells, storage)."""
+    """The matrix of one `GalleryStore` and its searchers keyed by `SearchOptions.searcher_key`."""
 
     def __init__(self, store: GalleryStore) -> None:
         self.store = store
@@ -117,24 +99,15 @@ class SearcherCache:
         self._close_searchers(old.searchers)
         return kept
 
-    def searcher(self, strategy: str = "hybrid", *, top_n: int = 5, workers: int = 4, engine: str = "local",
-                 address: str | None = None, cells: int | None = None,
-                 probe_cells: int = 16, storage: str = "float32") -> tuple[TemplateMatrix, Any]:
-        """``(matrix, searcher)``: the cached searcher of ``strategy`` over the current matrix."""
-        if int(top_n) < 1 or int(workers) < 1:
-            raise ConfigError(f"top_n and workers must be >= 1, got top_n={top_n}, workers={workers}")
-        cells, probe_cells = check_cells(cells, probe_cells)
-        storage = check_storage(storage)
+    def searcher(self, options: SearchOptions) -> tuple[TemplateMatrix, Any]:
+        """``(matrix, searcher)``: the cached searcher ``options`` describe over the current matrix."""
+        if not isinstance(options, SearchOptions):
+            raise ConfigError(f"options must be a SearchOptions, got {type(options).__name__}")
         with self.lock:
             m = self.matrix()
             if m.num_templates == 0:
                 raise EmptyGalleryError(f"gallery {self.store.path} has no templates; enrol some first (hybridface enroll)")
-            # key[3] is the engine (see _carry_engines); probe_cells only matters with cells, storage
-            # only for exhaustive (the other strategies ignore it: no second copy of their searcher)
-            key = (strategy, int(top_n), int(workers), engine, address, cells, probe_cells if cells else None,
-                   storage if strategy == "exhaustive" else "float32")
+            key = options.searcher_key()  # key[3] is the engine (see _carry_engines)
             if key not in self._snapshot.searchers:
-                self._snapshot.searchers[key] = build_searcher(strategy, m, top_n=int(top_n), workers=int(workers),
-                                                               engine=engine, address=address, cells=cells,
-                                                               probe_cells=probe_cells, storage=storage)
+                self._snapshot.searchers[key] = build_searcher(m, options)
             return m, self._snapshot.searchers[key]

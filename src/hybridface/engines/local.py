@@ -10,14 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hybridface.config import DEFAULTS
 from hybridface.engines import shards as sh
 from hybridface.engines.base import ShardedEngine, apply_update, build_searcher, search_shard
 from hybridface.errors import ConfigError, EmptyGalleryError
 from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.options import ENGINES, SearchOptions
 from hybridface.search.base import SearchResult
 
-ENGINES = ("local", "ray")
+#: Engines search with ``exhaustive`` unless told otherwise (the reference answers).
+ENGINE_OPTIONS = SearchOptions(strategy="exhaustive")
 
 
 class LocalEngine(ShardedEngine):
@@ -25,10 +26,8 @@ class LocalEngine(ShardedEngine):
 
     Args:
         matrix: the whole gallery.
-        strategy: ``exhaustive`` | ``indexed`` | ``parallel`` | ``hybrid``.
-        top_n, workers, cells, probe_cells, storage: passed to ``make_searcher`` for every shard
-            (``cells`` are fitted per shard over its own identity codewords; ``None`` = off;
-            ``storage="int8"``: int8 codes per shard, ``exhaustive`` only).
+        options: how every shard is searched (`SearchOptions`; ``cells`` are fitted per shard over
+            its own identity codewords, ``storage="int8"`` quantizes each shard).
         shards: number of shards (1 = no sharding).
         placement: where a *new* identity goes: ``hash`` (CRC-32 of its name) or ``least-loaded``.
         batch_bytes: probe chunk budget (bytes of float32 probes per chunk).
@@ -38,12 +37,7 @@ class LocalEngine(ShardedEngine):
         self,
         matrix: TemplateMatrix,
         *,
-        strategy: str = "exhaustive",
-        top_n: int = DEFAULTS.top_n,
-        workers: int = DEFAULTS.workers,
-        cells: int | None = None,
-        probe_cells: int = 16,
-        storage: str = "float32",
+        options: SearchOptions = ENGINE_OPTIONS,
         shards: int = 1,
         placement: str = "hash",
         batch_bytes: int = sh.DEFAULT_BATCH_BYTES,
@@ -51,8 +45,7 @@ class LocalEngine(ShardedEngine):
         if matrix.num_identities == 0:
             raise EmptyGalleryError("cannot build a search engine over an empty gallery")
         parts = sh.split(matrix, shards)
-        super().__init__(parts, matrix.names, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                         probe_cells=probe_cells, storage=storage, placement=placement, batch_bytes=batch_bytes)
+        super().__init__(parts, matrix.names, options=options, placement=placement, batch_bytes=batch_bytes)
         self._parts = parts
         self._searchers = [self._build(p) for p in parts]
         self._pool = ThreadPoolExecutor(max_workers=len(parts)) if len(parts) > 1 else None
@@ -70,8 +63,7 @@ class LocalEngine(ShardedEngine):
         return part.num_templates
 
     def _build(self, part: TemplateMatrix):
-        return build_searcher(part, self.strategy, self.top_n, self.workers, self.cells, self.probe_cells,
-                              self.storage)
+        return build_searcher(part, self.options)
 
     def close(self) -> None:
         """Release the thread pool."""
@@ -84,36 +76,25 @@ def make_engine(
     name: str,
     matrix: TemplateMatrix,
     *,
-    strategy: str = "exhaustive",
-    top_n: int = DEFAULTS.top_n,
-    workers: int = DEFAULTS.workers,
-    cells: int | None = None,
-    probe_cells: int = 16,
-    storage: str = "float32",
+    options: SearchOptions = ENGINE_OPTIONS,
     shards: int | None = None,
-    address: str | None = None,
-    **options,
+    **engine_options,
 ) -> ShardedEngine:
     """The engine called ``name`` (``local`` | ``ray``) over ``matrix``; both are `Searcher`s.
 
     ``shards`` defaults to 1 for ``local`` and to the number of alive Ray nodes for ``ray``.
-    ``address`` (ray only): an existing cluster's ``host:port``; ``None`` starts a local Ray.
-    ``cells``/``probe_cells``: coarse LBG cells for ``indexed``/``hybrid``, built per shard.
-    ``storage``: ``"float32"`` | ``"int8"`` template storage of ``exhaustive``, per shard.
-    Extra ``options`` go to the engine class (``placement``, ``batch_bytes``, ...).
+    ``options``: how every shard is searched (`SearchOptions`, validated when it was built, so a
+    bad value never starts Ray; ``options.address``: an existing Ray cluster's ``host:port``,
+    ``None`` starts a local Ray). ``options.engine`` is ignored: ``name`` picks the engine.
+    Extra ``engine_options`` go to the engine class (``placement``, ``batch_bytes``, ...).
     """
     if name == "local":
-        if address is not None:
+        if options.address is not None:
             raise ConfigError("--address only applies to the ray engine")
-        return LocalEngine(matrix, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                           probe_cells=probe_cells, storage=storage, shards=shards or 1, **options)
+        return LocalEngine(matrix, options=options, shards=shards or 1, **engine_options)
     if name == "ray":
         from hybridface.engines.ray import RaySearcher, connect
-        from hybridface.search import check_cells, check_storage
 
-        check_cells(cells, probe_cells)  # before connecting: a bad value must not start Ray
-        check_storage(storage)
-        connect(address, timeout_s=options.pop("timeout_s", 30.0))
-        return RaySearcher(matrix, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                           probe_cells=probe_cells, storage=storage, shards=shards, **options)
+        connect(options.address, timeout_s=engine_options.pop("timeout_s", 30.0))
+        return RaySearcher(matrix, options=options, shards=shards, **engine_options)
     raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

@@ -22,14 +22,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hybridface.config import DEFAULTS
 from hybridface.engines import shards as sh
 from hybridface.engines.base import ShardedEngine, apply_update, build_searcher, search_shard
 from hybridface.errors import ConfigError, EngineError, HybridFaceError, require
 from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.options import SearchOptions
 from hybridface.search.base import SearchResult
 
 log = logging.getLogger(__name__)
+
+#: The Ray engine's default: ``exhaustive``, one search thread per actor.
+RAY_OPTIONS = SearchOptions(strategy="exhaustive", workers=1)
 
 _connected_to: list[str | None] = []  # the address this process connected to (one entry)
 
@@ -141,14 +144,13 @@ def alive_nodes() -> list[str]:
 class ShardActor:
     """Holds one shard and its local searcher (runs inside a Ray actor)."""
 
-    def __init__(self, matrix: TemplateMatrix, strategy: str, top_n: int, workers: int,
-                 updates: Sequence[tuple[str, dict]] = (), cells: int | None = None,
-                 probe_cells: int = 16, storage: str = "float32") -> None:
+    def __init__(self, matrix: TemplateMatrix, options: SearchOptions,
+                 updates: Sequence[tuple[str, dict]] = ()) -> None:
         for op, args in updates:
             matrix = apply_update(matrix, op, args)
         self.matrix = matrix
-        self.params = (strategy, top_n, workers, cells, probe_cells, storage)
-        self.searcher = build_searcher(matrix, *self.params)
+        self.options = options
+        self.searcher = build_searcher(matrix, options)
 
     def ready(self) -> tuple[str, int]:
         """(node id, templates held) once the shard is loaded."""
@@ -161,7 +163,7 @@ class ShardActor:
 
     def update(self, op: str, args: dict) -> int:
         self.matrix = apply_update(self.matrix, op, args)
-        self.searcher = build_searcher(self.matrix, *self.params)
+        self.searcher = build_searcher(self.matrix, self.options)
         return self.matrix.num_templates
 
 
@@ -182,9 +184,9 @@ class RaySearcher(ShardedEngine):
     Args:
         gallery: a `TemplateMatrix` (split into ``shards``) or a sequence of shard matrices
             (used as given; they must share one model id).
-        strategy, top_n, workers, cells, probe_cells, storage: passed to ``make_searcher`` on every
-            shard (``cells``: coarse LBG cells fitted per shard over that shard's identity
-            codewords; ``storage="int8"``: each actor quantizes its own shard, ``exhaustive`` only).
+        options: how every shard is searched (`SearchOptions`; ``cells``: coarse LBG cells fitted
+            per shard over that shard's identity codewords; ``storage="int8"``: each actor
+            quantizes its own shard). Default: ``exhaustive`` with one worker per actor.
         shards: number of shards (default: one per node in ``nodes``).
         nodes: Ray node ids to place shards on, round robin (default: every alive node).
         placement: shard of a *new* identity: ``hash`` (CRC-32 of its name) or ``least-loaded``.
@@ -201,12 +203,7 @@ class RaySearcher(ShardedEngine):
         self,
         gallery: TemplateMatrix | Sequence[TemplateMatrix],
         *,
-        strategy: str = "exhaustive",
-        top_n: int = DEFAULTS.top_n,
-        workers: int = 1,
-        cells: int | None = None,
-        probe_cells: int = 16,
-        storage: str = "float32",
+        options: SearchOptions = RAY_OPTIONS,
         shards: int | None = None,
         nodes: Sequence[str] | None = None,
         placement: str = "hash",
@@ -231,8 +228,7 @@ class RaySearcher(ShardedEngine):
             names = [n for p in parts for n in p.names]
             if len(set(names)) != len(names):
                 raise ConfigError("an identity appears in more than one shard")
-        super().__init__(parts, names, strategy=strategy, top_n=top_n, workers=workers, cells=cells,
-                         probe_cells=probe_cells, storage=storage, placement=placement, batch_bytes=batch_bytes)
+        super().__init__(parts, names, options=options, placement=placement, batch_bytes=batch_bytes)
         self.actor_cpus = float(actor_cpus)
         self.query_timeout_s = float(query_timeout_s)
         self.retries = int(retries)
@@ -252,8 +248,7 @@ class RaySearcher(ShardedEngine):
         actor = _actor_class().options(
             num_cpus=self.actor_cpus,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
-        ).remote(self._base[i], self.strategy, self.top_n, self.workers, tuple(self._log[i]),
-                 self.cells, self.probe_cells, self.storage)
+        ).remote(self._base[i], self.options, tuple(self._log[i]))
         self._actors[i] = actor
         if wait:
             self._await_ready([i])

@@ -22,10 +22,10 @@ from hybridface.evaluation.cache import TemplateCache, content_hash, template_ke
 from hybridface.evaluation.metrics import Timing, cmc, dir_at_far, ranks_of_truth, timing_from
 from hybridface.evaluation.splits import EvalSplit, make_eval_split
 from hybridface.evaluation.training import TrainOptions, train_compressed
+from hybridface.options import DEFAULTS, STRATEGIES, SearchOptions
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("exhaustive", "indexed", "parallel", "hybrid")
 FARS = (0.01, 0.001)
 
 
@@ -38,9 +38,9 @@ class EvalConfig:
     cache_dir: Path
     models: tuple[str, ...] = ("compressed", "paper")
     strategies: tuple[str, ...] = STRATEGIES
-    top_n: int = 5
-    workers: int = 4
-    codewords: int = 1
+    #: top_n, workers, engine, address of every strategy (``strategy`` itself is ignored)
+    search: SearchOptions = SearchOptions()
+    codewords: int = DEFAULTS.codewords
     open_set: bool = False
     impostor_fraction: float = 0.2
     limit_probes: int | None = None
@@ -54,8 +54,6 @@ class EvalConfig:
     encode_random: bool = False
     max_rank: int = 20
     progress: bool = True
-    engine: str = "local"  # "ray": each strategy runs sharded over Ray actors (same answers)
-    address: str | None = None  # Ray cluster host:port (engine "ray"; None = a local Ray)
 
 
 @dataclass(frozen=True)
@@ -103,15 +101,14 @@ def _check_config(cfg: EvalConfig) -> None:
     bad = [m for m in cfg.models if m not in MODEL_NAMES]
     if bad or not cfg.models:
         raise ConfigError(f"unknown model(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODEL_NAMES)}")
-    bad = [s for s in cfg.strategies if s not in STRATEGIES]
-    if bad or not cfg.strategies:
-        raise ConfigError(f"unknown strategy(ies) {', '.join(bad) or '(none)'}; choose from {', '.join(STRATEGIES)}")
-    if cfg.top_n < 1 or cfg.workers < 1 or cfg.codewords < 1:
-        raise ConfigError("--top-n, --workers and --codewords must be >= 1")
+    if not cfg.strategies:
+        raise ConfigError(f"no strategy given; choose from {', '.join(STRATEGIES)}")
+    for s in cfg.strategies:
+        cfg.search.replace(strategy=s)  # one line naming a bad strategy and the valid ones
+    if cfg.codewords < 1:
+        raise ConfigError("--codewords must be >= 1")
     if cfg.limit_probes is not None and cfg.limit_probes < 1:
         raise ConfigError("--limit-probes must be >= 1")
-    if cfg.engine not in ("local", "ray") or (cfg.address is not None and cfg.engine != "ray"):
-        raise ConfigError(f"engine must be 'local' or 'ray' (--address only with ray), got {cfg.engine!r}")
 
 
 def _load_encoder(name: str, cfg: EvalConfig, split: EvalSplit, crops60, progress: bool):
@@ -192,7 +189,7 @@ def run_strategy(strategy: str, matrix, probes: np.ndarray, truth: np.ndarray, i
                  cfg: EvalConfig, *, scored: bool, progress: bool = False) -> StrategyResult:
     from tqdm import tqdm
 
-    from hybridface.search import make_searcher
+    from hybridface.search import searcher_for
 
     t0 = time.perf_counter()
     if strategy in ("indexed", "hybrid"):
@@ -200,19 +197,19 @@ def run_strategy(strategy: str, matrix, probes: np.ndarray, truth: np.ndarray, i
 
         matrix = build_codebooks(matrix, codewords=cfg.codewords)
     build_s = time.perf_counter() - t0
-    if cfg.engine == "local":
-        searcher = make_searcher(strategy, matrix, top_n=cfg.top_n, workers=cfg.workers)
+    opts = cfg.search.replace(strategy=strategy)
+    if opts.engine == "local":
+        searcher = searcher_for(matrix, opts)
     else:
         from hybridface.engines.local import make_engine
 
-        searcher = make_engine(cfg.engine, matrix, strategy=strategy, top_n=cfg.top_n, workers=cfg.workers,
-                               address=cfg.address)
+        searcher = make_engine(opts.engine, matrix, options=opts)
     try:
         k = min(cfg.max_rank, matrix.num_identities)
         if strategy in ("indexed", "hybrid"):
             # the index ranks only its N shortlisted identities (paper Fig. 3): asking for more
             # would widen the shortlist to k and silently turn the scenario into exhaustive search
-            k = min(k, cfg.top_n)
+            k = min(k, opts.top_n)
         searcher.search(probes[:1], k)  # warm-up (thread pools, caches)
         t = time.perf_counter()
         res = searcher.search(probes, k)  # accuracy: every probe, one batch

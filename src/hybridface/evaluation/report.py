@@ -111,7 +111,7 @@ def render_markdown(result, *, command: str, machine: dict) -> str:
              f"Split: {result.split_summary}.", "",
              *_subset_note(cfg),
              "Files in which no face was found are dropped from both sides (counted under Models).", "",
-             f"Search: top-N = {cfg.top_n} (indexed, hybrid), workers = {cfg.workers} (parallel, hybrid), "
+             f"Search: top-N = {cfg.search.top_n} (indexed, hybrid), workers = {cfg.search.workers} (parallel, hybrid), "
              f"LBG codewords per identity = {cfg.codewords}. Times are per probe image, one probe per call "
              f"(search: mean over up to {cfg.search_timing_probes} evenly spaced probes searched one at a time, "
              f"accuracy over all probes; feature extraction: up to {cfg.timing_probes} probes encoded one at a time). Speed-up = that model's exhaustive time / this scenario's time.", "",

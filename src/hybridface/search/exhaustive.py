@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.options import SearchOptions
 from hybridface.search import tuning
 from hybridface.search.base import SearchResult
 from hybridface.search.common import check_positive, kernel_result, prepare, range_candidates
@@ -13,8 +14,6 @@ from hybridface.search.threads import run_in_threads, single_threaded_blas, spli
 from hybridface.search.tuning import DEFAULT_BLOCK_BYTES
 
 
-#: Template storage formats of `Exhaustive` (``storage=``).
-STORAGES = ("float32", "int8")
 
 
 class Exhaustive:
@@ -44,9 +43,7 @@ class Exhaustive:
         self.matrix = matrix
         self.threads = check_positive("threads", threads)
         self.block_bytes = check_positive("block_bytes", block_bytes)
-        from hybridface.search import check_storage
-
-        self.storage = check_storage(storage)
+        self.storage = SearchOptions(storage=storage).storage
         self.int8_ = None
         if storage == "int8":
             from hybridface.search.quantized import load_int8_kernel, quantize_int8

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hybridface import __version__
 from hybridface.errors import ConfigError, HybridFaceError, ImageDecodeError, UnknownIdentityError
 from hybridface.gallery.keys import KeyStore
+from hybridface.options import DEFAULTS, STRATEGIES, SearchOptions
 from hybridface.service.auth import require
 from hybridface.service.limits import (
     BodyLimitMiddleware,
@@ -51,7 +52,6 @@ from hybridface.service.schemas import (
 
 log = logging.getLogger(__name__)
 
-Strategy = Literal["exhaustive", "indexed", "parallel", "hybrid"]
 Detect = Literal["never", "largest", "all"]
 NamePath = Annotated[str, PathParam(min_length=1, max_length=128, description="identity name")]
 Files = Annotated[list[UploadFile], File(description="image file(s); repeat the field for a batch")]
@@ -181,16 +181,11 @@ class _Service:
             raise UnknownIdentityError(f"identity {name!r} has no face (template) with id {template_id}")
         self.gallery().remove_template(template_id)
 
-    def identify(self, blobs: list[tuple[str, bytes]], strategy: str, top_n: int, k: int,
-                 threshold: float | None, detect: str, cells: int | None = None,
-                 probe_cells: int = 16) -> IdentifyResult:
+    def identify(self, blobs: list[tuple[str, bytes]], options: SearchOptions, detect: str) -> IdentifyResult:
         faces = self.faces(blobs, detect)
         gallery = self.gallery(encode=True)
-        found = gallery.identify([c.image for _, _, c in faces], strategy=strategy, top_n=top_n, k=k,
-                                 threshold=threshold, detect="never", engine=self.settings.engine,
-                                 address=self.settings.ray_address, workers=self.settings.search_workers,
-                                 cells=cells, probe_cells=probe_cells,
-                                 storage=self.settings.storage) if faces else []
+        found = gallery.identify([c.image for _, _, c in faces], options=options,
+                                 detect="never") if faces else []
         results = []
         counts: dict[int, int] = {}
         for (i, name, crop), ident in zip(faces, found):
@@ -204,8 +199,8 @@ class _Service:
                 unknown=ident.identity is None,
                 candidates=[Candidate(identity=n, distance=float(d)) for n, d in ident.candidates if math.isfinite(d)],
             ))
-        used = threshold if threshold is not None else gallery.threshold
-        return IdentifyResult(results=results, threshold=used, strategy=strategy)
+        used = options.threshold if options.threshold is not None else gallery.threshold
+        return IdentifyResult(results=results, threshold=used, strategy=options.strategy)
 
     def verify(self, blobs: list[tuple[str, bytes]], threshold: float | None, detect: str) -> VerifyResult:
         from hybridface import api
@@ -215,7 +210,8 @@ class _Service:
             raise ConfigError(f"verify needs one face in each of the two images, found {len(faces)} faces")
         if threshold is None:
             threshold = self.gallery().threshold
-        v = api.verify(faces[0][2].image, faces[1][2].image, encoder=self._load_encoder(), threshold=threshold)
+        v = api.verify(faces[0][2].image, faces[1][2].image, encoder=self._load_encoder(), threshold=threshold,
+                       detect="never")
         return VerifyResult(same=bool(v.same), distance=float(v.distance), threshold=float(v.threshold))
 
 
@@ -334,7 +330,7 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         name: NamePath,
         file: Files,
         detect: Annotated[Literal["never", "largest"], Query(
-            description="never: each image is already a face crop; largest: detect and use the largest face")] = "largest",
+            description="never: each image is already a face crop; largest: detect and use the largest face")] = DEFAULTS.detect,
     ) -> EnrolResult:
         """Enrol the face in each uploaded image under ``name`` (committed before the answer)."""
         check_identity_name(name)
@@ -368,26 +364,30 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
               responses={409: {"model": ErrorBody}})
     async def identify(
         file: Files,
-        strategy: Annotated[Strategy, Query()] = "exhaustive",
-        top_n: Annotated[int, Query(ge=1, le=1000, description="identities kept by the LBG pre-filter")] = 5,
-        k: Annotated[int, Query(ge=1, le=100, description="candidates returned per face")] = 5,
-        threshold: Annotated[float | None, Query(ge=0.0, le=2.0, description="cosine distance beyond which "
+        # lower bounds and choices are SearchOptions' (one 422 line, the CLI's and Python's text);
+        # the upper bounds here are service limits
+        strategy: Annotated[str, Query(description=f"one of {', '.join(STRATEGIES)}")] = DEFAULTS.strategy,
+        top_n: Annotated[int, Query(le=1000, description="identities kept by the LBG pre-filter")] = DEFAULTS.top_n,
+        k: Annotated[int, Query(le=100, description="candidates returned per face")] = DEFAULTS.k,
+        threshold: Annotated[float | None, Query(le=2.0, description="cosine distance beyond which "
                                                  "a face is unknown (default: the gallery's calibrated one)")] = None,
-        detect: Annotated[Detect, Query(description="face detection per image")] = "all",
-        cells: Annotated[int | None, Query(ge=1, le=1 << 20, description="indexed/hybrid: coarse LBG cells over "
+        detect: Annotated[Detect, Query(description="face detection per image (all: every face)")] = DEFAULTS.detect,
+        cells: Annotated[int | None, Query(le=1 << 20, description="indexed/hybrid: coarse LBG cells over "
                                            "the identity codewords, for very large galleries (default off)")] = None,
-        probe_cells: Annotated[int, Query(ge=1, le=1 << 20, description="cells visited per probe "
-                                          "(with cells; more = higher recall)")] = 16,
+        probe_cells: Annotated[int, Query(le=1 << 20, description="cells visited per probe "
+                                          "(with cells; more = higher recall)")] = DEFAULTS.probe_cells,
     ) -> IdentifyResult:
-        """Identify every face found in each uploaded image."""
+        """Identify the faces of each uploaded image (the largest one by default; ``detect=all``: every face)."""
+        options = settings.search_options().replace(strategy=strategy, top_n=top_n, k=k, threshold=threshold,
+                                                    cells=cells, probe_cells=probe_cells)
         blobs = await _read_files(file, settings)
-        return await svc.pool.run(svc.identify, blobs, strategy, top_n, k, threshold, detect, cells, probe_cells)
+        return await svc.pool.run(svc.identify, blobs, options, detect)
 
     @app.post("/v1/verify", response_model=VerifyResult, dependencies=read, tags=["search"])
     async def verify(
         file: Files,
         threshold: Annotated[float | None, Query(ge=0.0, le=2.0)] = None,
-        detect: Annotated[Detect, Query()] = "largest",
+        detect: Annotated[Detect, Query()] = DEFAULTS.detect,
     ) -> VerifyResult:
         """Are the faces in the two uploaded images the same person?"""
         blobs = await _read_files(file, settings)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hybridface.errors import ConfigError, ConflictError, HybridFaceError
+from hybridface.options import SearchOptions
 
 T = TypeVar("T")
 
@@ -61,11 +62,12 @@ class ServiceSettings:
                 raise ConfigError(f"service setting {name} must be >= 1, got {getattr(self, name)}")
         if self.queue_size < 0 or self.queue_timeout_s <= 0 or self.request_timeout_s <= 0:
             raise ConfigError("queue_size must be >= 0 and the timeouts > 0")
-        if self.engine not in ("local", "ray"):
-            raise ConfigError(f"unknown engine {self.engine!r}; choose local or ray")
-        from hybridface.search import check_storage
+        self.search_options()  # engine, address, workers and storage: one OptionError naming the bad one
 
-        check_storage(self.storage)
+    def search_options(self) -> SearchOptions:
+        """The server-side search settings; each request adds its strategy, top_n, k, ... on top."""
+        return SearchOptions(engine=self.engine, address=self.ray_address, workers=self.search_workers,
+                             storage=self.storage)
 
 
 class PayloadTooLargeError(HybridFaceError):
