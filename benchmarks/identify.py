@@ -85,10 +85,7 @@ def faiss_indexes(matrix, threads: int):
 def run(args) -> list[dict]:
     from hybridface.gallery.matrix import TemplateMatrix
     from hybridface.index.lbg import build_codebooks
-    from hybridface.search.exhaustive import Exhaustive
-    from hybridface.search.hybrid import Hybrid
-    from hybridface.search.indexed import Indexed
-    from hybridface.search.parallel import Parallel
+    from hybridface.search.strategies import Exhaustive, Hybrid, Indexed, Parallel
 
     rows = []
     for spec in args.galleries:

@@ -131,7 +131,7 @@ def build(method: str, matrix, args, threads: int):
     x, labels = matrix.vectors, matrix.labels
     n = len(x)
     if method == "hybrid-cells":
-        from hybridface.search.hybrid import Hybrid
+        from hybridface.search.strategies import Hybrid
 
         s = Hybrid(matrix, top_n=args.top_n, workers=threads, cells=args.cells, probe_cells=args.probe_cells)
         cells = s._cells
@@ -141,7 +141,7 @@ def build(method: str, matrix, args, threads: int):
         t = _ours_top1(s)
         return t, t.evals, (x.nbytes + labels.nbytes + matrix.template_ids.nbytes + extra) / n
     if method == "exhaustive-int8":
-        from hybridface.search.exhaustive import Exhaustive
+        from hybridface.search.strategies import Exhaustive
 
         s = Exhaustive(matrix, threads=threads, storage="int8")
         t = _ours_top1(s)
@@ -155,7 +155,7 @@ def build(method: str, matrix, args, threads: int):
             opts = SearchOptions(strategy=method, top_n=args.top_n, workers=threads, engine="ray", address=args.address)
             s = make_engine("ray", matrix, options=opts, shards=args.shards)
         elif method == "exhaustive":  # threads > 1 split the probe batch (make_searcher: 1 thread)
-            from hybridface.search.exhaustive import Exhaustive
+            from hybridface.search.strategies import Exhaustive
 
             s = Exhaustive(matrix, threads=threads)
         else:

@@ -104,7 +104,7 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
 
 
 def test_run_protocol_folder_counts_and_rank1(data_dir, tmp_path):
-    from hybridface.runner import run_protocol
+    from hybridface.evaluation.runner import run_protocol
 
     r = run_protocol("folder", data_dir, db=tmp_path / "p.db", model=MODEL,
                      search=SearchOptions(strategy="exhaustive"), detect="never", gallery_per_identity=2)

@@ -7,9 +7,7 @@ import pytest
 
 from hybridface.errors import ConfigError
 from hybridface.index.lbg import build_codebooks
-from hybridface.search.exhaustive import Exhaustive
-from hybridface.search.hybrid import Hybrid
-from hybridface.search.indexed import Indexed
+from hybridface.search.strategies import Exhaustive, Hybrid, Indexed
 from search_data import assert_same, clustered
 
 
@@ -54,7 +52,7 @@ def test_cells_bad_input_and_fallback_to_flat():
 
 
 def test_few_probe_gather_path_shortlists_the_same_identities(monkeypatch):
-    from hybridface.search import cells as cells_module
+    from hybridface.search import shortlist as cells_module
 
     matrix, probes = clustered(300, 3, 3, seed=2)
     idx = Indexed(matrix, top_n=7, cells=12, probe_cells=4)

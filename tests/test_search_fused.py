@@ -1,4 +1,4 @@
-"""The compiled k = 1 scan (search/fused.py) against the NumPy scan and a float64 brute force."""
+"""The compiled k = 1 scan (search/scan.py) against the NumPy scan and a float64 brute force."""
 
 from __future__ import annotations
 
@@ -6,15 +6,13 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from hybridface.gallery.matrix import TemplateMatrix
-from hybridface.search import fused, jit, tuning
-from hybridface.search.band import band_tolerance
-from hybridface.search.exhaustive import Exhaustive
-from hybridface.search.parallel import Parallel
-from hybridface.search.scan_top1 import band_top1
+from hybridface.search import runtime, scan
+from hybridface.search.rerank import band_tolerance
+from hybridface.search.strategies import Exhaustive, Parallel
+from hybridface.search.scan import band_top1
 
 pytest.importorskip("numba", reason="numba is a core dependency (requirements.lock); the NumPy scan is tested alone without it")
 
@@ -37,7 +35,7 @@ def tied_gallery(seed: int, n_rows: int, d: int, levels: int):
 def test_fused_band_holds_every_row_near_the_best(seed, n_rows, rc, d):
     x, p = tied_gallery(seed, n_rows, d, levels=1 if seed % 3 else 3)
     tol = band_tolerance(d)
-    pr, rows, sc = fused.band_top1_fused(p, x, rc, tol, fused.top2_kernel())
+    pr, rows, sc = scan.band_top1_fused(p, x, rc, tol, scan.top2_kernel())
     exact = p.astype(np.float64) @ x.astype(np.float64).T
     best = exact.max(axis=1)
     must = exact >= best[:, None] - tol / 4  # far inside the float32 band: always returned
@@ -55,15 +53,15 @@ def test_fused_and_numpy_scans_give_bit_identical_searches(monkeypatch, threads,
     x, p = tied_gallery(7, 400, 12, levels=1)
     names = [f"id{i // 3:03d}" for i in range(len(x))]
     matrix = TemplateMatrix.from_arrays(x, names, model_id="t")
-    monkeypatch.setattr(tuning, "MIN_CHUNK_ROWS", rows)
-    monkeypatch.setattr(tuning, "TOP1_BLOCK_BYTES", 4 * rows * len(p))
-    monkeypatch.setattr(tuning, "FUSED_MIN_PRODUCTS", 0)  # small test gallery: use the kernel anyway
+    monkeypatch.setattr(runtime, "MIN_CHUNK_ROWS", rows)
+    monkeypatch.setattr(runtime, "TOP1_BLOCK_BYTES", 4 * rows * len(p))
+    monkeypatch.setattr(runtime, "FUSED_MIN_PRODUCTS", 0)  # small test gallery: use the kernel anyway
     res = {}
     for on in (True, False):
-        monkeypatch.setattr(tuning, "FUSED_TOP1", on)
+        monkeypatch.setattr(runtime, "FUSED_TOP1", on)
         res[on] = Exhaustive(matrix, threads=threads).search(p, 1)
-        assert (fused.top2_kernel() is not None) is on
-    monkeypatch.setattr(tuning, "FUSED_MIN_PRODUCTS", 10**9)  # below the threshold: the NumPy scan
+        assert (scan.top2_kernel() is not None) is on
+    monkeypatch.setattr(runtime, "FUSED_MIN_PRODUCTS", 10**9)  # below the threshold: the NumPy scan
     assert_same(Exhaustive(matrix, threads=threads).search(p, 1), res[True])
     assert_same(res[True], res[False])
     np.testing.assert_array_equal(Parallel(matrix, workers=threads).search(p, 1).identities, res[True].identities)
@@ -79,9 +77,9 @@ def assert_same(a, b):
 
 def test_without_numba_the_numpy_scan_is_used(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
-    monkeypatch.setattr(jit, "_KERNELS", {})  # no kernel loaded yet in this test
-    assert fused.top2_kernel() is None
+    monkeypatch.setattr(runtime, "_KERNELS", {})  # no kernel loaded yet in this test
+    assert scan.top2_kernel() is None
     x, p = tied_gallery(3, 200, 8, levels=2)
-    monkeypatch.setattr(tuning, "FUSED_MIN_PRODUCTS", 0)
+    monkeypatch.setattr(runtime, "FUSED_MIN_PRODUCTS", 0)
     pr, rows, _ = band_top1(p, x, 50, band_tolerance(8))
     assert set(pr.tolist()) == set(range(len(p)))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from hybridface.search import topk
-from hybridface.search.band import band_tolerance
+from hybridface.search import rerank as topk
+from hybridface.search.rerank import band_tolerance
 from hybridface.search.kernels import kernel_candidates
-from hybridface.search.threads import split_identities
-from hybridface.search.topk import GROUP, segment_max, select_topk
+from hybridface.search.runtime import split_identities
+from hybridface.search.rerank import GROUP, segment_max, select_topk
 
 
 def reference_topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -88,7 +87,7 @@ def test_kernel_memory_is_bounded_by_block_bytes(monkeypatch, k):
             seen.append(arr.nbytes)
         return arr
 
-    from hybridface.search import threads
+    from hybridface.search import runtime as threads
 
     monkeypatch.setattr(threads._LOCAL, "scratch", {}, raising=False)  # no block kept from earlier tests
     monkeypatch.setattr(np, "empty", spy)
@@ -104,7 +103,7 @@ def test_blas_limit_is_restored_after_concurrent_searches():
     from concurrent.futures import ThreadPoolExecutor
 
     from hybridface.gallery.matrix import TemplateMatrix
-    from hybridface.search.parallel import Parallel
+    from hybridface.search.strategies import Parallel
 
     def blas_threads():
         return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
@@ -122,7 +121,7 @@ def test_blas_limit_is_restored_after_concurrent_searches():
 
 
 def test_nested_thread_use_runs_inline_instead_of_deadlocking():
-    from hybridface.search.threads import run_in_threads
+    from hybridface.search.runtime import run_in_threads
 
     def inner(x):
         return sum(run_in_threads(lambda y: x * y, [(1,), (2,), (3,)], 2))

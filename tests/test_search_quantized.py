@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from test_search_strategies import SETTINGS, assert_same, galleries
 
 from hybridface.errors import ConfigError
 from hybridface.gallery.matrix import TemplateMatrix
-from hybridface.search import jit, quantized
-from hybridface.search.exhaustive import Exhaustive
-from hybridface.search.quantized import int8_band, quantize_int8
+from hybridface.search import int8, runtime
+from hybridface.search.strategies import Exhaustive
+from hybridface.search.int8 import int8_band, quantize_int8
 
 
 def clustered(n_ids: int, per: int, d: int = 60, seed: int = 0) -> np.ndarray:
@@ -71,7 +70,7 @@ def test_error_bound_is_true_and_band_holds_every_exact_best(d):
 
 
 def test_band_growth_with_many_identical_rows(monkeypatch):
-    monkeypatch.setattr(quantized, "BAND_CAPACITY", 4)
+    monkeypatch.setattr(int8, "BAND_CAPACITY", 4)
     rng = np.random.default_rng(4)
     x = np.repeat(clustered(1, 1), 3000, axis=0)  # 3000 identical templates: all in the band
     x[1500] = clustered(1, 1, seed=9)[0]
@@ -106,7 +105,7 @@ def test_missing_numba_is_a_clear_config_error(monkeypatch):
             raise ImportError("no numba")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(jit, "_KERNELS", {})  # no kernel loaded yet in this test
+    monkeypatch.setattr(runtime, "_KERNELS", {})  # no kernel loaded yet in this test
     monkeypatch.setattr(builtins, "__import__", no_numba)
     matrix = TemplateMatrix.from_arrays(clustered(2, 2), ["a", "a", "b", "b"])
     with pytest.raises(ConfigError, match="numba"):

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given, HealthCheck, settings, strategies as st
 
 from hybridface.errors import ConfigError, EmptyGalleryError, ModelMismatchError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.index.lbg import build_codebooks
-from hybridface.search import STRATEGIES, make_searcher
-from hybridface.search import hybrid as hybrid_module
-from hybridface.search import tuning
+from hybridface.search import STRATEGIES, make_searcher, runtime as tuning, strategies as hybrid_module
 from hybridface.search.base import Searcher
-from hybridface.search.exhaustive import Exhaustive
-from hybridface.search.hybrid import Hybrid
-from hybridface.search.indexed import Indexed
-from hybridface.search.parallel import Parallel
+from hybridface.search.strategies import Exhaustive, Hybrid, Indexed, Parallel
 
 SETTINGS = settings(max_examples=int(__import__("os").environ.get("HF_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

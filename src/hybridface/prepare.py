@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from hybridface.errors import ConfigError, HybridFaceError, ImageDecodeError, ModelMismatchError, NoFaceError
-from hybridface.models.base import Encoder, l2_normalize
+from hybridface.models.base import Encoder
+from hybridface.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 

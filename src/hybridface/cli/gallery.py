@@ -159,7 +159,7 @@ def cmd_verify(args) -> int:
 def cmd_run_protocol(args) -> int:
     import logging
 
-    from hybridface.runner import run_protocol
+    from hybridface.evaluation.runner import run_protocol
 
     if not getattr(args, "verbose", 0):  # one warning per face-less frame drowns the table; counted below
         logging.getLogger("hybridface.faces.crop").setLevel(logging.ERROR)

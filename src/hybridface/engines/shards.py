@@ -14,7 +14,7 @@ import numpy as np
 
 from hybridface.errors import ConfigError, ModelMismatchError, UnknownIdentityError
 from hybridface.gallery.matrix import TemplateMatrix
-from hybridface.models.base import l2_normalize
+from hybridface.vectors import l2_normalize
 from hybridface.search.base import SearchResult
 
 #: Default probe-batch budget per broadcast chunk (bytes of float32 probes).

@@ -1,7 +1,8 @@
 """Resumable on-disk template cache of the evaluation harness.
 
 One folder per model id; each encoded batch is appended as its own ``chunk-*.npz`` (keys +
-vectors), written to a temporary file and renamed, so an interrupted run keeps every finished
+vectors), written atomically by :func:`hybridface.cache.atomic_savez` (no temporary file is left
+behind when a write fails), so an interrupted run keeps every finished
 batch and a rerun encodes only what is missing. A key is the hash of (image content hash,
 augmentation variant and seed, crop parameters); the model id is the folder.
 """
@@ -11,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from hybridface.cache import atomic_savez
 from hybridface.hashing import file_sha256
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,6 @@ class TemplateCache:
             raise ValueError("one key per vector")
         if not len(keys):
             return
-        fd, tmp = tempfile.mkstemp(prefix=".chunk-", suffix=".npz", dir=self.dir)
-        os.close(fd)
-        np.savez(tmp, keys=np.asarray(keys, dtype="U32"), vectors=vectors)
         name = f"chunk-{len(list(self.dir.glob('chunk-*.npz'))):06d}-{hashlib.sha1(''.join(keys).encode()).hexdigest()[:8]}.npz"
-        os.replace(tmp, self.dir / name)
+        atomic_savez(self.dir / name, keys=np.asarray(keys, dtype="U32"), vectors=vectors)
         self._store.update(zip(keys, vectors))

@@ -20,7 +20,7 @@ import numpy as np
 from hybridface.errors import ConfigError, DatasetError
 from hybridface.evaluation.cache import TemplateCache, content_hash, template_key
 from hybridface.evaluation.metrics import Timing, cmc, dir_at_far, ranks_of_truth, timing_from
-from hybridface.evaluation.splits import EvalSplit, make_eval_split
+from hybridface.evaluation.splits import EvalSplit, make_eval_split, materialise
 from hybridface.evaluation.training import TrainOptions, train_compressed
 from hybridface.options import DEFAULTS, STRATEGIES, SearchOptions
 
@@ -132,14 +132,6 @@ def _crops(paths: list[str], detect: str, size: int, cache_dir: Path, progress: 
     outcomes = load_crops(paths, detect=detect, size=size, cache_dir=cdir, progress=progress)
     crops = {o.path: o.crop.image for o in outcomes if o.crop is not None}
     return crops, len(paths) - len(crops)
-
-
-def materialise(samples, crops: dict) -> np.ndarray:
-    """uint8 batch of the samples' crops, each passed through its augmentation variant."""
-    from hybridface.faces.augment import augment
-
-    out = [augment(crops[str(s.path)], s.variant, seed=s.seed) if s.variant else crops[str(s.path)] for s in samples]
-    return np.ascontiguousarray(np.stack(out))
 
 
 def encode_samples(encoder, samples, crops, cache: TemplateCache, hashes: dict, crop_params: dict,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hybridface.errors import ConfigError
+from hybridface.gallery.calibration import threshold_at_far
 
 
 def ranks_of_truth(ranking: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -41,22 +42,6 @@ def cmc(ranks: np.ndarray, max_rank: int = 20) -> np.ndarray:
 def rank_k(ranks: np.ndarray, k: int) -> float:
     """Fraction of probes whose true identity is among the first ``k`` answers."""
     return float(cmc(ranks, k)[k - 1])
-
-
-def threshold_at_far(impostor_distances: np.ndarray, far: float) -> float:
-    """Largest distance threshold ``t`` (accept when ``d <= t``) whose false-accept rate over
-    ``impostor_distances`` is at most ``far``. ``-inf`` (reject all) when even one accepted impostor
-    would exceed ``far``."""
-    d = np.sort(np.asarray(impostor_distances, dtype=np.float64).reshape(-1))
-    if d.size == 0:
-        raise ConfigError("no impostor scores: an open-set evaluation needs held-out identities")
-    if not 0 <= far < 1:
-        raise ConfigError(f"far must be in [0, 1), got {far}")
-    allowed = int(np.floor(far * d.size + 1e-9))  # impostors that may be accepted
-    if allowed >= d.size:
-        return float(d[-1])
-    # just below the (allowed + 1)-th smallest impostor distance (ties stay rejected)
-    return float(np.nextafter(d[allowed], -np.inf))
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,11 @@ def make_eval_split(cfg) -> EvalSplit:
         summary += f"; probes limited to {len(probes)} (evenly spaced)"
     return EvalSplit(protocol=cfg.protocol, gallery=tuple(gallery), probes=tuple(probes), impostors=tuple(impostors),
                      detect=split.detect, held_out=held, summary=summary, key=key)
+
+
+def materialise(samples, crops: dict) -> np.ndarray:
+    """uint8 batch of the samples' crops, each passed through its augmentation variant."""
+    from hybridface.faces.augment import augment
+
+    out = [augment(crops[str(s.path)], s.variant, seed=s.seed) if s.variant else crops[str(s.path)] for s in samples]
+    return np.ascontiguousarray(np.stack(out))

@@ -34,7 +34,7 @@ class TrainOptions:
 
 def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
     """``(OnnxEncoder, training dict)`` for the split's gallery, trained now or loaded from the cache."""
-    from hybridface.evaluation.harness import materialise
+    from hybridface.evaluation.splits import materialise
     from hybridface.models.card import load_card
     from hybridface.models.encoders import load_model
     from hybridface.models.preprocess import PreprocessSpec

@@ -1,9 +1,12 @@
 """On-disk crop cache: one ``.npz`` per (file content hash, crop parameters).
 
 The key is ``sha256(file bytes)`` + ``sha256(sorted JSON of the parameters + CACHE_VERSION)``,
-so renaming a file keeps its entry and changing ``size``/``margin``/``detector`` misses. Writes
-are atomic (temporary file in the same folder, then ``os.replace``); an unreadable or
+so renaming a file keeps its entry and changing ``size``/``margin``/``detector`` misses. Entries
+live in a :class:`hybridface.cache.NpzCache` (sharded folder, atomic writes); an unreadable or
 inconsistent entry is logged, deleted and recomputed by the caller.
+
+Entries are plain arrays (``images``, ``boxes``, ``scores``, ``landmarks``): turning them into
+`FaceCrop` records is :mod:`hybridface.faces.crop`'s job, so this module imports nothing above it.
 """
 
 from __future__ import annotations
@@ -11,18 +14,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["CropCache", "CACHE_VERSION"]
+from hybridface.cache import NpzCache
+
+__all__ = ["CropCache", "CACHE_VERSION", "CachedCrops"]
 
 log = logging.getLogger(__name__)
 
 #: Bump when crop geometry changes, so old entries are not reused.
 CACHE_VERSION = 1
+
+#: One cached image's crops: ``(images (n, s, s, 3) uint8, boxes (n, 4), scores (n,), landmarks (n, 2, 2) | NaN)``.
+CachedCrops = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _check(z: dict[str, np.ndarray]) -> str | None:
+    images, boxes, scores = z["images"], z["boxes"], z["scores"]
+    n = len(images)
+    ok = images.ndim == 4 and images.dtype == np.uint8 and boxes.shape == (n, 4) and scores.shape == (n,)
+    return None if ok and z["landmarks"].shape == (n, 2, 2) else \
+        f"inconsistent arrays {images.shape} {boxes.shape} {scores.shape}"
 
 
 class CropCache:
@@ -30,6 +45,7 @@ class CropCache:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+        self._store = NpzCache(self.directory)
 
     @staticmethod
     def key(data: bytes, params: dict) -> str:
@@ -38,42 +54,16 @@ class CropCache:
         return f"{content}-{hashlib.sha256(p.encode()).hexdigest()[:16]}"
 
     def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.npz"
+        return self._store.path(key)
 
-    def get(self, key: str, *, source: str = ""):
-        """The cached ``list[FaceCrop]`` (``source`` filled in) or ``None`` on a miss/corrupt entry."""
-        from hybridface.faces.crop import FaceCrop
+    def get(self, key: str) -> CachedCrops | None:
+        """The cached arrays, or ``None`` on a miss or a corrupt entry (removed)."""
+        z = self._store.load(key, check=_check, what="crop cache entry")
+        return None if z is None else (z["images"], z["boxes"], z["scores"], z["landmarks"])
 
-        path = self._path(key)
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                images, boxes, scores, lms = z["images"], z["boxes"], z["scores"], z["landmarks"]
-            n = len(images)
-            if not (images.ndim == 4 and images.dtype == np.uint8 and boxes.shape == (n, 4) and scores.shape == (n,)):
-                raise ValueError(f"inconsistent arrays {images.shape} {boxes.shape} {scores.shape}")
-            return [
-                FaceCrop(
-                    image=np.ascontiguousarray(images[i]),
-                    box=tuple(int(v) for v in boxes[i]),  # type: ignore[arg-type]
-                    score=float(scores[i]),
-                    landmarks=None if np.isnan(lms[i]).any() else lms[i].astype(np.float32),
-                    source=source,
-                )
-                for i in range(n)
-            ]
-        except Exception as exc:  # noqa: BLE001 - any damage means: recompute
-            log.warning("crop cache entry %s is corrupt (%s); recomputing", path, exc)
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            return None
-
-    def put(self, key: str, crops) -> None:
-        """Store ``crops`` atomically; failures to write are logged, never raised."""
-        path = self._path(key)
+    def put(self, key: str, crops: Any) -> None:
+        """Store ``crops`` (objects with ``image``, ``box``, ``score``, ``landmarks``); a failed
+        write is logged, never raised."""
         n = len(crops)
         size = crops[0].image.shape[0] if n else 0
         images = np.stack([c.image for c in crops]) if n else np.zeros((0, size, size, 3), np.uint8)
@@ -84,14 +74,6 @@ class CropCache:
             if c.landmarks is not None:
                 lms[i] = np.asarray(c.landmarks, np.float32)[:2]
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, images=images, boxes=boxes, scores=scores, landmarks=lms)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            self._store.save(key, images=images, boxes=boxes, scores=scores, landmarks=lms)
         except OSError as exc:
-            log.warning("could not write crop cache entry %s: %s", path, exc)
+            log.warning("could not write crop cache entry %s: %s", self._path(key), exc)

@@ -210,7 +210,11 @@ def _crops_of(path: str, cache, params: dict) -> list[FaceCrop]:
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read file ({exc})") from exc
     key = cache.key(data, params)
-    crops = cache.get(key, source=path)
+    hit = cache.get(key)
+    crops = None if hit is None else [
+        FaceCrop(image=np.ascontiguousarray(img), box=tuple(int(v) for v in box), score=float(score),  # type: ignore[arg-type]
+                 landmarks=None if np.isnan(lm).any() else lm.astype(np.float32), source=path)
+        for img, box, score, lm in zip(*hit)]
     if crops is None:
         try:
             crops = extract_faces(data, source=path, **params)

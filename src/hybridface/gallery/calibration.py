@@ -10,6 +10,22 @@ import numpy as np
 from hybridface.errors import ConfigError
 
 
+def threshold_at_far(impostor_distances: np.ndarray, far: float) -> float:
+    """Largest distance threshold ``t`` (accept when ``d <= t``) whose false-accept rate over
+    ``impostor_distances`` is at most ``far``. ``-inf`` (reject all) when even one accepted impostor
+    would exceed ``far``."""
+    d = np.sort(np.asarray(impostor_distances, dtype=np.float64).reshape(-1))
+    if d.size == 0:
+        raise ConfigError("no impostor scores: an open-set evaluation needs held-out identities")
+    if not 0 <= far < 1:
+        raise ConfigError(f"far must be in [0, 1), got {far}")
+    allowed = int(np.floor(far * d.size + 1e-9))  # impostors that may be accepted
+    if allowed >= d.size:
+        return float(d[-1])
+    # just below the (allowed + 1)-th smallest impostor distance (ties stay rejected)
+    return float(np.nextafter(d[allowed], -np.inf))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Threshold with false-accept rate <= ``target_far`` over all impostor pairs of a labelled set."""
@@ -41,8 +57,6 @@ def calibrate_threshold(vectors: np.ndarray, labels: Sequence[str], *, target_fa
 
     At most ``max_samples`` vectors are used (a seeded random subset) so the pair matrix stays small.
     """
-    from hybridface.evaluation.metrics import threshold_at_far
-
     if not 0 < float(target_far) < 1:
         raise ConfigError(f"target FAR must be between 0 and 1, got {target_far}")
     v = np.asarray(vectors, dtype=np.float32)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hybridface.errors import ConfigError, ModelMismatchError
-from hybridface.models.base import l2_normalize
+from hybridface.vectors import l2_normalize
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 from hybridface.errors import ConfigError, ConflictError, GalleryError, ModelMismatchError, UnknownIdentityError
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.gallery.sqlite_file import APPLICATION_ID, SCHEMA_VERSION, db_error, open_connection
-from hybridface.models.base import l2_normalize
+from hybridface.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 

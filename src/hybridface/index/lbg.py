@@ -1,7 +1,7 @@
 """Linde–Buzo–Gray vector quantization (IEEE Trans. Commun., 1980) on the unit sphere.
 
 The paper indexes each identity by LBG codewords of its templates; a probe is first compared with
-the codewords only (see :mod:`hybridface.search.indexed`). Here vectors are L2-normalised and the
+the codewords only (see :mod:`hybridface.search.strategies`). Here vectors are L2-normalised and the
 distortion is the cosine distance ``1 - x·c``, so the Lloyd centroid step is the *normalised* mean
 of a cell (spherical k-means). Starting from one codeword (the normalised centroid, the paper's
 setting), the codebook is grown by splitting every codeword ``c`` into ``c ± eps·u`` (``u`` a fixed
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hybridface.errors import ConfigError
-from hybridface.models.base import l2_normalize
+from hybridface.vectors import l2_normalize
 
 #: Codebook sizes supported per identity (1 is the paper's setting).
 SUPPORTED_SIZES = (1, 2, 4, 8)

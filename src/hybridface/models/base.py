@@ -8,6 +8,10 @@ from typing import Protocol, Union, runtime_checkable
 
 import numpy as np
 
+from hybridface.vectors import l2_normalize
+
+__all__ = ["Encoder", "ImageBatch", "l2_normalize"]
+
 #: What `Encoder.encode` accepts: a uint8 batch ``(n, H, W, 3)`` (RGB) or a list of image paths.
 ImageBatch = Union[np.ndarray, Sequence[Union[str, PathLike]]]
 
@@ -29,10 +33,3 @@ class Encoder(Protocol):
     def encode(self, images: ImageBatch) -> np.ndarray:
         """Return ``(n, dim)`` float32, C-contiguous, each row of unit L2 norm."""
         ...
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation into a fresh C-contiguous float32 array (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, eps), dtype=np.float32)

@@ -10,11 +10,16 @@ Only training, export and the PyTorch encoder import this module (it needs torch
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CompressedVGGFace", "FeatureHead", "CONV_CHANNELS", "FEATURE_DIM", "INPUT_SIZE"]
+from hybridface.errors import ModelFileError
+
+__all__ = ["CompressedVGGFace", "FeatureHead", "CONV_CHANNELS", "FEATURE_DIM", "INPUT_SIZE", "network_from_onnx"]
 
 CONV_CHANNELS: tuple[int, ...] = (8, 10, 12, 16, 20)
 FEATURE_DIM = 60
@@ -69,3 +74,28 @@ class FeatureHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.net.features(x)
         return f / torch.clamp(torch.linalg.vector_norm(f, dim=1, keepdim=True), min=1e-12)
+
+
+def network_from_onnx(onnx_path: str | Path, *, num_classes: int = 1):
+    """Rebuild a :class:`CompressedVGGFace` from an fp32 graph written by :func:`hybridface.models.export.build_onnx`
+    (the classifier FC-K is not in the file: it is freshly initialised with ``num_classes``)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    try:
+        w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(onnx_path)).graph.initializer}
+    except Exception as exc:
+        raise ModelFileError(f"{onnx_path}: not a readable ONNX file ({exc})") from exc
+    net = CompressedVGGFace(num_classes)
+    layers = {f"conv{i}": conv for i, conv in enumerate(net.convs, start=1)} | {"fc1": net.fc1, "fc2": net.fc2}
+    with torch.no_grad():
+        for name, layer in layers.items():
+            for part in ("weight", "bias"):
+                arr = w.get(f"{name}.{part}")
+                target = getattr(layer, part)
+                if arr is None or tuple(arr.shape) != tuple(target.shape):
+                    raise ModelFileError(f"{onnx_path}: layer {name}.{part} is missing or has the wrong shape "
+                                         f"(an fp32 hybridface export is needed)")
+                target.copy_(torch.from_numpy(np.array(arr, dtype=np.float32)))
+    return net.eval()

@@ -142,7 +142,7 @@ class TorchEncoder:
     @classmethod
     def from_model_dir(cls, model_dir: str | Path) -> "TorchEncoder":
         """The PyTorch twin of an fp32 model directory (same weights, spec and model id)."""
-        from hybridface.models.export import network_from_onnx
+        from hybridface.models.compressed import network_from_onnx
 
         card, onnx_path = load_card(model_dir)
         return cls(network_from_onnx(onnx_path), card.spec, model_id=card.model_id)

@@ -18,7 +18,7 @@ import numpy as np
 
 from hybridface.errors import ModelFileError
 
-__all__ = ["build_onnx", "network_from_onnx", "export_onnx", "quantize_int8", "export_int8", "Int8Report", "rank1", "INPUT_NAME", "OUTPUT_NAME", "OPSET"]
+__all__ = ["build_onnx", "export_onnx", "quantize_int8", "export_int8", "Int8Report", "rank1", "INPUT_NAME", "OUTPUT_NAME", "OPSET"]
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +38,6 @@ def _weights(net) -> dict[str, np.ndarray]:
         out[f"{name}.weight"] = layer.weight.detach().cpu().numpy().astype(np.float32)
         out[f"{name}.bias"] = layer.bias.detach().cpu().numpy().astype(np.float32)
     return out
-
-
-def network_from_onnx(onnx_path: str | Path, *, num_classes: int = 1):
-    """Rebuild a :class:`CompressedVGGFace` from an fp32 graph written by :func:`build_onnx`
-    (the classifier FC-K is not in the file: it is freshly initialised with ``num_classes``)."""
-    import onnx
-    import torch
-    from onnx import numpy_helper
-
-    from hybridface.models.compressed import CompressedVGGFace
-
-    try:
-        w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(onnx_path)).graph.initializer}
-    except Exception as exc:
-        raise ModelFileError(f"{onnx_path}: not a readable ONNX file ({exc})") from exc
-    net = CompressedVGGFace(num_classes)
-    layers = {f"conv{i}": conv for i, conv in enumerate(net.convs, start=1)} | {"fc1": net.fc1, "fc2": net.fc2}
-    with torch.no_grad():
-        for name, layer in layers.items():
-            for part in ("weight", "bias"):
-                arr = w.get(f"{name}.{part}")
-                target = getattr(layer, part)
-                if arr is None or tuple(arr.shape) != tuple(target.shape):
-                    raise ModelFileError(f"{onnx_path}: layer {name}.{part} is missing or has the wrong shape "
-                                         f"(an fp32 hybridface export is needed)")
-                target.copy_(torch.from_numpy(np.array(arr, dtype=np.float32)))
-    return net.eval()
 
 
 def build_onnx(net, *, input_size: int = 60):

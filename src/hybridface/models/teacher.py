@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from hybridface.hashing import file_sha256
+from hybridface.cache import NpzCache
 from hybridface.errors import ConfigError, MissingDependencyError
+from hybridface.hashing import file_sha256
 
 __all__ = ["TEACHERS", "TeacherCache", "load_teacher", "descriptor_key", "teacher_descriptors", "select_unlabeled"]
 
@@ -55,52 +54,38 @@ def descriptor_key(file_hash: str, crop: dict) -> str:
     return hashlib.sha256(json.dumps([file_hash, crop], sort_keys=True).encode()).hexdigest()
 
 
-
-
 class TeacherCache:
-    """One ``.npz`` per descriptor (``descriptor`` float32 ``(dim,)`` + ``sha256`` of its bytes)."""
+    """One ``.npz`` per descriptor (``descriptor`` float32 ``(dim,)`` + ``sha256`` of its bytes),
+    in a :class:`hybridface.cache.NpzCache` (sharded folder, atomic writes)."""
 
     def __init__(self, root: str | Path, teacher_id: str, dim: int = 128) -> None:
         self.dir = Path(root) / teacher_id.replace("/", "_")
         self.dim = int(dim)
-        self.corrupt = 0  # files found corrupt (and removed) by this instance
+        self._store = NpzCache(self.dir)
+
+    @property
+    def corrupt(self) -> int:
+        """Files found corrupt (and removed) by this instance."""
+        return self._store.corrupt
 
     def path(self, key: str) -> Path:
-        return self.dir / key[:2] / f"{key}.npz"
+        return self._store.path(key)
+
+    def _check(self, z: dict[str, np.ndarray]) -> str | None:
+        vec = z["descriptor"]
+        ok = (vec.dtype == np.float32 and vec.shape == (self.dim,) and bool(np.isfinite(vec).all())
+              and hashlib.sha256(vec.tobytes()).hexdigest() == str(z["sha256"]))
+        return None if ok else "shape/dtype/checksum mismatch"
 
     def get(self, key: str) -> np.ndarray | None:
         """The cached descriptor, or ``None`` when missing or corrupt (a corrupt file is removed)."""
-        p = self.path(key)
-        if not p.is_file():
-            return None
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                vec, digest = np.array(z["descriptor"]), str(z["sha256"])
-            ok = (vec.dtype == np.float32 and vec.shape == (self.dim,) and bool(np.isfinite(vec).all())
-                  and hashlib.sha256(vec.tobytes()).hexdigest() == digest)
-            why = "shape/dtype/checksum mismatch"
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is corrupt
-            ok, why = False, f"{type(exc).__name__}: {exc}"
-        if ok:
-            return vec
-        log.warning("corrupt teacher descriptor %s (%s); recomputing", p, why)
-        self.corrupt += 1
-        p.unlink(missing_ok=True)
-        return None
+        z = self._store.load(key, check=self._check, what="teacher descriptor")
+        return None if z is None else z["descriptor"]
 
     def put(self, key: str, vec: np.ndarray) -> None:
         """Write atomically (temp file + rename)."""
         vec = np.ascontiguousarray(vec, dtype=np.float32).reshape(self.dim)
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".d-", suffix=".npz", dir=p.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, descriptor=vec, sha256=np.array(hashlib.sha256(vec.tobytes()).hexdigest()))
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._store.save(key, descriptor=vec, sha256=np.array(hashlib.sha256(vec.tobytes()).hexdigest()))
 
 
 def teacher_descriptors(paths: Sequence[str | Path], *, cache_dir: str | Path, detect: str = "never",

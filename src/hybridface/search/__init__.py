@@ -30,10 +30,10 @@ def make_searcher(
     cells; ``parallel`` uses ``workers``; ``hybrid`` all of them. ``indexed``/``hybrid`` build one
     codeword per identity if ``matrix`` has none. ``cells`` (default off): group the codewords into
     that many coarse LBG cells and compare each probe only with the codewords of its
-    ``probe_cells`` nearest cells (:mod:`hybridface.search.cells`; for very large galleries).
+    ``probe_cells`` nearest cells (:mod:`hybridface.search.shortlist`; for very large galleries).
     ``storage`` (``exhaustive`` only; the others ignore it): ``"int8"`` also keeps int8 codes of the
     templates and answers few-probe k = 1 searches from them, bit-identical to ``"float32"``
-    (:mod:`hybridface.search.quantized`; needs Numba). Every value is validated by
+    (:mod:`hybridface.search.int8`; needs Numba). Every value is validated by
     :class:`~hybridface.options.SearchOptions` (a bad one is an `OptionError`).
     """
     return searcher_for(matrix, SearchOptions(strategy=strategy, top_n=top_n, workers=workers, cells=cells,
@@ -43,18 +43,18 @@ def make_searcher(
 def searcher_for(matrix: TemplateMatrix, options: SearchOptions) -> Searcher:
     """The searcher ``options`` describe over ``matrix`` (``options`` is already validated)."""
     if options.strategy == "exhaustive":
-        from hybridface.search.exhaustive import Exhaustive
+        from hybridface.search.strategies import Exhaustive
 
         return Exhaustive(matrix, storage=options.storage)
     if options.strategy == "indexed":
-        from hybridface.search.indexed import Indexed
+        from hybridface.search.strategies import Indexed
 
         return Indexed(matrix, top_n=options.top_n, cells=options.cells, probe_cells=options.probe_cells)
     if options.strategy == "parallel":
-        from hybridface.search.parallel import Parallel
+        from hybridface.search.strategies import Parallel
 
         return Parallel(matrix, workers=options.workers)
-    from hybridface.search.hybrid import Hybrid
+    from hybridface.search.strategies import Hybrid
 
     return Hybrid(matrix, top_n=options.top_n, workers=options.workers, cells=options.cells,
                   probe_cells=options.probe_cells)

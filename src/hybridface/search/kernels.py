@@ -1,42 +1,33 @@
-"""The one exhaustive search kernel and the exact re-ranking every strategy finishes with.
+"""The exhaustive float32 kernel driver and the shared strategy plumbing.
 
-Two steps, shared by all four strategies:
-
-1. :func:`kernel_candidates` — candidate generation: chunked float32 BLAS products of probe blocks
-   with template blocks (never more than ``block_bytes`` of similarities at once), per-identity
-   maximum over the identity's contiguous rows (:func:`segment_max`; for ``k == 1`` the best
-   template's identity *is* the best identity, so rows are used directly), and a running k-th best
-   threshold per probe. Kept are all identities within :func:`band_tolerance` (the float32
-   rounding bound) of the k-th best, so the exact top-k is guaranteed to be among them.
-2. :func:`exact_scores` + :func:`finalize` — the candidates are re-scored in float64 over all their
-   templates (which also yields the best-matching template) and ordered by (distance, identity
-   index). This step is canonical, so every strategy returns bit-identical identities, distances
-   and template ids whenever its candidates contain the exact top-k — equal to a float64 brute
-   force with ties going to the lower identity index.
-
-Modules: the band and `Candidates` in :mod:`~hybridface.search.band`, the k = 1 scan in
-:mod:`~hybridface.search.scan_top1`, the k > 1 scan in :mod:`~hybridface.search.scan_topk`,
-shortlist scoring in :mod:`~hybridface.search.shortlist`, the float64 step in
-:mod:`~hybridface.search.rerank`, knobs in :mod:`~hybridface.search.tuning`. Threads: see
-:mod:`hybridface.search.threads`; selection helpers: :mod:`hybridface.search.topk`.
-The names other modules import from here are re-exported.
+``kernel_candidates`` walks probe blocks and gallery chunks, dispatching to the k = 1 or k > 1
+scan; ``kernel_result`` turns candidates into an exact `SearchResult`; argument checks.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hybridface.search import tuning
-from hybridface.search.band import Candidates, band_tolerance, candidate_matrix, kth_best
-from hybridface.search.rerank import exact_scores, exact_top1, finalize
-from hybridface.search.scan_top1 import band_top1, band_top1_few
-from hybridface.search.scan_topk import band_topk
-from hybridface.search.shortlist import shortlist_candidates
-from hybridface.search.tuning import DEFAULT_BLOCK_BYTES
+from hybridface.errors import ConfigError, EmptyGalleryError
+from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.search import runtime
+from hybridface.search.base import SearchResult
+from hybridface.search.rerank import (
+    Candidates,
+    band_tolerance,
+    candidate_matrix,
+    exact_scores,
+    exact_top1,
+    finalize,
+)
+from hybridface.search.runtime import DEFAULT_BLOCK_BYTES
+from hybridface.search.scan import band_top1, band_top1_few, band_topk
+
+__all__ = ["check_positive", "exact_result", "kernel_candidates", "kernel_result", "prepare", "range_candidates"]
 
 
 def _rows_per_chunk(n_probes: int, n_rows: int, block_bytes: int) -> int:
-    return int(min(max(n_rows, 1), max(tuning.MIN_CHUNK_ROWS, block_bytes // (4 * max(n_probes, 1)))))
+    return int(min(max(n_rows, 1), max(runtime.MIN_CHUNK_ROWS, block_bytes // (4 * max(n_probes, 1)))))
 
 
 def kernel_candidates(
@@ -66,17 +57,17 @@ def kernel_candidates(
     if n == 0 or n_rows == 0:
         return empty
     tol = band_tolerance(probes.shape[1])
-    nb = min(n, tuning.PROBE_BLOCK)
+    nb = min(n, runtime.PROBE_BLOCK)
     rc = _rows_per_chunk(nb, n_rows, block_bytes)
     prs, ids, scs = [], [], []
     bands: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for ps in range(0, n, nb):
         p = probes[ps : ps + nb]
         if k == 1:
-            if p.shape[0] <= tuning.FEW_PROBES:
+            if p.shape[0] <= runtime.FEW_PROBES:
                 pr, r, sc = band_top1_few(p, vectors, tol)
             else:
-                pr, r, sc = band_top1(p, vectors, _rows_per_chunk(nb, n_rows, min(block_bytes, tuning.TOP1_BLOCK_BYTES)), tol)
+                pr, r, sc = band_top1(p, vectors, _rows_per_chunk(nb, n_rows, min(block_bytes, runtime.TOP1_BLOCK_BYTES)), tol)
             bands.append((pr + ps, r, sc))
             ident = np.searchsorted(offsets, r, side="right") - 1  # row -> identity (few rows)
             # one entry per (probe, identity): its best row (already so with one band row per probe)
@@ -96,15 +87,50 @@ def kernel_candidates(
                       band)  # type: ignore[arg-type]
 
 
-__all__ = [
-    "DEFAULT_BLOCK_BYTES",
-    "Candidates",
-    "band_tolerance",
-    "candidate_matrix",
-    "exact_scores",
-    "exact_top1",
-    "finalize",
-    "kernel_candidates",
-    "kth_best",
-    "shortlist_candidates",
-]
+def check_positive(name: str, value: int) -> int:
+    """``value`` as an int >= 1, else `ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def prepare(matrix: TemplateMatrix, probes: np.ndarray, k: int) -> np.ndarray:
+    """Validate ``k`` and the gallery, and return the probes as float32 unit rows."""
+    check_positive("k", k)
+    if matrix.num_templates == 0:
+        raise EmptyGalleryError("the gallery has no templates: enroll identities before searching")
+    return matrix.check_probes(probes)
+
+
+def range_candidates(
+    probes: np.ndarray, matrix: TemplateMatrix, lo: int, hi: int, k: int, block_bytes: int, probe_base: int = 0
+) -> Candidates:
+    """Kernel candidates over identities ``lo..hi-1`` with global identity (and probe) indices."""
+    off = matrix.offsets
+    c = kernel_candidates(
+        probes, matrix.vectors[off[lo] : off[hi]], off[lo : hi + 1] - off[lo], k, block_bytes=block_bytes
+    )
+    band = None if c.band is None else (c.band[0] + probe_base, c.band[1] + off[lo], c.band[2])
+    return Candidates(c.probe + probe_base, c.identity + lo, c.score, c.evaluations, band)
+
+
+def kernel_result(matrix: TemplateMatrix, probes: np.ndarray, parts: list[Candidates], k: int) -> SearchResult:
+    """Merge kernel candidate sets, re-score them exactly and keep the best ``k``."""
+    evals = sum(c.evaluations for c in parts)
+    if k == 1 and parts and all(c.band is not None for c in parts):
+        band = tuple(np.concatenate(a) for a in zip(*(c.band for c in parts)))
+        top = exact_top1(probes, matrix.vectors, matrix.offsets, matrix.template_ids, band)
+        if top is not None:  # re-score only the band rows, not every template of a candidate
+            ids, dist, tids, ev = top
+            return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=evals + ev)
+    cands = candidate_matrix(parts, probes.shape[0], k, matrix.dim)
+    return exact_result(matrix, probes, cands, k, evals)
+
+
+def exact_result(
+    matrix: TemplateMatrix, probes: np.ndarray, candidates: np.ndarray, k: int, evaluations: int
+) -> SearchResult:
+    """Re-score ``candidates`` exactly, keep the best ``k`` and wrap them in a `SearchResult`."""
+    sims, rows, ev = exact_scores(probes, matrix.vectors, matrix.offsets, candidates)
+    ids, dist, tids = finalize(candidates, sims, rows, k, matrix.template_ids)
+    return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=evaluations + ev)

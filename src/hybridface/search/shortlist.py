@@ -1,20 +1,26 @@
-"""Kernel candidates restricted to per-probe identity shortlists (the indexed and hybrid strategies)."""
+"""Identity shortlists for indexed/hybrid search: candidates restricted to each probe's N
+nearest identities, and the optional coarse LBG cells over the identity codewords.
+
+With ``cells``, each probe is compared with the codewords of its ``probe_cells`` nearest cells
+only, and the identities of the best of those codewords form the shortlist.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from hybridface.search import tuning
-from hybridface.search.band import Candidates, band_tolerance, kth_best, prune_band
-from hybridface.search.rerank import gathered_chunks
-from hybridface.search.threads import run_in_threads
+from hybridface.search import runtime
+from hybridface.search.rerank import Candidates, band_tolerance, gathered_chunks, kth_best, prune_band, select_topk
+from hybridface.search.runtime import run_in_threads
 
 
 def _score_gathered(probes, vectors, offsets, pairs, ids, c, scores) -> int:
     """Best float32 similarity of (probe = pair // c, identity) pairs by gathering their rows."""
     starts = offsets[ids]
     counts = offsets[ids + 1] - starts
-    max_rows = max(1, tuning.RERANK_BYTES // (8 * probes.shape[1]))
+    max_rows = max(1, runtime.RERANK_BYTES // (8 * probes.shape[1]))
     for a, cnt, nz, seg, rows in gathered_chunks(starts, counts, max_rows):
         chunk = pairs[a:a + len(cnt)]
         dots = np.einsum("ij,ij->i", vectors[rows], probes[np.repeat(chunk // c, cnt)])
@@ -62,7 +68,7 @@ def shortlist_candidates(
     n_groups = len(g_start)
     counts = np.diff(offsets)
     total_rows = int(counts[ids_sorted].sum()) if len(ids_sorted) else 0
-    if total_rows * probes.shape[1] < n_groups * tuning.GATHER_RATIO:
+    if total_rows * probes.shape[1] < n_groups * runtime.GATHER_RATIO:
         # many small identities: one gathered, vectorised pass beats a BLAS call per identity
         parts = [p for p in np.array_split(np.arange(len(order)), max(1, min(workers, len(order)))) if len(p)]
         evals = sum(
@@ -88,3 +94,135 @@ def shortlist_candidates(
     pr, ident, sc = keep // c, flat[keep], scores[keep]
     pr, ident, sc = prune_band(pr, ident, sc, kth_best(pr, sc, k, n), tol)
     return Candidates(pr, ident, sc, evals)
+
+
+#: Probes per block of the cell shortlist (bounds its ``(probes, visited codewords)`` arrays).
+CELL_PROBE_BLOCK = 256
+#: Blocks of at most this many probes gather their visited codewords (no loop over cells).
+FEW_PROBES = 4
+
+
+@dataclass(frozen=True)
+class CodewordCells:
+    """Codewords grouped by coarse cell.
+
+    Attributes:
+        centres: ``(C, d)`` float32 unit cell centres.
+        codewords: ``(c, d)`` float32 codewords, cell after cell.
+        identity: ``(c,)`` int64 identity index of each of those codewords.
+        offsets: ``(C + 1,)`` int64 cell boundaries in ``codewords``.
+    """
+
+    centres: np.ndarray
+    codewords: np.ndarray
+    identity: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def num_cells(self) -> int:
+        return int(self.centres.shape[0])
+
+
+def fit_cells(
+    codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 32, max_iter: int = 20, seed: int = 0
+) -> CodewordCells:
+    """LBG cells of ``codewords`` (``identity[i]`` owns codeword ``i``), fitted on at most
+    ``sample * cells`` of them; every codeword goes to its nearest centre."""
+    from hybridface.index.lbg import lbg
+
+    rng = np.random.default_rng(seed)
+    n = codewords.shape[0]
+    train = codewords if n <= sample * cells else codewords[np.sort(rng.choice(n, sample * cells, replace=False))]
+    centres = np.ascontiguousarray(lbg(train, cells, max_iter=max_iter, seed=seed), np.float32)
+    assign = np.empty(n, np.int64)
+    step = max(1, (8 << 20) // (4 * max(len(centres), 1)))
+    for s in range(0, n, step):
+        assign[s : s + step] = (codewords[s : s + step] @ centres.T).argmax(axis=1)
+    order = np.argsort(assign, kind="stable")
+    counts = np.bincount(assign, minlength=len(centres))
+    return CodewordCells(
+        centres=centres,
+        codewords=np.ascontiguousarray(codewords[order]),
+        identity=np.asarray(identity, np.int64)[order],
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+    )
+
+
+def cell_shortlist(
+    probes: np.ndarray, cells: CodewordCells, size: int, probe_cells: int, max_per_identity: int
+) -> tuple[np.ndarray, int]:
+    """``(n, size)`` identities nearest by codeword among each probe's ``probe_cells`` nearest
+    cells, best first (``-1`` pads); and the distance evaluations (centres + codewords visited).
+
+    ``max_per_identity``: the most codewords any identity has (1 = no duplicates to merge).
+    """
+    n = probes.shape[0]
+    out = np.full((n, size), -1, np.int64)
+    evals = 0
+    for s in range(0, n, CELL_PROBE_BLOCK):
+        ids, ev = _block(probes[s : s + CELL_PROBE_BLOCK], cells, size, probe_cells, max_per_identity)
+        out[s : s + len(ids), : ids.shape[1]] = ids
+        evals += ev
+    return out, evals
+
+
+def _block(probes, cells: CodewordCells, size: int, probe_cells: int, max_per_identity: int):
+    n, n_cells = probes.shape[0], cells.num_cells
+    pc = min(probe_cells, n_cells)
+    near = probes @ cells.centres.T  # (n, C)
+    top = np.argpartition(-near, pc - 1, axis=1)[:, :pc] if pc < n_cells else np.broadcast_to(
+        np.arange(n_cells), (n, n_cells))
+    lens = np.diff(cells.offsets)[top]  # (n, pc) codewords per visited cell
+    slot = np.cumsum(lens, axis=1) - lens  # where each visited cell's scores start in the row
+    width = int(lens.sum(axis=1).max()) if n else 0
+    scores = np.full((n, max(width, 1)), -np.inf, np.float32)
+    if n <= FEW_PROBES:  # gather each probe's visited codewords: one product instead of a loop
+        for i in range(n):
+            cnt = lens[i]
+            idx = np.repeat(cells.offsets[top[i]] - slot[i], cnt) + np.arange(int(cnt.sum()))
+            scores[i, : len(idx)] = cells.codewords[idx] @ probes[i]
+        return _select(scores, top, slot, cells, size, max_per_identity), n * n_cells + int(lens.sum())
+    flat_cell, flat_slot = top.ravel(), slot.ravel()
+    flat_probe = np.repeat(np.arange(n), pc)
+    order = np.argsort(flat_cell, kind="stable")
+    sorted_cells = flat_cell[order]
+    cut = np.flatnonzero(np.diff(sorted_cells)) + 1
+    for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [len(order)]])):
+        c = int(sorted_cells[a])
+        lo, hi = int(cells.offsets[c]), int(cells.offsets[c + 1])
+        if hi == lo:
+            continue
+        pairs = order[a:b]
+        rows = flat_probe[pairs]
+        scores[rows[:, None], flat_slot[pairs][:, None] + np.arange(hi - lo)] = probes[rows] @ cells.codewords[lo:hi].T
+    return _select(scores, top, slot, cells, size, max_per_identity), n * n_cells + int(lens.sum())
+
+
+def _select(scores, top, slot, cells: CodewordCells, size: int, max_per_identity: int) -> np.ndarray:
+    """The ``size`` best distinct identities per row of the visited codewords' ``scores``."""
+    n = scores.shape[0]
+    want = size if max_per_identity == 1 else size * max_per_identity
+    pos = select_topk(scores, min(want, scores.shape[1]))
+    ok = np.take_along_axis(scores, pos, axis=1) > -np.inf
+    # slot -> (visited cell, offset in it) -> codeword position in `cells.codewords`
+    t = (pos[:, :, None] >= slot[:, None, :]).sum(axis=2) - 1  # slots ascend along a row
+    r = np.arange(n)[:, None]
+    cw = cells.offsets[top[r, t]] + pos - slot[r, t]
+    ids = np.where(ok, cells.identity[np.where(ok, cw, 0)], -1)
+    if max_per_identity == 1:
+        return ids
+    # several codewords per identity: keep each identity's first (best) occurrence
+    k2 = ids.shape[1]
+    r, j, i = np.repeat(np.arange(n), k2), np.tile(np.arange(k2), n), ids.ravel()
+    o = np.lexsort((j, i, r))
+    first = np.ones(len(o), bool)
+    first[1:] = (r[o][1:] != r[o][:-1]) | (i[o][1:] != i[o][:-1])
+    keep = np.zeros(len(o), bool)
+    keep[o[first]] = True
+    keep &= i >= 0
+    keep = keep.reshape(n, k2)
+    rank = np.cumsum(keep, axis=1) - 1
+    out = np.full((n, size), -1, np.int64)
+    rr, cc = np.nonzero(keep & (rank < size))
+    out[rr, rank[rr, cc]] = ids[rr, cc]
+    return out

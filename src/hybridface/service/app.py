@@ -94,7 +94,7 @@ class _Service:
         self._encoder: Any = None
         api.open_gallery(db_path, model=model, create=True).close()  # creates / validates the file
         if settings.storage == "int8":  # no Numba: fail at startup, not on the first exhaustive search
-            from hybridface.search.quantized import load_int8_kernel
+            from hybridface.search.int8 import load_int8_kernel
 
             load_int8_kernel()
         self.keys = KeyStore(db_path)

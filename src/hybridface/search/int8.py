@@ -29,8 +29,9 @@ import numpy as np
 
 from hybridface.errors import ConfigError
 from hybridface.search.base import SearchResult
-from hybridface.search.jit import compiled
 from hybridface.search.rerank import best_per_probe, top1_result
+from hybridface.search.runtime import compiled
+
 
 #: Rows per kernel block (dimension-major inside a block).
 BLOCK = 256

@@ -1,0 +1,74 @@
+"""The one on-disk cache helper behind the crop, teacher-descriptor and template caches.
+
+An entry is one ``.npz`` file of named arrays at ``<directory>/<key[:2]>/<key>.npz``. Writes are
+atomic: a temporary file in the target folder, then ``os.replace``; the temporary file is removed
+on any failure, so a crash or a full disk never leaves a torn entry or a stray temporary file.
+An entry that cannot be read (or that a caller's check rejects) is logged, removed and reported as
+a miss, so the caller recomputes it. Bottom layer: NumPy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["NpzCache", "atomic_savez"]
+
+log = logging.getLogger(__name__)
+
+
+def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically; the parent folder is created. Raises
+    ``OSError`` on failure, after removing the temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class NpzCache:
+    """A folder of ``.npz`` entries sharded by the first two characters of their key."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        #: entries found corrupt (and removed) by this instance
+        self.corrupt = 0
+
+    def path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.npz"
+
+    def load(self, key: str, *, check: Callable[[dict[str, np.ndarray]], str | None] | None = None,
+             what: str = "cache entry") -> dict[str, np.ndarray] | None:
+        """The entry's arrays, or ``None`` on a miss. An unreadable entry, or one for which
+        ``check(arrays)`` returns a reason, is logged (``what`` names it), removed and a miss."""
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                arrays = {name: np.array(z[name]) for name in z.files}
+            why = check(arrays) if check is not None else None
+        except Exception as exc:  # noqa: BLE001 - any damage means: recompute
+            why = f"{type(exc).__name__}: {exc}"
+        if why is None:
+            return arrays
+        log.warning("corrupt %s %s (%s); recomputing", what, p, why)
+        self.corrupt += 1
+        p.unlink(missing_ok=True)
+        return None
+
+    def save(self, key: str, **arrays: np.ndarray) -> Path:
+        """Store ``arrays`` under ``key`` atomically (raises ``OSError`` on failure)."""
+        return atomic_savez(self.path(key), **arrays)
