@@ -144,6 +144,40 @@ def test_bad_server_setting_fails_at_startup(tmp_path, capsys, setting, value, m
         assert len(err) == 1 and err[0].startswith("error: storage='fp16' is not valid; use one of float32, int8")
 
 
+def test_service_int8_storage_setting_gives_the_float32_answers(tmp_path):
+    """The server-side options reach the searcher the worker thread builds; answers unchanged."""
+    pytest.importorskip("numba")
+    from fastapi.testclient import TestClient
+
+    from hybridface.gallery.keys import KeyStore
+    from hybridface.service.app import create_app
+    from hybridface.service.limits import ServiceSettings
+    from service_server import model_path, png_bytes
+
+    db = tmp_path / "s.db"
+    apps = {s: create_app(db, settings=ServiceSettings(workers=1, storage=s), model=model_path())
+            for s in ("float32", "int8")}
+    _, key = KeyStore(db).create("t", scope="write")
+    files = lambda *seeds: [("file", (f"i{s}.png", png_bytes(s), "image/png")) for s in seeds]  # noqa: E731
+    answers = {}
+    for storage, app in apps.items():
+        with TestClient(app, headers={"X-API-Key": key}) as c:
+            if storage == "float32":
+                for name, seeds in (("alice", (1, 2, 3)), ("bob", (4, 5)), ("carl", (6, 7))):
+                    assert c.post(f"/v1/identities/{name}/faces", params={"detect": "never"},
+                                  files=files(*seeds)).status_code == 201
+            answers[storage] = [c.post("/v1/identify", params={"detect": "never", "strategy": "exhaustive", "k": k},
+                                       files=files(*seeds)).json() for k, seeds in ((1, (2,)), (1, (2, 5, 8)), (3, (5, 6)))]
+            svc = app.state.service
+
+            def cached_int8(svc=svc):
+                return [s.int8_ is not None for s in svc.gallery()._searchers._snapshot.searchers.values()]
+
+            assert svc.pool._executor.submit(cached_int8).result() == [storage == "int8"]
+    assert answers["int8"] == answers["float32"]
+    assert [x["identity"] for x in answers["int8"][1]["results"]][:2] == ["alice", "bob"]
+
+
 def test_harness_and_engines_take_the_same_object(tmp_path, gallery):
     from hybridface.evaluation.harness import EvalConfig, run_evaluation
 
