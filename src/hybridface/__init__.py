@@ -12,8 +12,7 @@ public API is re-exported lazily from the sub-modules that own it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hybridface.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -50,15 +49,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hybridface' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["__version__", *_EXPORTS]

@@ -47,7 +47,9 @@ def _is_single(x: Any) -> bool:
 
 def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
     """The encoder of a model directory / ``.onnx`` file, or a zoo name (``paper``, ``dlib``, ...);
-    ``None`` → the shipped default model."""
+    ``None`` → ``DEFAULTS.model`` (itself ``None``: the shipped default model)."""
+    if name_or_path is None:
+        name_or_path = DEFAULTS.model
     try:
         from hybridface.models.encoders import load_model
         from hybridface.models.zoo import MODEL_NAMES, load_encoder as zoo_encoder

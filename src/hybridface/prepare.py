@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridface.errors import ConfigError, HybridFaceError, ImageDecodeError, ModelMismatchError, NoFaceError
+from hybridface.errors import ConfigError, HybridFaceError, ImageDecodeError, ModelMismatchError, NoFaceError, OptionError
 from hybridface.models.base import Encoder
+from hybridface.options import DETECT
 from hybridface.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ def prepare_images(images: Sequence[Any] | np.ndarray, *, detect: str = "never",
         images = list(images)
     elif isinstance(images, (str, Path, bytes, np.ndarray)):
         images = [images]
-    if detect not in ("never", "always", "largest"):
-        raise ConfigError(f"detect={detect!r}: use never, always or largest")
+    if detect not in DETECT:
+        raise OptionError(f"detect={detect!r} is not valid; use one of {', '.join(DETECT)}")
     out: list[Prepared] = []
     for i, img in enumerate(images):
         if isinstance(img, (str, Path)):

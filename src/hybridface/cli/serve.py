@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hybridface.options import DEFAULTS
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -83,11 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--db", required=True, help="gallery file (created empty if missing)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default=None, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
-    p.add_argument("--engine", choices=("local", "ray"), default="local", help="search engine for /v1/identify")
+    p.add_argument("--model", default=DEFAULTS.model, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
+    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}", help="search engine for /v1/identify")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="with --engine ray: the Ray cluster to join (default: RAY_ADDRESS or an embedded Ray)")
-    p.add_argument("--storage", default="float32", metavar="{float32,int8}",
+    p.add_argument("--storage", default=DEFAULTS.storage, metavar="{float32,int8}",
                    help="template storage of the exhaustive strategy: int8 also keeps int8 codes of the "
                         "templates, so identify requests of a few faces read ~4x fewer bytes with exactly "
                         "the float32 answers, for +27 %% memory (needs numba; default: float32)")

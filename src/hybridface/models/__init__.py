@@ -5,8 +5,7 @@ Names are resolved lazily (``hybridface.models.CompressedVGGFace`` imports torch
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hybridface.lazy import lazy_exports
 
 _EXPORTS = {
     "CompressedVGGFace": "hybridface.models.compressed",
@@ -21,11 +20,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hybridface.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = list(_EXPORTS)
