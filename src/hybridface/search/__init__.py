@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hybridface.options import STRATEGIES, SearchOptions
+from hybridface.options import DEFAULTS, STRATEGIES, SearchOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridface.gallery.matrix import TemplateMatrix
@@ -18,11 +18,11 @@ def make_searcher(
     strategy: str,
     matrix: TemplateMatrix,
     *,
-    top_n: int = 5,
-    workers: int = 4,
-    cells: int | None = None,
-    probe_cells: int = 16,
-    storage: str = "float32",
+    top_n: int = DEFAULTS.top_n,
+    workers: int = DEFAULTS.workers,
+    cells: int | None = DEFAULTS.cells,
+    probe_cells: int = DEFAULTS.probe_cells,
+    storage: str = DEFAULTS.storage,
 ) -> Searcher:
     """Build the named strategy over ``matrix`` (the options are used where they apply).
 
