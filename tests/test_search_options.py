@@ -66,6 +66,34 @@ def test_defaults_are_the_one_table():
         opts.k = 3  # frozen
 
 
+def test_cli_rest_python_and_harness_share_the_defaults(rest):
+    """One default per option everywhere: the CLI flags, the REST query, the Python facade and
+    the evaluation harness all read `DEFAULTS`."""
+    import inspect
+
+    from hybridface import api
+    from hybridface.cli import build_parser
+    from hybridface.evaluation.harness import EvalConfig
+
+    args = build_parser().parse_args(["identify", "p.png", "--db", "x.db"])
+    assert (args.detect, args.detector, args.model) == (DEFAULTS.detect, DEFAULTS.detector, DEFAULTS.model)
+    from hybridface.cli.gallery import search_options
+
+    assert search_options(args) == SearchOptions()
+    for command in (["enroll", "d"], ["calibrate", "d"], ["verify", "a", "b"]):
+        assert build_parser().parse_args([*command, "--db", "x.db"]).detect == DEFAULTS.detect
+    for fn in (api.Gallery.enroll, api.Gallery.enroll_folder, api.Gallery.identify, api.Gallery.calibrate,
+               api.verify):
+        assert inspect.signature(fn).parameters["detect"].default == DEFAULTS.detect, fn
+    c, _, _ = rest
+    route = c.get("/openapi.json").json()["paths"]["/v1/identify"]["post"]
+    params = {p["name"]: p["schema"].get("default") for p in route["parameters"]}
+    assert (params["strategy"], params["detect"], params["top_n"], params["k"], params["probe_cells"]) == (
+        DEFAULTS.strategy, DEFAULTS.detect, DEFAULTS.top_n, DEFAULTS.k, DEFAULTS.probe_cells)
+    cfg = EvalConfig(protocol="folder", data_dir=".", cache_dir=".")
+    assert cfg.search == SearchOptions() and cfg.codewords == DEFAULTS.codewords
+
+
 # ---------------------------------------------------------------------------- one line everywhere
 @pytest.mark.parametrize("option, value, flags, query, message", BAD, ids=IDS)
 def test_bad_option_is_one_line_from_python(gallery, vec_gallery, option, value, flags, query, message):

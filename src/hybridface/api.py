@@ -135,13 +135,18 @@ class Gallery:
         return EnrollReport(res.identity, res.template_ids, res.duplicates, skipped)
 
     def enroll_folder(self, folder: str | os.PathLike, *, detect: str = DEFAULTS.detect,
-                      detector: str = DEFAULTS.detector, codewords: int | None = None) -> list[EnrollReport]:
-        """Enrol ``folder/<identity>/<images>``: one transaction and one `EnrollReport` per identity."""
+                      detector: str = DEFAULTS.detector, codewords: int | None = None,
+                      progress: bool = False) -> list[EnrollReport]:
+        """Enrol ``folder/<identity>/<images>``: one transaction and one `EnrollReport` per identity
+        (``progress``: a progress bar per identity on stderr)."""
+        from tqdm import tqdm
+
         from hybridface.protocols.dataset import scan_dataset
 
         scan = scan_dataset(folder, check="none")
-        return [self.enroll(name, list(paths), detect=detect, detector=detector, codewords=codewords)
-                for name, paths in sorted(scan.identities.items()) if paths]
+        people = [(name, list(paths)) for name, paths in sorted(scan.identities.items()) if paths]
+        return [self.enroll(name, paths, detect=detect, detector=detector, codewords=codewords)
+                for name, paths in tqdm(people, desc="enrol", unit="id", disable=not progress)]
 
     def enroll_vectors(self, identity: str, vectors: np.ndarray, *, model_id: str | None = None,
                        sources: Sequence[str] | None = None, hashes: Sequence[str] | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from hybridface.errors import ConfigError
@@ -48,24 +49,20 @@ def _probe_paths(items: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_enroll(args) -> int:
-    from tqdm import tqdm
-
     from hybridface.api import open_gallery
 
-    data = _dataset(args.data_dir)
-    added = dup = 0
-    skipped: list[tuple[str, str]] = []
     with open_gallery(args.db, model=args.model, create=True) as g:
-        for name, paths in tqdm(sorted(data.items()), desc="enrol", unit="id", disable=args.json or None):
-            rep = g.enroll(name, paths, detect=args.detect, detector=args.detector, codewords=args.codewords)
-            added += rep.added
-            dup += rep.duplicates
-            skipped.extend(rep.skipped)
-            if args.json:
-                print(json.dumps({"identity": rep.identity, "added": rep.added, "duplicates": rep.duplicates,
-                                  "skipped": [list(s) for s in rep.skipped]}))
-    if not args.json:
-        print(f"enrolled {added} templates of {len(data)} identities into {args.db} "
+        reports = g.enroll_folder(args.data_dir, detect=args.detect, detector=args.detector,
+                                  codewords=args.codewords, progress=not args.json and sys.stderr.isatty())
+    added = sum(r.added for r in reports)
+    dup = sum(r.duplicates for r in reports)
+    skipped = [s for r in reports for s in r.skipped]
+    if args.json:
+        for rep in reports:
+            print(json.dumps({"identity": rep.identity, "added": rep.added, "duplicates": rep.duplicates,
+                              "skipped": [list(s) for s in rep.skipped]}))
+    else:
+        print(f"enrolled {added} templates of {len(reports)} identities into {args.db} "
               f"({dup} already enrolled, {len(skipped)} skipped)")
         for path, why in skipped:
             print(f"  skipped {path}: {why}")
