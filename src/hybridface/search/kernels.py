@@ -26,6 +26,7 @@ from hybridface.search.scan import band_top1, band_top1_few, band_topk
 __all__ = ["check_positive", "exact_result", "kernel_candidates", "kernel_result", "prepare", "range_candidates"]
 
 
+# ---- The one exhaustive search kernel and the exact re-ranking every strategy finishes with.
 def _rows_per_chunk(n_probes: int, n_rows: int, block_bytes: int) -> int:
     return int(min(max(n_rows, 1), max(runtime.MIN_CHUNK_ROWS, block_bytes // (4 * max(n_probes, 1)))))
 
@@ -87,6 +88,7 @@ def kernel_candidates(
                       band)  # type: ignore[arg-type]
 
 
+# ---- Helpers shared by the four strategies: argument checks and the exact final step.
 def check_positive(name: str, value: int) -> int:
     """``value`` as an int >= 1, else `ConfigError`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

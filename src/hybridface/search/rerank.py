@@ -18,6 +18,8 @@ from hybridface.search import runtime
 from hybridface.search.base import SearchResult
 
 
+# ---- The float32 candidate band: its tolerance, the `Candidates` it yields, and pruning/merging
+# helpers.
 def band_tolerance(dim: int) -> float:
     """Bound on the float32 rounding error of a unit-vector dot product in ``dim`` dimensions.
 
@@ -93,6 +95,7 @@ def candidate_matrix(parts: Sequence[Candidates], n: int, k: int, dim: int) -> n
     return out
 
 
+# ---- Exact, tie-aware top-k selection and per-segment maxima (the reductions the kernel needs).
 def select_topk(scores: np.ndarray, k: int) -> np.ndarray:
     """Column positions of the ``k`` largest entries per row of ``scores`` ``(n, c)``.
 
@@ -200,6 +203,7 @@ def segment_max(block: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np
     return out
 
 
+# ---- Exact float64 re-ranking every strategy finishes with: canonical (distance, identity) order.
 def exact_top1(
     probes: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, template_ids: np.ndarray,
     band: tuple[np.ndarray, np.ndarray, np.ndarray],

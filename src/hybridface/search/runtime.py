@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 
+# ---- Tuning knobs of the search kernel (memory budgets, block sizes, path switches).
 #: Bytes of float32 similarities one kernel call holds at a time.
 DEFAULT_BLOCK_BYTES = 8 << 20
 #: Probes per block (GEMM efficiency vs. the similarity block's height).
@@ -52,6 +53,8 @@ GATHER_RATIO = 10_000
 
 log = logging.getLogger(__name__)
 
+# ---- Threads for the search strategies: single-threaded BLAS per worker, reusable pools,
+# partitions.
 T = TypeVar("T")
 
 _CONTROLLER: list = []  # lazily built threadpoolctl controller (building one costs ~1 ms)
@@ -169,6 +172,7 @@ def split_identities(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
+# ---- Numba-compiled search kernels, built once per process: one loader for every kernel module.
 _KERNELS: dict[Callable, Any] = {}
 _LOCK = threading.Lock()
 

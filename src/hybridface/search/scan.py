@@ -15,6 +15,7 @@ from hybridface.search.rerank import band_tolerance, best_per_probe, hot_entries
 from hybridface.search.runtime import compiled, scratch
 
 
+# ---- Fused k = 1 scan: one compiled pass over each BLAS similarity block, no second product.
 def _top2(block, best, second, arg):  # pragma: no cover - runs compiled (coverage cannot see it)
     """Per column of a ``(rows, cols)`` block: largest value, its first row, second largest.
 
@@ -89,6 +90,7 @@ def band_top1_fused(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float, top
     return prune_band(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
 
 
+# ---- k = 1 fast path of the exhaustive kernel: band rows of the best template per probe.
 def band_top1(p: np.ndarray, vectors: np.ndarray, rc: int, tol: float):
     """k = 1: rows within ``tol`` of the best row (the best row's identity is the best identity).
 
@@ -189,6 +191,8 @@ def band_top1_few(p: np.ndarray, vectors: np.ndarray, tol: float):
     return prune_band(np.concatenate(prs), np.concatenate(rows), np.concatenate(scs), theta, tol)
 
 
+# ---- General k > 1 path of the exhaustive kernel: per-identity maxima within the band of the k-th
+# best.
 def band_topk(p: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, k: int, rc: int, tol: float):
     """k > 1: per-identity maxima (contiguous rows, :func:`segment_max`) within ``tol`` of the k-th best.
 
@@ -244,6 +248,7 @@ def band_topk(p: np.ndarray, vectors: np.ndarray, offsets: np.ndarray, k: int, r
     return prune_band(np.concatenate(prs), np.concatenate(ids), np.concatenate(scs), theta, tol)
 
 
+# ---- Direct k = 1 path for a few probes over a small gallery: one BLAS call, no chunking.
 def fits_direct(n_probes: int, n_rows: int, k: int) -> bool:
     """Whether :func:`direct_top1` applies: ``k == 1``, a few probes, a small similarity block."""
     return k == 1 and 0 < n_probes <= runtime.FEW_PROBES and 0 < n_probes * n_rows * 4 <= runtime.DIRECT_BYTES

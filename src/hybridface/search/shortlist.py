@@ -16,6 +16,8 @@ from hybridface.search.rerank import Candidates, band_tolerance, gathered_chunks
 from hybridface.search.runtime import run_in_threads
 
 
+# ---- Kernel candidates restricted to per-probe identity shortlists (the indexed and hybrid
+# strategies).
 def _score_gathered(probes, vectors, offsets, pairs, ids, c, scores) -> int:
     """Best float32 similarity of (probe = pair // c, identity) pairs by gathering their rows."""
     starts = offsets[ids]
@@ -96,6 +98,8 @@ def shortlist_candidates(
     return Candidates(pr, ident, sc, evals)
 
 
+# ---- Coarse cells over the identity codewords: the LBG index one level up, for very large
+# galleries.
 #: Probes per block of the cell shortlist (bounds its ``(probes, visited codewords)`` arrays).
 CELL_PROBE_BLOCK = 256
 #: Blocks of at most this many probes gather their visited codewords (no loop over cells).

@@ -20,6 +20,7 @@ from hybridface.search.scan import direct_top1, fits_direct
 from hybridface.search.shortlist import shortlist_candidates
 
 
+# ---- `Exhaustive`: every template of every identity, via the chunked BLAS kernel.
 class Exhaustive:
     """Compare each probe with all N templates; the reference every other strategy must match.
 
@@ -86,6 +87,7 @@ class Exhaustive:
         return kernel_result(self.matrix, p, parts, k)
 
 
+# ---- `Indexed`: LBG codewords → N nearest identities → their templates only (paper Fig. 3).
 class Indexed:
     """Two-stage search over an LBG index.
 
@@ -191,6 +193,7 @@ class Indexed:
             return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
 
 
+# ---- `Parallel`: identities partitioned over W threads, per-probe top-k merged (paper Fig. 4).
 class Parallel:
     """Exhaustive search with the identities split into ``workers`` contiguous, row-balanced parts.
 
@@ -217,6 +220,8 @@ class Parallel:
         return kernel_result(self.matrix, p, parts, k)
 
 
+# ---- `Hybrid`: the LBG shortlist, then the shortlisted identities re-ranked in parallel (paper
+# Fig. 5).
 #: Below this many template rows to re-rank, the re-ranking runs inline (threads cost more).
 PARALLEL_MIN_ROWS = 20_000
 
