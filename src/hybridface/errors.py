@@ -113,3 +113,10 @@ class ConflictError(GalleryError):
 
     http_status = 409
     code = "conflict"
+
+
+class CorruptGalleryError(GalleryError):
+    """The gallery file is damaged (SQLite integrity check failed or stored vectors are broken)."""
+
+    http_status = 500
+    code = "corrupt_gallery"

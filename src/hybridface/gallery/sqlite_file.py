@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from hybridface.errors import GalleryError
+from hybridface.gallery.integrity import quick_check_on_open
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def open_connection(path: Path, *, create: bool, readonly: bool, timeout: float)
             _init_schema(conn, p)
         else:
             _check_schema(conn, p)
+            quick_check_on_open(conn, p)
     except BaseException as exc:
         if conn is not None:
             conn.close()
@@ -162,5 +164,7 @@ def db_error(path: Path, exc: sqlite3.DatabaseError, what: str, timeout: float) 
     if "readonly" in msg or "read-only" in msg:
         return GalleryError(f"gallery {path} is read-only; cannot {what} ({msg})")
     if "not a database" in msg or "malformed" in msg:
-        return GalleryError(f"{path} is not a hybridface gallery or is corrupt ({msg})")
+        from hybridface.gallery.integrity import corrupt_error
+
+        return corrupt_error(path, msg)
     return GalleryError(f"gallery {path}: cannot {what}: {msg}")

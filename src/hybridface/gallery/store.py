@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridface.errors import ConfigError, ConflictError, GalleryError, ModelMismatchError, UnknownIdentityError
+from hybridface.gallery.integrity import check_vectors
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.gallery.sqlite_file import APPLICATION_ID, SCHEMA_VERSION, db_error, open_connection
 from hybridface.models.base import l2_normalize
@@ -373,6 +374,7 @@ class GalleryStore:
                 model_id=self.model_id or "",
             )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        check_vectors(self.path, vectors)  # SQLite has no checksums: a damaged blob shows here
         uniq, starts = np.unique(ident_ids, return_index=True)
         matrix = TemplateMatrix(
             vectors=vectors,
