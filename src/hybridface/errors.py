@@ -120,3 +120,10 @@ class CorruptGalleryError(GalleryError):
 
     http_status = 500
     code = "corrupt_gallery"
+
+
+class InvalidNameError(ConfigError):
+    """An identity name that breaks the name rule (`hybridface.gallery.names`)."""
+
+    http_status = 422
+    code = "invalid_name"

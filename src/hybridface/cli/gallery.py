@@ -48,10 +48,18 @@ def cmd_enroll(args) -> int:
     from tqdm import tqdm
 
     from hybridface.api import open_gallery
+    from hybridface.gallery.names import name_problem
 
     data = _dataset(args.data_dir)
     added = dup = 0
     skipped: list[tuple[str, str]] = []
+    for name in sorted(data):  # a folder whose name breaks the name rule is reported, never renamed
+        problem = name_problem(name)
+        if problem is not None:
+            del data[name]
+            skipped.append((str(Path(args.data_dir) / name), f"folder skipped: identity name {ascii(name)} {problem}"))
+            if args.json:
+                print(json.dumps({"identity": name, "added": 0, "duplicates": 0, "skipped": [list(skipped[-1])]}))
     with open_gallery(args.db, model=args.model, create=True) as g:
         for name, paths in tqdm(sorted(data.items()), desc="enrol", unit="id", disable=args.json or None):
             rep = g.enroll(name, paths, detect=args.detect, detector=args.detector, codewords=args.codewords)

@@ -24,6 +24,7 @@ import numpy as np
 from hybridface.errors import ConfigError, ConflictError, GalleryError, ModelMismatchError, UnknownIdentityError
 from hybridface.gallery.integrity import check_vectors
 from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.gallery.names import check_identity_name
 from hybridface.gallery.sqlite_file import APPLICATION_ID, SCHEMA_VERSION, db_error, open_connection
 from hybridface.models.base import l2_normalize
 
@@ -216,9 +217,7 @@ class GalleryStore:
         Rows whose ``(identity, hash)`` is already stored are skipped (counted as duplicates).
         The identity's codebook is re-quantized with ``codewords`` (or its stored count).
         """
-        name = str(identity).strip()
-        if not name:
-            raise ConfigError("identity name must not be empty")
+        name = check_identity_name(identity)
         vectors = np.asarray(vectors)
         if vectors.ndim != 2:
             raise ConfigError(f"templates must be a 2-D (n, d) array, got shape {vectors.shape}")
@@ -276,9 +275,7 @@ class GalleryStore:
 
     def rename_identity(self, old: str, new: str) -> None:
         """Rename an identity (`ConflictError` if ``new`` already exists)."""
-        new = str(new).strip()
-        if not new:
-            raise ConfigError("the new identity name must not be empty")
+        check_identity_name(new)
         with self._write(f"rename {old!r}") as conn:
             ident = self._identity_id(conn, old)
             if conn.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():

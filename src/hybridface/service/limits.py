@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hybridface.errors import ConfigError, ConflictError, HybridFaceError
+from hybridface.errors import ConfigError, ConflictError, HybridFaceError, InvalidNameError  # noqa: F401
+from hybridface.gallery.names import MAX_NAME_LENGTH, check_identity_name  # noqa: F401  (the one name rule)
 
 T = TypeVar("T")
 
@@ -89,35 +89,11 @@ class RequestTimeoutError(HybridFaceError):
     code = "timeout"
 
 
-class InvalidNameError(ConfigError):
-    """An identity name the service refuses (path separators, control characters, length)."""
-
-    http_status = 422
-    code = "invalid_name"
-
-
 class TooManyFacesError(ConfigError):
     """An image holds more faces than the service uses from one image."""
 
     http_status = 422
     code = "too_many_faces"
-
-
-_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
-MAX_NAME_LENGTH = 128
-
-
-def check_identity_name(name: str) -> str:
-    """Return ``name`` if it is a safe identity name, else raise `InvalidNameError`."""
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(f"identity name must be 1-{MAX_NAME_LENGTH} characters long")
-    if _BAD_NAME_CHARS.search(name):
-        raise InvalidNameError(
-            f"identity name {name!r} contains a path separator or control character; remove it"
-        )
-    if name in (".", "..") or name != name.strip():
-        raise InvalidNameError(f"identity name {name!r} is reserved or has surrounding spaces")
-    return name
 
 
 def error_body(code: str, message: str) -> bytes:
