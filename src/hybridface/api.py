@@ -77,6 +77,22 @@ def _check_threshold(t: float | None) -> float | None:
     return t
 
 
+def _check_model(store: GalleryStore, encoder: Encoder, model: str | os.PathLike | None) -> None:
+    """`GalleryStore.check_model`, its error naming both models rather than their hashes."""
+    try:
+        store.check_model(encoder.model_id, encoder.dim)
+    except ModelMismatchError as exc:
+        from hybridface.models.naming import model_label, shipped_name
+
+        have = store.model_id
+        used = f"--model {model}" if model is not None else "the default model"
+        fix = f"--model {shipped_name(have)}" if shipped_name(have) else "the model it was built with"
+        raise ModelMismatchError(
+            f"gallery {store.path} was built with {model_label(have)} ({store.dim}-D templates), but {used} is "
+            f"{model_label(encoder.model_id)} ({encoder.dim}-D); use {fix}, or enrol into a new gallery"
+        ) from exc
+
+
 class Gallery:
     """A gallery file plus (lazily) its encoder; see :func:`open_gallery`."""
 
@@ -87,7 +103,7 @@ class Gallery:
         self._model = model
         self._searchers = SearcherCache(store)
         if encoder is not None:
-            store.check_model(encoder.model_id, encoder.dim)
+            _check_model(store, encoder, model)
 
     # -- basics
     @property
@@ -103,7 +119,7 @@ class Gallery:
         """The gallery's encoder (loaded on first use; must match the gallery's model)."""
         if self._encoder is None:
             enc = load_encoder(self._model)
-            self.store.check_model(enc.model_id, enc.dim)
+            _check_model(self.store, enc, self._model)
             self._encoder = enc
         return self._encoder
 

@@ -283,7 +283,8 @@ class GalleryStore:
             conn.execute("UPDATE identities SET name = ? WHERE id = ?", (new, ident))
 
     def remove_template(self, template_id: int) -> str:
-        """Delete one template and re-quantize its identity; returns the identity name."""
+        """Delete one template and re-quantize its identity (removed with its last template);
+        returns the identity name."""
         with self._write(f"remove template {template_id}") as conn:
             row = conn.execute(
                 "SELECT t.identity_id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id WHERE t.id = ?",
@@ -292,7 +293,12 @@ class GalleryStore:
             if row is None:
                 raise UnknownIdentityError(f"gallery {self.path} has no template with id {template_id}")
             conn.execute("DELETE FROM templates WHERE id = ?", (int(template_id),))
-            self._refresh_identity(conn, int(row[0]))
+            if conn.execute("SELECT 1 FROM templates WHERE identity_id = ? LIMIT 1", (int(row[0]),)).fetchone():
+                self._refresh_identity(conn, int(row[0]))
+            else:  # its last template: the identity goes too (never listed with 0 templates)
+                for table in ("codebooks", "blocks") if self._has_blocks else ("codebooks",):
+                    conn.execute(f"DELETE FROM {table} WHERE identity_id = ?", (int(row[0]),))
+                conn.execute("DELETE FROM identities WHERE id = ?", (int(row[0]),))
         return str(row[1])
 
     # ------------------------------------------------------------------ reads
@@ -310,6 +316,9 @@ class GalleryStore:
         return [(int(a), str(b), str(c)) for a, b, c in self._read(
             "SELECT id, source, image_hash FROM templates WHERE identity_id = ? ORDER BY id", (ident,)
         )]
+
+    def num_identities(self) -> int:
+        return int(self._read("SELECT count(*) FROM identities")[0][0])
 
     def num_templates(self) -> int:
         return int(self._read("SELECT count(*) FROM templates")[0][0])

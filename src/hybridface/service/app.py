@@ -34,6 +34,7 @@ from hybridface.service.limits import (
     check_identity_name,
 )
 from hybridface.service.metrics import Metrics, MetricsMiddleware
+from hybridface.service.redact import client_message, install_log_redaction
 from hybridface.service.schemas import (
     Candidate,
     EnrolResult,
@@ -92,7 +93,10 @@ class _Service:
         self._local = threading.local()
         self._encoder_lock = threading.Lock()
         self._encoder: Any = None
-        api.open_gallery(db_path, model=model, create=True).close()  # creates / validates the file
+        # Start-up checks, before the server listens: the file opens (and passes its integrity
+        # check) and its model is the one this server encodes with.
+        self._encoder = api.load_encoder(model)
+        api.open_gallery(db_path, encoder=self._encoder, model=model, create=True).close()
         if settings.storage == "int8":  # no Numba: fail at startup, not on the first exhaustive search
             from hybridface.search.quantized import load_int8_kernel
 
@@ -154,6 +158,11 @@ class _Service:
                 )
             out.extend((i, name, c) for c in crops)
         return out
+
+    def counts(self) -> tuple[int, int]:
+        """``(identities, templates)`` of the gallery, from two count queries."""
+        store = self.gallery().store
+        return store.num_identities(), store.num_templates()
 
     def template_ids(self, name: str) -> list[int]:
         return [int(t[0]) for t in self.gallery().store.templates(name)]
@@ -248,8 +257,11 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         yield
         svc.pool.shutdown()
 
+    install_log_redaction()
     app = FastAPI(
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,  # Swagger UI loads its scripts from a CDN: opt-in
+        redoc_url=None,
         title="hybridface",
         version=__version__,
         description="1:N face identification service. Every /v1 route needs an API key "
@@ -270,7 +282,9 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         headers = {"Retry-After": "1"} if exc.http_status == 503 else None
         if exc.http_status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
-        return _error(exc.http_status, exc.code, str(exc), headers)
+        if exc.http_status == 500:  # never SQLite's text, paths or reprs: the details are logged
+            return _error(500, "internal", "internal server error; the details are in the server log")
+        return _error(exc.http_status, exc.code, client_message(str(exc), svc.db_path), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -292,12 +306,14 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         return _error(500, "internal", "internal server error; the details are in the server log")
 
     # ------------------------------------------------------------------ public routes
-    @app.get("/health", response_model=Health, tags=["service"])
-    def health() -> Health:
-        """Liveness and gallery size (no key needed)."""
-        ids = svc.gallery().identities()
-        return Health(status="ok", version=__version__, identities=len(ids),
-                      templates=sum(int(n) for _, n in ids))
+    @app.get("/health", response_model=Health, response_model_exclude_none=True, tags=["service"])
+    async def health(request: Request) -> Health:
+        """Liveness (no key needed); the gallery size too when a valid read key is sent."""
+        token = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not token or not await svc.pool.run(svc.keys.authenticate, token.strip()):
+            return Health(status="ok", version=__version__)
+        n_ids, n_templates = await svc.pool.run(svc.counts)
+        return Health(status="ok", version=__version__, identities=n_ids, templates=n_templates)
 
     metrics_deps = [] if settings.public_metrics else [Depends(require("read"))]
 

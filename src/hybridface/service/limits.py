@@ -39,6 +39,12 @@ class ServiceSettings:
             codes kept beside the templates, +27 % memory: single-image searches read 4x fewer
             bytes, answers unchanged; needs Numba). A server setting, not a query parameter.
         public_metrics: serve ``/metrics`` without a key (default: any valid key).
+        docs: serve the Swagger UI at ``/docs`` (off by default: it loads its scripts from a CDN;
+            ``/openapi.json`` is always served).
+        max_request_pixels: decoded-pixel budget of one request (sum of width x height of its
+            images, read from their headers before anything is decoded; 422 beyond it).
+        max_server_pixels: pixels being decoded at once across all requests; an image waits for
+            budget (up to ``queue_timeout_s``, then 503) before it is decoded.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -54,9 +60,13 @@ class ServiceSettings:
     search_workers: int = 2
     storage: str = "float32"
     public_metrics: bool = False
+    docs: bool = False
+    max_request_pixels: int = 100_000_000
+    max_server_pixels: int = 50_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_files", "max_faces", "workers"):
+        for name in ("max_upload_bytes", "max_pixels", "max_files", "max_faces", "workers", "max_request_pixels",
+                     "max_server_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"service setting {name} must be >= 1, got {getattr(self, name)}")
         if self.queue_size < 0 or self.queue_timeout_s <= 0 or self.request_timeout_s <= 0:
