@@ -34,6 +34,7 @@ from hybridface.service.limits import (
     check_identity_name,
 )
 from hybridface.service.metrics import Metrics, MetricsMiddleware
+from hybridface.service.pixels import PixelBudget, request_pixels
 from hybridface.service.redact import client_message, install_log_redaction
 from hybridface.service.schemas import (
     Candidate,
@@ -102,6 +103,7 @@ class _Service:
 
             load_int8_kernel()
         self.keys = KeyStore(db_path)
+        self.pixels = PixelBudget(settings.max_server_pixels)
         self.pool = WorkerPool(
             workers=settings.workers,
             queue_size=settings.queue_size,
@@ -132,25 +134,29 @@ class _Service:
         return g
 
     # All methods below run on worker threads.
-    def decode(self, blobs: list[tuple[str, bytes]]) -> list[Any]:
+    def faces(self, blobs: list[tuple[str, bytes]], detect: str) -> list[tuple[int, str, Any]]:
+        """Crop the faces of every upload: ``(file index, file name, FaceCrop)`` each.
+
+        The request's pixel total is checked from the headers first; then one image at a time
+        is decoded (holding its pixels of the server's budget), cropped and dropped.
+        """
+        from hybridface.faces.crop import extract_faces
         from hybridface.faces.io import load_image
 
-        images = []
-        for name, data in blobs:
-            try:
-                images.append(load_image(data, max_pixels=self.settings.max_pixels))
-            except HybridFaceError as exc:
-                # load_image names "<bytes>"; name the upload instead.
-                raise type(exc)(str(exc).replace("<bytes>", repr(name))) from exc
-        return images
-
-    def faces(self, blobs: list[tuple[str, bytes]], detect: str) -> list[tuple[int, str, Any]]:
-        """Decode every upload and crop its faces: ``(file index, file name, FaceCrop)`` each."""
-        from hybridface.faces.crop import extract_faces
-
+        sizes = request_pixels(blobs, budget=self.settings.max_request_pixels, max_pixels=self.settings.max_pixels)
         out = []
-        for i, ((name, _), image) in enumerate(zip(blobs, self.decode(blobs))):
-            crops = extract_faces(image, detect=detect, source=name)
+        for i, ((name, data), pixels) in enumerate(zip(blobs, sizes)):
+            held = self.pixels.acquire(pixels, timeout=self.settings.queue_timeout_s)
+            try:
+                try:
+                    image = load_image(data, max_pixels=self.settings.max_pixels)
+                except HybridFaceError as exc:
+                    # load_image names "<bytes>"; name the upload instead.
+                    raise type(exc)(str(exc).replace("<bytes>", repr(name))) from exc
+                crops = extract_faces(image, detect=detect, source=name)
+                del image
+            finally:
+                self.pixels.release(held)
             if len(crops) > self.settings.max_faces:
                 raise TooManyFacesError(
                     f"{name!r} holds {len(crops)} faces, more than the limit of {self.settings.max_faces}; "
