@@ -60,8 +60,8 @@ def quick_check_on_open(conn: sqlite3.Connection, path: Path) -> None:
     """Check a file once per process and file state; `CorruptGalleryError` when it is damaged.
 
     Files up to `FULL_CHECK_ON_OPEN_MAX_BYTES` get the full check (``PRAGMA integrity_check``,
-    which also compares every index with its table, and every template's norm); larger ones
-    ``PRAGMA quick_check`` and the norms of the packed blocks that searches load.
+    which also compares every index with its table, and every stored vector's norm); larger ones
+    ``PRAGMA quick_check`` (pages and b-trees; the packed blocks' norms are checked by every load).
     """
     key = _state(path)
     if key is None or key in _checked:
@@ -78,12 +78,12 @@ def quick_check_on_open(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _norm_problems(conn: sqlite3.Connection, sql: str, d: int, what: str) -> list[str]:
-    bad = 0
-    for (blob,) in conn.execute(sql):
-        if not isinstance(blob, bytes) or len(blob) % (4 * d) or not blob:
-            bad += 1
-            continue
-        v = np.frombuffer(blob, dtype="<f4").reshape(-1, d)
+    """Count stored vectors (one blob per row, one or more vectors each) that are not unit vectors."""
+    blobs = [b for (b,) in conn.execute(sql)]
+    good = [b for b in blobs if isinstance(b, bytes) and b and len(b) % (4 * d) == 0]
+    bad = len(blobs) - len(good)
+    if good:
+        v = np.frombuffer(b"".join(good), dtype="<f4").reshape(-1, d)
         norms = np.einsum("ij,ij->i", v, v, dtype=np.float64)
         bad += int((~(np.abs(norms - 1.0) <= 2 * NORM_TOLERANCE)).sum())
     return [f"{bad} stored {what} are not unit vectors of the gallery's dimension"] if bad else []
@@ -101,11 +101,11 @@ def _problems(conn: sqlite3.Connection, *, full: bool) -> list[str]:
         dim = conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
         if not dim or not dim[0]:
             return []
+        if not full:  # the packed blocks' norms are checked whenever a search loads them
+            return []
         d = int(dim[0])
-        problems = _norm_problems(conn, "SELECT vectors FROM blocks", d, "template blocks' rows")
-        if full:
-            problems += _norm_problems(conn, "SELECT vector FROM templates", d, "templates")
-        return problems
+        return (_norm_problems(conn, "SELECT vectors FROM blocks", d, "template blocks' rows")
+                + _norm_problems(conn, "SELECT vector FROM templates", d, "templates"))
     except sqlite3.DatabaseError as exc:
         return [str(exc)]
     except ValueError as exc:  # a meta value that is not a number
