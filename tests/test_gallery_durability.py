@@ -70,3 +70,23 @@ def test_acknowledged_enrolments_survive_cli_keys_commands_beside_a_live_server(
         held = {name: [t[0] for t in store.templates(name)] for name, _ in store.identities()}
     assert held == acknowledged, "acknowledged enrolments lost"
     assert [k.name for k in KeyStore(db).list()] == ["ops", "k2"]
+
+
+def test_opening_another_store_in_this_process_keeps_its_locks(tmp_path):
+    """The same defect without a server: a second open in this process must not drop the first
+    connection's POSIX locks, or another process's close deletes the live WAL."""
+    import numpy as np
+
+    db = tmp_path / "g.db"
+    first = GalleryStore(db, create=True)
+    first.add_templates("x", np.eye(1, 8, 0, np.float32), ["h0"], model_id="m")
+    GalleryStore(db).close()
+    KeyStore(db).list()
+    other = subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                            "c.execute('SELECT count(*) FROM meta').fetchall(); c.close()", str(db)], timeout=60)
+    assert other.returncode == 0
+    assert (tmp_path / "g.db-wal").exists(), "another process deleted the live WAL"
+    first.add_templates("y", np.eye(1, 8, 1, np.float32), ["h1"], model_id="m")
+    first.close()
+    with GalleryStore(db, readonly=True) as store:
+        assert [n for n, _ in store.identities()] == ["x", "y"]

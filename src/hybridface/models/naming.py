@@ -35,4 +35,6 @@ def model_label(model_id: str | None) -> str:
     family = model_id.split("-", 1)[0]
     if family in ("paper", "dlib", "vggface", "inception_v3", "torch", "vec"):
         return f"the {family!r} model ({model_id[:28]})"
-    return f"a model with id {model_id[:12]}… (a model directory, not a shipped one)"
+    if len(model_id) == 64 and all(c in "0123456789abcdef" for c in model_id):
+        return f"a model with id {model_id[:12]}… (a model directory, not a shipped one)"
+    return f"the model {model_id!r}"
