@@ -126,3 +126,19 @@ def test_docs_are_off_by_default_and_the_schema_is_served(live):
     server, _ = live
     assert httpx.get(f"{server.url}/docs", timeout=30).status_code == 404
     assert httpx.get(f"{server.url}/openapi.json", timeout=30).status_code == 200
+
+
+def test_redaction_helpers(tmp_path):
+    import logging
+
+    from hybridface.service.redact import RedactKeysFilter, client_message
+
+    rec = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                            ("127.0.0.1:5", "GET", "/v1/identities/hfk_0123abcd_SECRETsecretSECRET42?x=1", "1.1", 401),
+                            None)
+    assert RedactKeysFilter().filter(rec)
+    assert "SECRET" not in rec.getMessage() and "hfk_0123abcd_***" in rec.getMessage()
+    db = tmp_path / "g.db"
+    msg = f"gallery {db} has no identity 'x' (see: hybridface list --db {db})"
+    assert client_message(msg, db) == "the gallery has no identity 'x'"
+    assert client_message("bad <_io.BytesIO object at 0x7f00deadbeef>", db) == "bad the data"

@@ -32,7 +32,8 @@ class RedactKeysFilter(logging.Filter):
         return True
 
 
-def install_log_redaction(names: tuple[str, ...] = ("uvicorn.access", "uvicorn.error", "hybridface")) -> None:
+def install_log_redaction(names: tuple[str, ...] = ("uvicorn.access", "uvicorn.error", "uvicorn",
+                                                     "hybridface.service.app", "hybridface.service.auth")) -> None:
     """Add one `RedactKeysFilter` to each named logger (idempotent)."""
     for name in names:
         logger = logging.getLogger(name)
