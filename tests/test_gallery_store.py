@@ -257,6 +257,9 @@ def test_store_matches_a_dict_model(tmp_path_factory, ops):
                 else:
                     assert s.remove_template(op[1]) == owner
                     del model[owner][op[1]]
+                    if not model[owner]:  # the last template takes its identity with it (issue 15)
+                        del model[owner]
+                        assert owner not in {n for n, _ in s.identities()}
         m = s.load_matrix()
         expect = {n: t for n, t in model.items() if t}
         assert sorted(m.names) == sorted(expect)

@@ -60,6 +60,22 @@ def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
     return load_model(name_or_path)
 
 
+def _check_model(store: GalleryStore, encoder: Encoder, model: str | os.PathLike | None) -> None:
+    """`GalleryStore.check_model`, its error naming both models rather than their hashes."""
+    try:
+        store.check_model(encoder.model_id, encoder.dim)
+    except ModelMismatchError as exc:
+        from hybridface.models.naming import model_label, shipped_name
+
+        have = store.model_id
+        used = f"--model {model}" if model is not None else "the default model"
+        fix = f"--model {shipped_name(have)}" if shipped_name(have) else "the model it was built with"
+        raise ModelMismatchError(
+            f"gallery {store.path} was built with {model_label(have)} ({store.dim}-D templates), but {used} is "
+            f"{model_label(encoder.model_id)} ({encoder.dim}-D); use {fix}, or enrol into a new gallery"
+        ) from exc
+
+
 class Gallery:
     """A gallery file plus (lazily) its encoder; see :func:`open_gallery`."""
 
@@ -70,7 +86,7 @@ class Gallery:
         self._model = model
         self._searchers = SearcherCache(store)
         if encoder is not None:
-            store.check_model(encoder.model_id, encoder.dim)
+            _check_model(store, encoder, model)
 
     # -- basics
     @property
@@ -86,7 +102,7 @@ class Gallery:
         """The gallery's encoder (loaded on first use; must match the gallery's model)."""
         if self._encoder is None:
             enc = load_encoder(self._model)
-            self.store.check_model(enc.model_id, enc.dim)
+            _check_model(self.store, enc, self._model)
             self._encoder = enc
         return self._encoder
 
@@ -141,12 +157,18 @@ class Gallery:
         (``progress``: a progress bar per identity on stderr)."""
         from tqdm import tqdm
 
+        from hybridface.gallery.names import name_problem
         from hybridface.protocols.dataset import scan_dataset
 
         scan = scan_dataset(folder, check="none")
         people = [(name, list(paths)) for name, paths in sorted(scan.identities.items()) if paths]
-        return [self.enroll(name, paths, detect=detect, detector=detector, codewords=codewords)
-                for name, paths in tqdm(people, desc="enrol", unit="id", disable=not progress)]
+        # A folder whose name breaks the identity-name rule is reported, never renamed or merged.
+        bad = [EnrollReport(name, skipped=((str(Path(folder) / name),
+                                            f"folder skipped: identity name {ascii(name)} {problem}"),))
+               for name, _ in people if (problem := name_problem(name)) is not None]
+        people = [(name, paths) for name, paths in people if name_problem(name) is None]
+        return bad + [self.enroll(name, paths, detect=detect, detector=detector, codewords=codewords)
+                      for name, paths in tqdm(people, desc="enrol", unit="id", disable=not progress)]
 
     def enroll_vectors(self, identity: str, vectors: np.ndarray, *, model_id: str | None = None,
                        sources: Sequence[str] | None = None, hashes: Sequence[str] | None = None,

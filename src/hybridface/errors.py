@@ -120,3 +120,17 @@ class ConflictError(GalleryError):
 
     http_status = 409
     code = "conflict"
+
+
+class CorruptGalleryError(GalleryError):
+    """The gallery file is damaged (SQLite integrity check failed or stored vectors are broken)."""
+
+    http_status = 500
+    code = "corrupt_gallery"
+
+
+class InvalidNameError(ConfigError):
+    """An identity name that breaks the name rule (`hybridface.gallery.names`)."""
+
+    http_status = 422
+    code = "invalid_name"

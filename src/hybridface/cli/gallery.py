@@ -57,12 +57,13 @@ def cmd_enroll(args) -> int:
     added = sum(r.added for r in reports)
     dup = sum(r.duplicates for r in reports)
     skipped = [s for r in reports for s in r.skipped]
+    enrolled = [r for r in reports if not any(why.startswith("folder skipped") for _, why in r.skipped)]
     if args.json:
         for rep in reports:
             print(json.dumps({"identity": rep.identity, "added": rep.added, "duplicates": rep.duplicates,
                               "skipped": [list(s) for s in rep.skipped]}))
     else:
-        print(f"enrolled {added} templates of {len(reports)} identities into {args.db} "
+        print(f"enrolled {added} templates of {len(enrolled)} identities into {args.db} "
               f"({dup} already enrolled, {len(skipped)} skipped)")
         for path, why in skipped:
             print(f"  skipped {path}: {why}")

@@ -25,9 +25,13 @@ def _serve(args: argparse.Namespace) -> int:
         ray_address=args.address,
         storage=args.storage,
         public_metrics=args.public_metrics,
+        docs=args.docs,
+        max_request_pixels=args.max_request_pixels,
+        max_server_pixels=args.max_server_pixels,
     )
     app = create_app(args.db, settings=settings, model=args.model)
-    print(f"hybridface service on http://{args.host}:{args.port} (gallery {args.db}); docs at /docs", flush=True)
+    docs = "docs at /docs" if args.docs else "OpenAPI at /openapi.json"
+    print(f"hybridface service on http://{args.host}:{args.port} (gallery {args.db}); {docs}", flush=True)
     uvicorn.run(
         app,
         host=args.host,
@@ -103,6 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit-concurrency", type=int, default=256,
                    help="open connections uvicorn serves before answering 503")
     p.add_argument("--public-metrics", action="store_true", help="serve /metrics without an API key")
+    p.add_argument("--docs", action="store_true",
+                   help="serve the Swagger UI at /docs (its scripts come from a public CDN; off by default)")
+    p.add_argument("--max-request-pixels", type=int, default=100_000_000, metavar="N",
+                   help="decoded pixels one request may hold, summed over its images from their headers (422 beyond)")
+    p.add_argument("--max-server-pixels", type=int, default=50_000_000, metavar="N",
+                   help="pixels decoded at once across all requests; images wait for budget (503 after the queue timeout)")
     p.set_defaults(func=_serve)
 
     k = subparsers.add_parser("keys", help="create, list and revoke API keys of a gallery's service")

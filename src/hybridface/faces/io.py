@@ -13,6 +13,7 @@ Pillow does the decoding. The outcome of every awkward input is defined:
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,14 @@ from hybridface.errors import ImageDecodeError
 __all__ = ["load_image", "DEFAULT_MAX_PIXELS"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception's text without object reprs (PIL names ``<_io.BytesIO object at 0x...>``)."""
+    return _OBJECT_REPR.sub("the data", str(exc))
 
 
 def _name(source: str | Path | bytes) -> str:
@@ -104,14 +113,14 @@ def load_image(
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(
-            f"{name}: image too large (possible decompression bomb: {exc}); downscale it"
+            f"{name}: image too large (possible decompression bomb: {_plain(exc)}); downscale it"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(
-            f"{name}: not a readable image ({type(exc).__name__}: {exc}); "
+            f"{name}: not a readable image ({type(exc).__name__}: {_plain(exc)}); "
             "supported are JPEG, PNG, PGM, BMP, TIFF, WebP"
         ) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(
-            f"{name}: corrupt or truncated image ({type(exc).__name__}: {exc}); re-export or remove the file"
+            f"{name}: corrupt or truncated image ({type(exc).__name__}: {_plain(exc)}); re-export or remove the file"
         ) from exc

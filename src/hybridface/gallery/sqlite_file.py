@@ -9,13 +9,15 @@ import time
 from pathlib import Path
 
 from hybridface.errors import GalleryError
+from hybridface.gallery.integrity import quick_check_on_open
 
 log = logging.getLogger(__name__)
 
 #: ``PRAGMA application_id`` of a hybridface gallery ("HYBF").
 APPLICATION_ID = 0x48594246
 SCHEMA_VERSION = 1
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: What SQLite says when a file's header is not its own.
+_NOT_SQLITE = "file is not a database"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -54,17 +56,19 @@ def writable(path: Path) -> bool:
 
 
 def open_connection(path: Path, *, create: bool, readonly: bool, timeout: float) -> sqlite3.Connection:
-    """Open (and with ``create`` initialise) a gallery file; `GalleryError` for anything unusable."""
+    """Open (and with ``create`` initialise) a gallery file; `GalleryError` for anything unusable.
+
+    The file is only ever read through SQLite: opening and closing any other descriptor of it
+    (e.g. Python ``open()`` to check the header) would drop every POSIX lock this process holds
+    on it, and another process could then delete the live ``-wal``/``-shm`` files (issue 15).
+    SQLite itself reports a foreign header as "file is not a database".
+    """
     p = Path(path)
     if p.is_dir():
         raise GalleryError(f"{p} is a directory, not a hybridface gallery file")
     exists = p.exists() and p.stat().st_size > 0
     if not exists and (readonly or not create):
         raise GalleryError(f"no gallery at {p}; create one first (e.g. hybridface enroll DATA_DIR --db {p})")
-    if exists:
-        with open(p, "rb") as fh:
-            if fh.read(16) != _SQLITE_MAGIC:
-                raise GalleryError(f"{p} is not a hybridface gallery (not an SQLite file)")
     if not readonly:
         folder = p.parent
         if not folder.is_dir():
@@ -78,6 +82,7 @@ def open_connection(path: Path, *, create: bool, readonly: bool, timeout: float)
                 f"gallery {p} is in the read-only folder {folder} (SQLite needs to write its journal there); "
                 "open it read-only to search, or move it"
             )
+    conn: sqlite3.Connection | None = None
     try:
         if readonly:
             conn = _connect_readonly(p, timeout)
@@ -90,7 +95,6 @@ def open_connection(path: Path, *, create: bool, readonly: bool, timeout: float)
         if app_id != APPLICATION_ID:
             n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if n_tables or not create or readonly:
-                conn.close()
                 raise GalleryError(
                     f"{p} is not a hybridface gallery (SQLite application id {app_id:#x}); "
                     "choose another --db path"
@@ -98,7 +102,14 @@ def open_connection(path: Path, *, create: bool, readonly: bool, timeout: float)
             _init_schema(conn, p)
         else:
             _check_schema(conn, p)
-    except sqlite3.DatabaseError as exc:
+            quick_check_on_open(conn, p)
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if not isinstance(exc, sqlite3.DatabaseError):
+            raise
+        if _NOT_SQLITE in str(exc):
+            raise GalleryError(f"{p} is not a hybridface gallery (not an SQLite file)") from exc
         raise db_error(p, exc, "open", timeout) from exc
     return conn
 
@@ -153,5 +164,7 @@ def db_error(path: Path, exc: sqlite3.DatabaseError, what: str, timeout: float) 
     if "readonly" in msg or "read-only" in msg:
         return GalleryError(f"gallery {path} is read-only; cannot {what} ({msg})")
     if "not a database" in msg or "malformed" in msg:
-        return GalleryError(f"{path} is not a hybridface gallery or is corrupt ({msg})")
+        from hybridface.gallery.integrity import corrupt_error
+
+        return corrupt_error(path, msg)
     return GalleryError(f"gallery {path}: cannot {what}: {msg}")

@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 
 from hybridface.errors import ConfigError, ConflictError, GalleryError, ModelMismatchError, UnknownIdentityError
 from hybridface.gallery.matrix import TemplateMatrix
+from hybridface.gallery.names import check_identity_name
+from hybridface.gallery.snapshot import read_matrix
 from hybridface.gallery.sqlite_file import APPLICATION_ID, SCHEMA_VERSION, db_error, open_connection
 from hybridface.vectors import l2_normalize
 
@@ -215,9 +216,7 @@ class GalleryStore:
         Rows whose ``(identity, hash)`` is already stored are skipped (counted as duplicates).
         The identity's codebook is re-quantized with ``codewords`` (or its stored count).
         """
-        name = str(identity).strip()
-        if not name:
-            raise ConfigError("identity name must not be empty")
+        name = check_identity_name(identity)
         vectors = np.asarray(vectors)
         if vectors.ndim != 2:
             raise ConfigError(f"templates must be a 2-D (n, d) array, got shape {vectors.shape}")
@@ -275,9 +274,7 @@ class GalleryStore:
 
     def rename_identity(self, old: str, new: str) -> None:
         """Rename an identity (`ConflictError` if ``new`` already exists)."""
-        new = str(new).strip()
-        if not new:
-            raise ConfigError("the new identity name must not be empty")
+        check_identity_name(new)
         with self._write(f"rename {old!r}") as conn:
             ident = self._identity_id(conn, old)
             if conn.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
@@ -285,7 +282,8 @@ class GalleryStore:
             conn.execute("UPDATE identities SET name = ? WHERE id = ?", (new, ident))
 
     def remove_template(self, template_id: int) -> str:
-        """Delete one template and re-quantize its identity; returns the identity name."""
+        """Delete one template and re-quantize its identity (removed with its last template);
+        returns the identity name."""
         with self._write(f"remove template {template_id}") as conn:
             row = conn.execute(
                 "SELECT t.identity_id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id WHERE t.id = ?",
@@ -294,7 +292,12 @@ class GalleryStore:
             if row is None:
                 raise UnknownIdentityError(f"gallery {self.path} has no template with id {template_id}")
             conn.execute("DELETE FROM templates WHERE id = ?", (int(template_id),))
-            self._refresh_identity(conn, int(row[0]))
+            if conn.execute("SELECT 1 FROM templates WHERE identity_id = ? LIMIT 1", (int(row[0]),)).fetchone():
+                self._refresh_identity(conn, int(row[0]))
+            else:  # its last template: the identity goes too (never listed with 0 templates)
+                for table in ("codebooks", "blocks") if self._has_blocks else ("codebooks",):
+                    conn.execute(f"DELETE FROM {table} WHERE identity_id = ?", (int(row[0]),))
+                conn.execute("DELETE FROM identities WHERE id = ?", (int(row[0]),))
         return str(row[1])
 
     # ------------------------------------------------------------------ reads
@@ -313,6 +316,9 @@ class GalleryStore:
             "SELECT id, source, image_hash FROM templates WHERE identity_id = ? ORDER BY id", (ident,)
         )]
 
+    def num_identities(self) -> int:
+        return int(self._read("SELECT count(*) FROM identities")[0][0])
+
     def num_templates(self) -> int:
         return int(self._read("SELECT count(*) FROM templates")[0][0])
 
@@ -330,65 +336,10 @@ class GalleryStore:
             conn.execute("BEGIN")
             try:
                 revision = int(self._meta("revision") or 0)
-                matrix = self._read_matrix(conn)
+                matrix = read_matrix(conn, path=self.path, dim=self.dim or 0, model_id=self.model_id or "",
+                                     packed=self._has_blocks)
             finally:
                 conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise db_error(self.path, exc, "read", self.timeout) from exc
         return revision, matrix
-
-    def _read_blocks(self, conn: sqlite3.Connection, dim: int):
-        """Per-identity packed blocks: ``(identity ids per row, template ids, vectors)`` — one row per identity."""
-        blocks = conn.execute("SELECT identity_id, template_ids, vectors FROM blocks ORDER BY identity_id").fetchall()
-        if not blocks:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-        counts = np.fromiter((len(b[1]) // 8 for b in blocks), dtype=np.int64, count=len(blocks))
-        ident_ids = np.repeat(np.fromiter((b[0] for b in blocks), dtype=np.int64, count=len(blocks)), counts)
-        tmpl_ids = np.frombuffer(b"".join(map(itemgetter(1), blocks)), dtype="<i8").astype(np.int64)
-        vectors = np.frombuffer(b"".join(map(itemgetter(2), blocks)), dtype="<f4").reshape(-1, dim)
-        return ident_ids, tmpl_ids, vectors
-
-    def _read_rows(self, conn: sqlite3.Connection, dim: int):
-        """One SELECT over the templates (rowid order, no SQL sort), grouped by identity in numpy."""
-        rows = conn.execute("SELECT identity_id, id, vector FROM templates").fetchall()
-        n = len(rows)
-        ident_ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=n)
-        tmpl_ids = np.fromiter(map(itemgetter(1), rows), dtype=np.int64, count=n)
-        vectors = np.frombuffer(b"".join(map(itemgetter(2), rows)), dtype="<f4").reshape(n, dim)
-        del rows
-        if n > 1 and (np.diff(ident_ids) < 0).any():
-            order = np.lexsort((tmpl_ids, ident_ids))
-            ident_ids, tmpl_ids, vectors = ident_ids[order], tmpl_ids[order], vectors[order]
-        return ident_ids, tmpl_ids, vectors
-
-    def _read_matrix(self, conn: sqlite3.Connection) -> TemplateMatrix:
-        dim = self.dim or 0
-        names = dict(conn.execute("SELECT id, name FROM identities").fetchall())
-        read = self._read_blocks if self._has_blocks else self._read_rows
-        ident_ids, tmpl_ids, vectors = read(conn, dim)
-        if len(ident_ids) == 0:
-            return TemplateMatrix(
-                vectors=np.zeros((0, dim), np.float32), labels=np.zeros(0, np.int64),
-                template_ids=np.zeros(0, np.int64), names=(), offsets=np.zeros(1, np.int64),
-                model_id=self.model_id or "",
-            )
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        uniq, starts = np.unique(ident_ids, return_index=True)
-        matrix = TemplateMatrix(
-            vectors=vectors,
-            labels=np.searchsorted(uniq, ident_ids).astype(np.int64),
-            template_ids=np.ascontiguousarray(tmpl_ids, dtype=np.int64),
-            names=tuple(str(names[int(i)]) for i in uniq),
-            offsets=np.append(starts, len(ident_ids)).astype(np.int64),
-            model_id=self.model_id or "",
-        )
-        cb = conn.execute("SELECT identity_id, vector FROM codebooks ORDER BY identity_id, idx").fetchall()
-        if cb:
-            cb_ids = np.fromiter((r[0] for r in cb), dtype=np.int64, count=len(cb))
-            keep = np.isin(cb_ids, uniq)
-            if np.isin(uniq, cb_ids[keep]).all():
-                words = np.frombuffer(b"".join(r[1] for r in cb), dtype="<f4").reshape(len(cb), dim)[keep]
-                matrix = matrix.with_codebooks(words, np.searchsorted(uniq, cb_ids[keep]))
-            else:
-                log.warning("gallery %s: some identities lack a codebook; loading without codewords", self.path)
-        return matrix

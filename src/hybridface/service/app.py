@@ -9,8 +9,6 @@ every error as ``{"error": {"code", "message"}}`` — never with a stack trace.
 from __future__ import annotations
 
 import logging
-import math
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,24 +20,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hybridface import __version__
-from hybridface.errors import ConfigError, HybridFaceError, ImageDecodeError, UnknownIdentityError
-from hybridface.gallery.keys import KeyStore
-from hybridface.options import DEFAULTS, STRATEGIES, SearchOptions
+from hybridface.errors import ConfigError, HybridFaceError
+from hybridface.options import DEFAULTS, STRATEGIES
 from hybridface.service.auth import require
+from hybridface.service.backend import GalleryService
 from hybridface.service.limits import (
     BodyLimitMiddleware,
-    ConflictError,
     ServiceSettings,
-    TooManyFacesError,
-    WorkerPool,
     check_identity_name,
 )
 from hybridface.service.metrics import Metrics, MetricsMiddleware
+from hybridface.service.redact import client_message, install_log_redaction
 from hybridface.service.schemas import (
-    Candidate,
     EnrolResult,
     ErrorBody,
-    FaceResult,
     Health,
     IdentifyResult,
     IdentityDetail,
@@ -71,151 +65,6 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 
                413: "payload_too_large", 415: "unsupported_media_type"}
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(float(x)) else None
-
-
-class _Service:
-    """Per-app state: the key store, the worker pool, and one facade `Gallery` per thread.
-
-    The store's SQLite connection belongs to the thread that opened it, so every thread gets
-    its own `Gallery` over the same file (sharing one encoder). Each one rebuilds its matrix
-    from the store whenever the store's revision counter moved, whichever process wrote.
-    """
-
-    def __init__(self, db_path: Path, settings: ServiceSettings, model: str | Path | None = None) -> None:
-        from hybridface import api
-
-        self.db_path = db_path
-        self.settings = settings
-        self.model = model
-        self._local = threading.local()
-        self._encoder_lock = threading.Lock()
-        self._encoder: Any = None
-        api.open_gallery(db_path, model=model, create=True).close()  # creates / validates the file
-        if settings.storage == "int8":  # no Numba: fail at startup, not on the first exhaustive search
-            from hybridface.search.int8 import load_int8_kernel
-
-            load_int8_kernel()
-        self.keys = KeyStore(db_path)
-        self.pool = WorkerPool(
-            workers=settings.workers,
-            queue_size=settings.queue_size,
-            queue_timeout_s=settings.queue_timeout_s,
-            request_timeout_s=settings.request_timeout_s,
-        )
-
-    def _load_encoder(self) -> Any:
-        """The one encoder every thread's gallery shares (loaded on first use)."""
-        with self._encoder_lock:
-            if self._encoder is None:
-                from hybridface import api
-
-                self._encoder = api.load_encoder(self.model)
-        return self._encoder
-
-    def gallery(self, *, encode: bool = False) -> Any:
-        """This thread's `hybridface.api.Gallery`; with ``encode=True`` one that has the encoder."""
-        from hybridface import api
-
-        enc = self._load_encoder() if encode else self._encoder
-        g = getattr(self._local, "gallery", None)
-        if g is None or (enc is not None and getattr(self._local, "encoder", None) is not enc):
-            if g is not None:
-                g.close()
-            g = api.open_gallery(self.db_path, encoder=enc, model=self.model)
-            self._local.gallery, self._local.encoder = g, enc
-        return g
-
-    # All methods below run on worker threads.
-    def decode(self, blobs: list[tuple[str, bytes]]) -> list[Any]:
-        from hybridface.faces.io import load_image
-
-        images = []
-        for name, data in blobs:
-            try:
-                images.append(load_image(data, max_pixels=self.settings.max_pixels))
-            except HybridFaceError as exc:
-                # load_image names "<bytes>"; name the upload instead.
-                raise type(exc)(str(exc).replace("<bytes>", repr(name))) from exc
-        return images
-
-    def faces(self, blobs: list[tuple[str, bytes]], detect: str) -> list[tuple[int, str, Any]]:
-        """Decode every upload and crop its faces: ``(file index, file name, FaceCrop)`` each."""
-        from hybridface.faces.crop import extract_faces
-
-        out = []
-        for i, ((name, _), image) in enumerate(zip(blobs, self.decode(blobs))):
-            crops = extract_faces(image, detect=detect, source=name)
-            if len(crops) > self.settings.max_faces:
-                raise TooManyFacesError(
-                    f"{name!r} holds {len(crops)} faces, more than the limit of {self.settings.max_faces}; "
-                    "crop the image or send the faces separately"
-                )
-            out.extend((i, name, c) for c in crops)
-        return out
-
-    def template_ids(self, name: str) -> list[int]:
-        return [int(t[0]) for t in self.gallery().store.templates(name)]
-
-    def enrol(self, name: str, blobs: list[tuple[str, bytes]], detect: str) -> EnrolResult:
-        faces = self.faces(blobs, detect)
-        report = self.gallery(encode=True).enroll(name, [c.image for _, _, c in faces], detect="never",
-                                     sources=[f"upload:{n}" for _, n, _ in faces])
-        if report.skipped:  # cannot happen for decoded crops; never hide it if it does
-            raise ImageDecodeError("; ".join(f"{src}: {why}" for src, why in report.skipped))
-        return EnrolResult(identity=name, template_ids=list(report.template_ids), duplicates=report.duplicates,
-                           templates=len(self.template_ids(name)))
-
-    def rename(self, old: str, new: str) -> list[int]:
-        if old != new and new in {n for n, _ in self.gallery().identities()}:
-            raise ConflictError(f"an identity named {new!r} already exists; remove it or pick another name")
-        self.gallery().rename(old, new)
-        return self.template_ids(new)
-
-    def remove(self, name: str) -> int:
-        return int(self.gallery().remove(name))
-
-    def remove_template(self, name: str, template_id: int) -> None:
-        if template_id not in self.template_ids(name):
-            raise UnknownIdentityError(f"identity {name!r} has no face (template) with id {template_id}")
-        self.gallery().remove_template(template_id)
-
-    def identify(self, blobs: list[tuple[str, bytes]], options: SearchOptions, detect: str) -> IdentifyResult:
-        faces = self.faces(blobs, detect)
-        gallery = self.gallery(encode=True)
-        found = gallery.identify([c.image for _, _, c in faces], options=options,
-                                 detect="never") if faces else []
-        results = []
-        counts: dict[int, int] = {}
-        for (i, name, crop), ident in zip(faces, found):
-            if ident.status != "ok":
-                raise ImageDecodeError(f"{name!r}: {ident.error}")
-            j = counts[i] = counts.get(i, -1) + 1
-            results.append(FaceResult(
-                file=i, filename=name, face=j,
-                box=[int(v) for v in crop.box] if crop.box is not None else None,
-                identity=ident.identity, distance=None if ident.distance is None else _finite(ident.distance),
-                unknown=ident.identity is None,
-                candidates=[Candidate(identity=n, distance=float(d)) for n, d in ident.candidates if math.isfinite(d)],
-            ))
-        used = options.threshold if options.threshold is not None else gallery.threshold
-        return IdentifyResult(results=results, threshold=used, strategy=options.strategy)
-
-    def verify(self, blobs: list[tuple[str, bytes]], threshold: float | None, detect: str) -> VerifyResult:
-        from hybridface import api
-
-        faces = self.faces(blobs, detect)
-        if len(faces) != 2:
-            raise ConfigError(f"verify needs one face in each of the two images, found {len(faces)} faces")
-        if threshold is None:
-            threshold = self.gallery().threshold
-        v = api.verify(faces[0][2].image, faces[1][2].image, encoder=self._load_encoder(), threshold=threshold,
-                       detect="never")
-        return VerifyResult(same=bool(v.same), distance=float(v.distance), threshold=float(v.threshold))
-
-
-# ---------------------------------------------------------------------------------- the app
 async def _read_files(files: list[UploadFile], settings: ServiceSettings) -> list[tuple[str, bytes]]:
     if not files:
         raise ConfigError("send at least one image in the multipart field 'file'")
@@ -236,7 +85,7 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
     the gallery's model id.
     """
     settings = settings or ServiceSettings()
-    svc = _Service(Path(db_path), settings, model)
+    svc = GalleryService(Path(db_path), settings, model)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -244,8 +93,11 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         yield
         svc.pool.shutdown()
 
+    install_log_redaction()
     app = FastAPI(
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,  # Swagger UI loads its scripts from a CDN: opt-in
+        redoc_url=None,
         title="hybridface",
         version=__version__,
         description="1:N face identification service. Every /v1 route needs an API key "
@@ -266,7 +118,9 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         headers = {"Retry-After": "1"} if exc.http_status == 503 else None
         if exc.http_status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
-        return _error(exc.http_status, exc.code, str(exc), headers)
+        if exc.http_status == 500:  # never SQLite's text, paths or reprs: the details are logged
+            return _error(500, "internal", "internal server error; the details are in the server log")
+        return _error(exc.http_status, exc.code, client_message(str(exc), svc.db_path), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -288,12 +142,14 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
         return _error(500, "internal", "internal server error; the details are in the server log")
 
     # ------------------------------------------------------------------ public routes
-    @app.get("/health", response_model=Health, tags=["service"])
-    def health() -> Health:
-        """Liveness and gallery size (no key needed)."""
-        ids = svc.gallery().identities()
-        return Health(status="ok", version=__version__, identities=len(ids),
-                      templates=sum(int(n) for _, n in ids))
+    @app.get("/health", response_model=Health, response_model_exclude_none=True, tags=["service"])
+    async def health(request: Request) -> Health:
+        """Liveness (no key needed); the gallery size too when a valid read key is sent."""
+        token = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not token or not await svc.pool.run(svc.keys.authenticate, token.strip()):
+            return Health(status="ok", version=__version__)
+        n_ids, n_templates = await svc.pool.run(svc.counts)
+        return Health(status="ok", version=__version__, identities=n_ids, templates=n_templates)
 
     metrics_deps = [] if settings.public_metrics else [Depends(require("read"))]
 

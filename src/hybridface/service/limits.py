@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hybridface.errors import ConfigError, ConflictError, HybridFaceError
+from hybridface.errors import ConfigError, ConflictError, HybridFaceError, InvalidNameError  # noqa: F401
+from hybridface.gallery.names import MAX_NAME_LENGTH, check_identity_name  # noqa: F401  (the one name rule)
 from hybridface.options import SearchOptions
 
 T = TypeVar("T")
@@ -40,6 +40,12 @@ class ServiceSettings:
             codes kept beside the templates, +27 % memory: single-image searches read 4x fewer
             bytes, answers unchanged; needs Numba). A server setting, not a query parameter.
         public_metrics: serve ``/metrics`` without a key (default: any valid key).
+        docs: serve the Swagger UI at ``/docs`` (off by default: it loads its scripts from a CDN;
+            ``/openapi.json`` is always served).
+        max_request_pixels: decoded-pixel budget of one request (sum of width x height of its
+            images, read from their headers before anything is decoded; 422 beyond it).
+        max_server_pixels: pixels being decoded at once across all requests; an image waits for
+            budget (up to ``queue_timeout_s``, then 503) before it is decoded.
     """
 
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -55,9 +61,13 @@ class ServiceSettings:
     search_workers: int = 2
     storage: str = "float32"
     public_metrics: bool = False
+    docs: bool = False
+    max_request_pixels: int = 100_000_000
+    max_server_pixels: int = 50_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_files", "max_faces", "workers"):
+        for name in ("max_upload_bytes", "max_pixels", "max_files", "max_faces", "workers", "max_request_pixels",
+                     "max_server_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"service setting {name} must be >= 1, got {getattr(self, name)}")
         if self.queue_size < 0 or self.queue_timeout_s <= 0 or self.request_timeout_s <= 0:
@@ -91,35 +101,11 @@ class RequestTimeoutError(HybridFaceError):
     code = "timeout"
 
 
-class InvalidNameError(ConfigError):
-    """An identity name the service refuses (path separators, control characters, length)."""
-
-    http_status = 422
-    code = "invalid_name"
-
-
 class TooManyFacesError(ConfigError):
     """An image holds more faces than the service uses from one image."""
 
     http_status = 422
     code = "too_many_faces"
-
-
-_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
-MAX_NAME_LENGTH = 128
-
-
-def check_identity_name(name: str) -> str:
-    """Return ``name`` if it is a safe identity name, else raise `InvalidNameError`."""
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(f"identity name must be 1-{MAX_NAME_LENGTH} characters long")
-    if _BAD_NAME_CHARS.search(name):
-        raise InvalidNameError(
-            f"identity name {name!r} contains a path separator or control character; remove it"
-        )
-    if name in (".", "..") or name != name.strip():
-        raise InvalidNameError(f"identity name {name!r} is reserved or has surrounding spaces")
-    return name
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -77,5 +77,5 @@ class VerifyResult(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
-    identities: int
-    templates: int
+    identities: int | None = None  # only for a caller with a valid key
+    templates: int | None = None
