@@ -113,3 +113,10 @@ class ConflictError(GalleryError):
 
     http_status = 409
     code = "conflict"
+
+
+class SourceError(HybridFaceError):
+    """A video source (file, camera, stream URL, folder of frames) cannot be opened or read."""
+
+    http_status = 422
+    code = "bad_source"
