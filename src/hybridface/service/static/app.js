@@ -192,6 +192,16 @@ async function identify(files) {
   notice(`${r.results.length} face(s) in ${file.name}; ${t}`);
 }
 
+// what one key's session showed is not left on screen for the next key
+function clearResults() {
+  $("identities").querySelector("tbody").replaceChildren();
+  $("totals").textContent = "";
+  $("enrol-result").textContent = "";
+  $("identify-faces").replaceChildren();
+  const canvas = $("identify-canvas");
+  canvas.width = canvas.height = 0;
+}
+
 function dropZone(zone, input, handler) {
   const take = (files) => {
     if (zone.classList.contains("disabled")) {
@@ -217,13 +227,13 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     const k = $("key-input").value.trim();
     $("key-input").value = "";
+    if (k && k !== key()) clearResults();
     if (k) sessionStorage.setItem(KEY, k);
     run(whoami);
   });
   $("key-forget").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
-    $("identities").querySelector("tbody").replaceChildren();
-    $("totals").textContent = "";
+    clearResults();
     notice("key forgotten");
     run(whoami);
   });
