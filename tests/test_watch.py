@@ -231,3 +231,37 @@ def test_keyboard_interrupt_inside_the_python_loop_still_closes_tracks(gallery_d
         ev = list(g.watch(videos["one"], on_frame=on_frame))
     _check_balanced(ev)
     assert ev[-1].reason == "interrupted" and ev[-1].frames == 21  # frames 0..20 were processed
+
+
+@pytest.fixture()
+def http_dir(tmp_path):
+    """A local HTTP server (loopback, a thread of this process) serving ``tmp_path``."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_http_url_source_and_a_stream_that_drops(gallery_db, videos, http_dir):
+    folder, base = http_dir
+    data = videos["one_avi"].read_bytes()
+    (folder / "whole.avi").write_bytes(data)
+    (folder / "cut.avi").write_bytes(data[: len(data) // 2])
+    with open_gallery(gallery_db, model="general", readonly=True) as g:
+        ev = _events(g, f"{base}/whole.avi")
+        assert ev[0].message.startswith("url ")
+        _check_balanced(ev)
+        assert [e.identity for e in ev if e.event == "track_end"] == ["fcft0"] and ev[-1].reason == "eof"
+        ev = _events(g, f"{base}/cut.avi")
+    _check_balanced(ev)
+    assert ev[-1].reason == "dropped" and "the stream dropped" in ev[-1].message
+    assert ev[-1].frames < 60

@@ -139,13 +139,13 @@ class FrameSource:
             misses = 0
             yield self._checked(i, img, f"frame {i}", rgb=False)
             i += 1
-        if self.live:
-            self.end_reason = "dropped"
-            self.end_message = f"{self.spec}: the stream gave no frame after frame {i}; it dropped or ended"
-        elif self.frame_count and i < self.frame_count - 1:
+        if self.frame_count and i < self.frame_count - 1:
             self.end_reason = "dropped"
             self.end_message = (f"{self.spec}: reading stopped at frame {i} of {self.frame_count}; "
-                                "the file is truncated or damaged")
+                                + ("the stream dropped" if self.live else "the file is truncated or damaged"))
+        elif self.live and not self.frame_count:  # a camera or live stream has no end of its own
+            self.end_reason = "dropped"
+            self.end_message = f"{self.spec}: the stream gave no frame after frame {i}; it dropped or ended"
         else:
             self.end_reason = "eof"
 
@@ -178,6 +178,6 @@ def open_source(spec: str | int | Path) -> FrameSource:
                           + (" (not a video, or a codec OpenCV lacks)" if kind == "file" else ""))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     fps = fps if 0.5 < fps < 1000 else None
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if kind == "file" else 0
+    count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if kind != "camera" else 0  # a URL may be a file
     log.info("opened %s %s (fps %s, %s frames)", kind, spec, fps, count or "?")
     return FrameSource(spec, kind=kind, cap=cap, fps=fps, frame_count=count or None)
