@@ -9,7 +9,9 @@ For each model: a gallery of every ``--gallery-step``-th frame of the first 60 %
 person's frames (dlib HOG detection, largest face); probe videos are the last 40 % of each person's
 frames written with OpenCV's VideoWriter (mp4v, 25 fps) into a temp dir: one 256x192 video per
 person (single) and one 512x192 video per pair of people side by side (tiled, person i and i+1).
-``watch`` runs with ``--every 1``, dlib HOG detection, hybrid search, no threshold (closed set).
+``watch`` runs with ``--every 1`` (``--every K``: detection on every K-th frame, tracking between;
+cached as ``<model>-everyK.json`` and listed in the report of a later default run), dlib HOG
+detection, hybrid search, no threshold (closed set).
 
 Metrics (per model, single and tiled):
 * fps: frames / CPU second of this process pinned to one core (``sched_setaffinity``, 1 BLAS/ORT/
@@ -136,7 +138,8 @@ def score_watch(events: list[dict], truth: list[str], n_frames: int, width: int)
     return out
 
 
-def run_model(model: str, root: Path, people: list[str], vids: dict, gallery_step: int, workdir: Path) -> dict:
+def run_model(model: str, root: Path, people: list[str], vids: dict, gallery_step: int, workdir: Path,
+              every: int = 1) -> dict:
     import numpy as np
 
     from hybridface.api import open_gallery
@@ -148,13 +151,14 @@ def run_model(model: str, root: Path, people: list[str], vids: dict, gallery_ste
             g.enroll(p, _frames(root / p, 0.0, 0.6, gallery_step), detect="largest", detector="dlib")
         n_templates = sum(c for _, c in g.identities())
     enrol_s = time.perf_counter() - t0
-    res: dict = {"model": model, "templates": n_templates, "enrol_s": round(enrol_s, 1), "videos": {}}
+    res: dict = {"model": model, "every": every, "templates": n_templates, "enrol_s": round(enrol_s, 1),
+                 "videos": {}}
     with open_gallery(db, model=model, readonly=True) as g:
         g.identify(np.zeros((1, g.store.dim), np.float32))  # load the model and searcher before timing
         for name, (path, truth) in vids.items():
             decoded = _decode(path)
             c0, w0 = time.process_time(), time.perf_counter()
-            events = [e.to_dict() for e in g.watch(path, detector="dlib", strategy="hybrid")]
+            events = [e.to_dict() for e in g.watch(path, detector="dlib", strategy="hybrid", every=every)]
             cpu, wall = time.process_time() - c0, time.perf_counter() - w0
             width = decoded[0].shape[1]
             s = score_watch(events, truth, len(decoded), width)
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gallery-step", type=int, default=3, help="every N-th gallery-side frame is enrolled")
     ap.add_argument("--people", type=int, default=None, help="only the first N people (quick runs)")
     ap.add_argument("--cores", type=int, default=1, help="pin the process to this many cores (default 1)")
+    ap.add_argument("--every", type=int, default=1, help="watch --every K: detect on every K-th frame, track between")
     ap.add_argument("--out", default="docs/results/watch")
     args = ap.parse_args(argv)
 
@@ -219,19 +224,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         vids = make_videos(root, people, Path(tmp))
         for model in args.models.split(","):
-            cache = out / f"{model}.json"
+            label = model if args.every == 1 else f"{model}, every {args.every}"
+            cache = out / (f"{model}.json" if args.every == 1 else f"{model}-every{args.every}.json")
             if cache.is_file():
-                results[model] = json.loads(cache.read_text())
+                results[label] = json.loads(cache.read_text())
                 continue
-            results[model] = run_model(model, root, people, vids, args.gallery_step, Path(tmp))
-            cache.write_text(json.dumps(results[model], indent=1))
+            results[label] = run_model(model, root, people, vids, args.gallery_step, Path(tmp), args.every)
+            cache.write_text(json.dumps(results[label], indent=1))
+    for extra in sorted(out.glob("*-every*.json")) if args.every == 1 else ():  # earlier --every runs, shown too
+        res = json.loads(extra.read_text())
+        results.setdefault(f"{res['model']}, every {res['every']}", res)
     lines = [
         "# watch on VidTIMIT videos", "",
         f"`{' '.join(['python', 'benchmarks/watch.py', *(argv if argv is not None else sys.argv[1:])])}` — "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared, noisy), pinned to "
         f"{args.cores} core(s); {len(people)} people; gallery = every frame in {args.gallery_step} of the first "
         "60 %; videos = the last 40 % (single: 256x192, tiled: two people side by side, 512x192); "
-        "`watch --every 1 --detector dlib --strategy hybrid`, closed set.", "",
+        "`watch --detector dlib --strategy hybrid`, `--every 1` unless the model column says otherwise; closed set.", "",
         "| model | video | fps (CPU s, 1 core) | fps (wall) | track Rank-1 | online Rank-1 | frame-level identify Rank-1 "
         "| tracks | switches (per 100 tracked frames) | first identification: median / max frames |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",

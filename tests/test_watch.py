@@ -265,3 +265,14 @@ def test_http_url_source_and_a_stream_that_drops(gallery_db, videos, http_dir):
     _check_balanced(ev)
     assert ev[-1].reason == "dropped" and "the stream dropped" in ev[-1].message
     assert ev[-1].frames < 60
+
+
+def test_max_fps_paces_a_file_and_max_frames_stops_it(gallery_db, videos):
+    with open_gallery(gallery_db, model="general", readonly=True) as g:
+        t0 = time.perf_counter()
+        ev = _events(g, videos["one"], max_fps=20, max_frames=10)
+        took = time.perf_counter() - t0
+    assert ev[-1].reason == "max_frames" and ev[-1].frames == 10
+    assert took >= 9 / 20, f"10 frames at <= 20 fps take >= 0.45 s, took {took:.2f} s"
+    with open_gallery(gallery_db, model="general", readonly=True) as g, pytest.raises(ConfigError, match="max_fps"):
+        g.watch(videos["one"], max_fps=0)

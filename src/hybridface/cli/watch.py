@@ -64,7 +64,8 @@ def register(sub) -> None:
     p.add_argument("source", help="video file, camera index (0), rtsp:// or http:// URL, or a folder of frames")
     p.add_argument("--db", required=True, help="gallery file (SQLite)")
     p.add_argument("--model", default=None, help="the gallery's model (directory, .onnx or zoo name)")
-    p.add_argument("--detector", default="dlib", help="face detector (default: dlib, the fast HOG one)")
+    p.add_argument("--detector", default=None,
+                   help="face detector (default: dlib, the fast HOG one; opencv where dlib is not installed)")
     p.add_argument("--every", type=int, default=1, metavar="K",
                    help="detect on every K-th frame, track in between (default: 1)")
     p.add_argument("--max-fps", type=float, default=None, metavar="F",
