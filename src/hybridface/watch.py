@@ -126,7 +126,9 @@ class Watch:
         self.max_frames = max_frames
         self.search = search
         self.on_frame = on_frame
-        self.tracker = Tracker(max_missed=max_missed if max_missed is not None else max(10, 3 * every))
+        # a new face is reported after 3 detections (2 when detection runs only every k-th frame)
+        self.tracker = Tracker(max_missed=max_missed if max_missed is not None else max(10, 3 * every),
+                               min_hits=3 if every == 1 else 2)
         self.frames_done = 0
         self.fps_ = 0.0
         self._stop = threading.Event()
