@@ -40,7 +40,7 @@ def test_no_server_errors(app_and_key):
                 assert set(response.json()["error"]) == {"code", "message"}
 
         check()
-    assert len(seen) == 10, seen
+    assert len(seen) == 12, seen  # 10 core routes + /v1/me and /v1/calibrate (service/web.py)
 
 
 def test_openapi_document_lists_every_route(app_and_key):
@@ -48,6 +48,6 @@ def test_openapi_document_lists_every_route(app_and_key):
     paths = app.openapi()["paths"]
     assert set(paths) >= {"/v1/identities", "/v1/identities/{name}", "/v1/identities/{name}/faces",
                           "/v1/identities/{name}/faces/{template_id}", "/v1/identify", "/v1/verify",
-                          "/health", "/metrics"}
+                          "/health", "/metrics", "/v1/me", "/v1/calibrate"}
     schemes = app.openapi()["components"]["securitySchemes"]
     assert {"APIKeyHeader", "HTTPBearer"} <= set(schemes)

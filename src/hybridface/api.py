@@ -251,6 +251,15 @@ class Gallery:
         return [next(found) if p.crop is not None else
                 Identification(p.source, None, None, (), p.status, str(p.error)) for p in prepared]
 
+    # -- video
+    def watch(self, source: str | int | os.PathLike, **options: Any):
+        """Identify the faces of a video file, camera index, stream URL or folder of frames: returns a
+        :class:`hybridface.watch.Watch` whose iteration yields ``track_start``/``identified``/``track_end``
+        events (options: see :func:`hybridface.watch.watch`)."""
+        from hybridface.watch import watch
+
+        return watch(self, source, **options)
+
     # -- open set
     def calibrate(self, items: Sequence[Any] | np.ndarray, labels: Sequence[str], *, target_far: float = 0.01,
                   detect: str = DEFAULTS.detect, detector: str = DEFAULTS.detector, store: bool = True,

@@ -134,3 +134,10 @@ class InvalidNameError(ConfigError):
 
     http_status = 422
     code = "invalid_name"
+
+
+class SourceError(HybridFaceError):
+    """A video source (file, camera, stream URL, folder of frames) cannot be opened or read."""
+
+    http_status = 422
+    code = "bad_source"

@@ -21,7 +21,17 @@ import numpy as np
 
 from hybridface.errors import ImageDecodeError
 
-__all__ = ["load_image", "DEFAULT_MAX_PIXELS"]
+#: File extensions read as images (dataset scans, folders of frames, the CLI's folder arguments).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def natural_key(path: Path | str) -> tuple:
+    """Sort key that orders embedded numbers numerically (``f_9`` before ``f_10``)."""
+    name = Path(path).name
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name) if t)
+
+
+__all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "load_image", "natural_key"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 

@@ -10,24 +10,15 @@ image (catches truncation, slower); ``check="none"`` trusts the extension.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridface.errors import ConfigError, DatasetError
+from hybridface.faces.io import IMAGE_EXTENSIONS, natural_key  # re-exported
 
 __all__ = ["IMAGE_EXTENSIONS", "DatasetScan", "scan_dataset", "natural_key"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".tif", ".tiff", ".webp"})
-
-
-def natural_key(path: Path | str) -> tuple:
-    """Sort key that orders embedded numbers numerically (``f_9`` before ``f_10``)."""
-    name = Path(path).name
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name) if t)
-
 
 @dataclass(frozen=True)
 class DatasetScan:

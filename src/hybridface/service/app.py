@@ -251,4 +251,7 @@ def create_app(db_path: str | Path, *, settings: ServiceSettings | None = None,
             raise ConfigError(f"verify needs exactly two files in the field 'file', got {len(blobs)}")
         return await svc.pool.run(svc.verify, blobs, threshold, detect)
 
+    from hybridface.service.web import add_web
+
+    add_web(app)  # the web page at /, /static, /v1/me, /v1/calibrate
     return app
