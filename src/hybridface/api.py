@@ -46,6 +46,7 @@ __all__ = [
     "as_vectors",
     "crop_size",
     "encode_crops",
+    "gallery_encoder",
     "is_vectors",
     "load_encoder",
     "open_gallery",
@@ -57,12 +58,16 @@ __all__ = [
 
 def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
     """The encoder of a model directory / ``.onnx`` file, or a zoo name (``paper``, ``dlib``, ...);
-    ``None`` → the shipped default model."""
+    ``None`` → the default: dlib when installed, else the shipped compressed model with one warning
+    (:mod:`hybridface.models.default`)."""
     try:
+        from hybridface.models.default import default_encoder
         from hybridface.models.encoders import load_model
         from hybridface.models.zoo import MODEL_NAMES, load_encoder as zoo_encoder
     except ImportError as exc:  # pragma: no cover - depends on the models package
         raise ModelFileError(f"cannot load encoders: {exc}") from exc
+    if name_or_path is None:
+        return default_encoder()
     if isinstance(name_or_path, str) and name_or_path in MODEL_NAMES:
         return zoo_encoder(name_or_path)
     return load_model(name_or_path)
@@ -100,12 +105,26 @@ class Gallery:
 
     @property
     def encoder(self) -> Encoder:
-        """The gallery's encoder (loaded on first use; must match the gallery's model)."""
+        """The gallery's encoder (loaded on first use; must match the gallery's model).
+
+        With no ``model`` a gallery that already has templates gets its own model back (dlib, a
+        shipped model, or the model a fitted gallery records); an empty one gets the default."""
         if self._encoder is None:
-            enc = load_encoder(self._model)
+            if self._model is None:
+                from hybridface.models.default import encoder_for_gallery
+
+                enc = encoder_for_gallery(self.store.model_id, model_path=self.model_path)
+            else:
+                enc = load_encoder(self._model)
             self.store.check_model(enc.model_id, enc.dim)
             self._encoder = enc
         return self._encoder
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model directory a fitted gallery records (``hybridface fit``), relative to the gallery."""
+        rel = self.store.info("model_path")
+        return None if rel is None else (self.path.parent / rel)
 
     def close(self) -> None:
         self._searchers.close()
@@ -263,6 +282,12 @@ def open_gallery(db: str | os.PathLike, *, encoder: Encoder | None = None, model
                  create: bool = False, readonly: bool = False, timeout: float = 30.0) -> Gallery:
     """Open (or with ``create=True`` create) a gallery file; ``encoder``/``model`` must match its model id."""
     return Gallery(GalleryStore(db, create=create, readonly=readonly, timeout=timeout), encoder, model=model)
+
+
+def gallery_encoder(db: str | os.PathLike, *, model: str | os.PathLike | None = None) -> Encoder:
+    """The encoder to use with gallery ``db``: ``model`` if given, else the gallery's own (or the default)."""
+    with open_gallery(db, model=model, readonly=True) as g:
+        return g.encoder
 
 
 def verify(a: Any, b: Any, *, encoder: Encoder | None = None, threshold: float | None = None,

@@ -13,6 +13,9 @@ from hybridface.config import DEFAULTS
 from hybridface.errors import ConfigError
 
 _DETECT = ("never", "always", "largest")
+MODEL_HELP = ("model directory, .onnx, or a zoo name: dlib (the default when installed; an existing gallery "
+              "uses its own model), general, classifier (compressed, experimental for people the model "
+              "never saw), paper")
 
 
 def _emit(args, obj: dict, line: str) -> None:
@@ -147,10 +150,12 @@ def cmd_verify(args) -> int:
     from hybridface.api import load_encoder, open_gallery, verify
 
     threshold = args.threshold
-    encoder = load_encoder(args.model)
-    if threshold is None and args.db:
-        with open_gallery(args.db, encoder=encoder, readonly=True) as g:
-            threshold = g.threshold
+    if args.db:  # the gallery's own model (and threshold) unless --model says otherwise
+        with open_gallery(args.db, model=args.model, readonly=True) as g:
+            encoder = g.encoder
+            threshold = g.threshold if threshold is None else threshold
+    else:
+        encoder = load_encoder(args.model)
     v = verify(args.a, args.b, encoder=encoder, threshold=threshold, detect=args.detect, detector=args.detector)
     _emit(args, v.__dict__, f"{'same' if v.same else 'different'} (distance {v.distance:.4f}, threshold {v.threshold:.4f})")
     return 0
@@ -188,7 +193,7 @@ def _common(p: argparse.ArgumentParser, *, db: bool = True, model: bool = False,
     if db:
         p.add_argument("--db", required=True, help="gallery file (SQLite)")
     if model:
-        p.add_argument("--model", default=None, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
+        p.add_argument("--model", default=None, help=MODEL_HELP)
     if detect:
         p.add_argument("--detect", choices=_DETECT, default="never",
                        help="never: images are face crops; always/largest: detect the largest face")
@@ -265,7 +270,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="datasets folder (or the dataset itself)")
     p.add_argument("--db", required=True, help="gallery file to create")
     p.add_argument("--overwrite", action="store_true", help="replace --db if it is an existing gallery")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     _search_opts(p)
     p.add_argument("--codewords", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)

@@ -181,6 +181,20 @@ class GalleryStore:
         with self._write("store the threshold") as conn:
             self._set_meta(conn, "threshold", None if threshold is None else repr(float(threshold)))
 
+    #: meta keys the store manages itself (not writable through `set_info`)
+    _RESERVED = frozenset({"schema_version", "revision", "model_id", "dim", "threshold", "created", "blocks"})
+
+    def info(self, key: str) -> str | None:
+        """A free-form meta value (e.g. ``model_path`` of a fitted gallery), ``None`` when unset."""
+        return self._meta(key)
+
+    def set_info(self, key: str, value: str | None) -> None:
+        """Store a free-form meta value (not one of the store's own keys)."""
+        if key in self._RESERVED:
+            raise ConfigError(f"meta key {key!r} is managed by the gallery itself")
+        with self._write(f"store {key}") as conn:
+            self._set_meta(conn, key, value)
+
     def revision(self) -> int:
         """Counter bumped by every committed write (from any process): the cache key of the matrix."""
         return int(self._meta("revision") or 0)

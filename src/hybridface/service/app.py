@@ -111,7 +111,7 @@ class _Service:
             if self._encoder is None:
                 from hybridface import api
 
-                self._encoder = api.load_encoder(self.model)
+                self._encoder = api.gallery_encoder(self.db_path, model=self.model)
         return self._encoder
 
     def gallery(self, *, encode: bool = False) -> Any:
