@@ -82,6 +82,12 @@ def _check_threshold(t: float | None) -> float | None:
     return t
 
 
+def _face_blobs(crops: Sequence[np.ndarray]) -> list[bytes]:
+    from hybridface.gallery.faces import encode_face
+
+    return [encode_face(c) for c in crops]
+
+
 class Gallery:
     """A gallery file plus (lazily) its encoder; see :func:`open_gallery`."""
 
@@ -150,10 +156,22 @@ class Gallery:
         return self.store.remove_template(template_id)
 
     # -- enrolment
+    @property
+    def keeps_faces(self) -> bool:
+        """Whether enrolments keep their face crops (on unless ``set_keep_faces(False)``/``--no-keep-faces``)."""
+        return self.store.info("keep_faces") != "0"
+
+    def set_keep_faces(self, keep: bool) -> None:
+        """Record in the gallery whether later enrolments keep face crops (for ``hybridface fit``)."""
+        self.store.set_info("keep_faces", "1" if keep else "0")
+
     def enroll(self, identity: str, images: Sequence[Any] | np.ndarray, *, detect: str = "never",
                detector: str = "cascade", codewords: int | None = None,
-               sources: Sequence[str] | None = None) -> EnrollReport:
-        """Crop, encode and store images of one identity in one transaction; bad files are skipped."""
+               sources: Sequence[str] | None = None, keep_faces: bool | None = None) -> EnrollReport:
+        """Crop, encode and store images of one identity in one transaction; bad files are skipped.
+
+        ``keep_faces`` (default: the gallery's setting, on): also store each face crop, so
+        ``hybridface fit`` can train the paper's network on this gallery."""
         if is_vectors(images):
             return self.enroll_vectors(identity, images, codewords=codewords, sources=sources)
         prepared = prepare_images(images, detect=detect, detector=detector, sources=sources,
@@ -163,21 +181,25 @@ class Gallery:
         if not good:
             return EnrollReport(str(identity), skipped=skipped)
         vecs = encode_crops(self.encoder, [p.crop for p in good])
+        keep = self.keeps_faces if keep_faces is None else bool(keep_faces)
         res = self.store.add_templates(identity, vecs, [p.hash for p in good], model_id=self.encoder.model_id,
-                                       sources=[p.source for p in good], codewords=codewords)
+                                       sources=[p.source for p in good], codewords=codewords,
+                                       faces=_face_blobs([p.crop for p in good]) if keep else None)
         return EnrollReport(res.identity, res.template_ids, res.duplicates, skipped)
 
     def enroll_vectors(self, identity: str, vectors: np.ndarray, *, model_id: str | None = None,
                        sources: Sequence[str] | None = None, hashes: Sequence[str] | None = None,
-                       codewords: int | None = None) -> EnrollReport:
-        """Store ready-made templates (``model_id`` defaults to the encoder's or the gallery's)."""
+                       codewords: int | None = None, faces: Sequence[np.ndarray] | None = None) -> EnrollReport:
+        """Store ready-made templates (``model_id`` defaults to the encoder's or the gallery's);
+        ``faces``: the face crop (uint8 RGB) each template came from, kept for ``fit``."""
         if model_id is None:
             model_id = self._encoder.model_id if self._encoder is not None else self.store.model_id
         if model_id is None:
             raise ConfigError(f"gallery {self.path} has no model yet: pass model_id= with the first templates")
         v = as_vectors(vectors, self.store.dim, what=f"templates of {identity!r}")
         hashes = list(hashes) if hashes is not None else [vector_hash(x) for x in v]
-        res = self.store.add_templates(identity, v, hashes, model_id=model_id, sources=sources, codewords=codewords)
+        res = self.store.add_templates(identity, v, hashes, model_id=model_id, sources=sources, codewords=codewords,
+                                       faces=_face_blobs(faces) if faces is not None else None)
         return EnrollReport(res.identity, res.template_ids, res.duplicates)
 
     # -- search

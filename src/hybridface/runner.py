@@ -73,12 +73,14 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
                  model: str | os.PathLike | None = None, strategy: str = "hybrid", top_n: int = 5,
                  workers: int = 4, k: int = 5, codewords: int = 1, seed: int = 0,
                  overwrite: bool = False, progress: bool = False, cells: int | None = None,
-                 probe_cells: int = 16, storage: str = "float32", **options) -> ProtocolRun:
+                 probe_cells: int = 16, storage: str = "float32", keep_faces: bool = True,
+                 **options) -> ProtocolRun:
     """Run protocol ``name`` end to end into a *fresh* gallery file ``db``.
 
     ``cells``/``probe_cells``: coarse LBG cells over the identity codewords (indexed/hybrid; see
     :meth:`hybridface.api.Gallery.identify`) and ``storage`` (``"float32"`` | ``"int8"``,
-    exhaustive), checked before any image is read.
+    exhaustive), checked before any image is read. ``keep_faces``: keep the gallery's face crops
+    (for ``hybridface fit``).
 
     An existing ``db`` is refused (`GalleryError`) unless ``overwrite`` is set *and* it is a
     hybridface gallery; then it is replaced.
@@ -110,7 +112,8 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
         for ident, rows in by_id.items():
             hashes = [hashlib.sha256(f"{kept[i].path.name}/{kept[i].variant}".encode()).hexdigest() for i in rows]
             gallery.enroll_vectors(ident, vecs[rows], model_id=encoder.model_id, codewords=codewords,
-                                   sources=[str(kept[i].path) for i in rows], hashes=hashes)
+                                   sources=[str(kept[i].path) for i in rows], hashes=hashes,
+                                   faces=[crops[i] for i in rows] if keep_faces else None)
         enrol_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -56,6 +56,8 @@ def cmd_enroll(args) -> int:
     added = dup = 0
     skipped: list[tuple[str, str]] = []
     with open_gallery(args.db, model=args.model, create=True) as g:
+        if args.no_keep_faces and g.keeps_faces:
+            g.set_keep_faces(False)  # recorded: later enrolments into this gallery keep no faces either
         for name, paths in tqdm(sorted(data.items()), desc="enrol", unit="id", disable=args.json or None):
             rep = g.enroll(name, paths, detect=args.detect, detector=args.detector, codewords=args.codewords)
             added += rep.added
@@ -172,7 +174,7 @@ def cmd_run_protocol(args) -> int:
     r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, strategy=args.strategy,
                      top_n=args.top_n, workers=args.workers, codewords=args.codewords, seed=args.seed,
                      overwrite=args.overwrite, progress=not args.json, cells=args.cells,
-                     probe_cells=args.probe_cells, storage=args.storage)
+                     probe_cells=args.probe_cells, storage=args.storage, keep_faces=not args.no_keep_faces)
     row = {"protocol": r.protocol, "strategy": r.strategy, "identities": r.identities, "templates": r.templates,
            "probes": r.probes, "skipped": len(r.skipped), "rank1": r.rank1, "ms_per_probe": r.ms_per_probe,
            "search_ms_per_probe": r.search_ms_per_probe, "enrol_seconds": r.enrol_seconds}
@@ -221,6 +223,9 @@ def register(sub) -> None:
     p = sub.add_parser("enroll", help="enrol a folder of <identity>/<image> into a gallery")
     p.add_argument("data_dir", help="folder with one sub-folder per identity")
     p.add_argument("--codewords", type=int, default=None, help="LBG codewords per identity (1, 2, 4, 8)")
+    p.add_argument("--no-keep-faces", action="store_true",
+                   help="do not store face crops in the gallery (kept by default so `hybridface fit` can train "
+                        "on them); recorded in the gallery for later enrolments")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_enroll)
 
@@ -274,6 +279,7 @@ def register(sub) -> None:
     _search_opts(p)
     p.add_argument("--codewords", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-keep-faces", action="store_true", help="do not store the gallery's face crops")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run_protocol)
 
