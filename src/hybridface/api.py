@@ -202,6 +202,15 @@ class Gallery:
                                        faces=_face_blobs(faces) if faces is not None else None)
         return EnrollReport(res.identity, res.template_ids, res.duplicates)
 
+    # -- fit (the paper's network trained on this gallery's kept faces)
+    def fit(self, out: str | os.PathLike, **options: Any) -> Gallery:
+        """Train the paper's network on this gallery's kept faces and return the new gallery ``out``
+        (options: :func:`hybridface.training.fit.fit_gallery`; `SelfCheckError` if it is worse)."""
+        from hybridface.training.fit import fit_gallery
+
+        fit_gallery(self.path, out, **options)
+        return open_gallery(out)
+
     # -- search
     def matrix(self) -> TemplateMatrix:
         """The cached in-memory view, reloaded when the store changed."""

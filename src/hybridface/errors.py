@@ -113,3 +113,10 @@ class ConflictError(GalleryError):
 
     http_status = 409
     code = "conflict"
+
+
+class SelfCheckError(HybridFaceError):
+    """``hybridface fit`` refused to write a fitted gallery that its held-out self-check found worse."""
+
+    http_status = 422
+    code = "self_check_failed"
