@@ -75,14 +75,23 @@ def cmd_enroll(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from hybridface.api import open_gallery
-
+    if (args.db is None) == (args.bundle is None):
+        raise ConfigError("identify needs exactly one of --db GALLERY or --bundle DIR")
     probes = _probe_paths(args.probes)
-    with open_gallery(args.db, model=args.model, readonly=True) as g:
-        answers = g.identify(probes, strategy=args.strategy, top_n=args.top_n, workers=args.workers, k=args.k,
-                             threshold=args.threshold, detect=args.detect, detector=args.detector,
-                             engine=args.engine, address=args.address, cells=args.cells,
-                             probe_cells=args.probe_cells, storage=args.storage)
+    if args.bundle is not None:  # a device bundle: numpy + onnxruntime + opencv only
+        from hybridface.bundle import identify_bundle
+
+        answers = identify_bundle(args.bundle, probes, strategy=args.strategy, top_n=args.top_n,
+                                  workers=args.workers, k=args.k, threshold=args.threshold, detect=args.detect,
+                                  detector=args.detector)
+    else:
+        from hybridface.api import open_gallery
+
+        with open_gallery(args.db, model=args.model, readonly=True) as g:
+            answers = g.identify(probes, strategy=args.strategy, top_n=args.top_n, workers=args.workers, k=args.k,
+                                 threshold=args.threshold, detect=args.detect, detector=args.detector,
+                                 engine=args.engine, address=args.address, cells=args.cells,
+                                 probe_cells=args.probe_cells, storage=args.storage)
     if args.json:
         for a in answers:
             print(json.dumps(a.to_dict()))
@@ -238,7 +247,11 @@ def register(sub) -> None:
                    help="local search, or sharded over Ray actors")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="join this Ray cluster (--engine ray; default: start a local Ray)")
-    _common(p, model=True, detect=True)
+    p.add_argument("--db", default=None, help="gallery file (SQLite)")
+    p.add_argument("--bundle", default=None, metavar="DIR",
+                   help="instead of --db: a device bundle (hybridface export G2 --bundle DIR); needs only "
+                        "numpy, onnxruntime and opencv")
+    _common(p, db=False, model=True, detect=True)
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser("remove", help="remove an identity and its templates")
