@@ -58,6 +58,8 @@ _ENCODER: Any = None
 def _init_worker(model: str | None) -> None:
     global _ENCODER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # one warning per face-less frame would drown the progress bars; they are counted instead
+    logging.getLogger("hybridface.faces.crop").setLevel(logging.ERROR)
     from hybridface.api import load_encoder
 
     _ENCODER = load_encoder(model)
@@ -190,7 +192,9 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
         r1, search_ms = _rank1_and_search(g2, f_vecs, p_names, n_probes, strategy)
     rows.append(TierRow("paper network, fitted on G", int(rep.training.get("feature_parameters", 0)),
                         rep.onnx_bytes, r1, f_enc_ms, search_ms))
-    return TwoTierRun(split.summary(), len(ok), n_probes, tuple(rows), seconds, rep.check.verdict)
+    skipped = sum(e is not None for e in g_err) + sum(e is not None for e in p_err)
+    summary = f"{split.summary()}; {skipped} frames without a detected face (gallery: skipped, probes: misses)"
+    return TwoTierRun(summary, len(ok), n_probes, tuple(rows), seconds, rep.check.verdict)
 
 
 def format_table(run: TwoTierRun) -> str:
