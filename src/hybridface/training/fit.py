@@ -180,17 +180,18 @@ def _write_int8(model_dir: Path, calib_faces: np.ndarray) -> int:
 
 def _write_gallery(path: Path, encoder, faces, ids: np.ndarray, meta, *, model_rel: str, source_db: Path,
                    codewords: int) -> None:
-    from hybridface.api import open_gallery
+    """The fitted gallery: every kept face encoded by the fitted model, LBG codebooks, no faces kept."""
+    from hybridface.gallery.store import GalleryStore
 
     vecs = encoder.encode(faces.images)
-    with open_gallery(path, encoder=encoder, create=True) as g2:
-        g2.set_keep_faces(False)  # a device gallery: templates only
-        g2.store.set_info(MODEL_PATH_KEY, model_rel)
-        g2.store.set_info("fitted_from", str(source_db.resolve()))
+    with GalleryStore(path, create=True) as g2:
+        g2.set_info("keep_faces", "0")  # a device gallery: templates only
+        g2.set_info(MODEL_PATH_KEY, model_rel)
+        g2.set_info("fitted_from", str(source_db.resolve()))
         for name in dict.fromkeys(ids.tolist()):
             rows = np.flatnonzero(ids == name)
-            g2.enroll_vectors(name, vecs[rows], model_id=encoder.model_id, codewords=codewords,
-                              sources=[meta[i][0] for i in rows], hashes=[meta[i][1] for i in rows])
+            g2.add_templates(name, vecs[rows], [meta[i][1] for i in rows], model_id=encoder.model_id,
+                             sources=[meta[i][0] for i in rows], codewords=codewords)
 
 
 def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | None = None,
