@@ -243,6 +243,10 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
     epochs = int(epochs if epochs is not None else (10 if init_state is not None else 30))
     lr = float(lr if lr is not None else (1e-3 if init_state is not None else 3e-3))
     held = split_held_out(ids, hold_out)
+    if not held.any() and not force:  # refuse before training: nothing could check the result
+        raise SelfCheckError(f"fit refused: {_check(teacher, teacher, ids, held, max_drop).verdict}. Nothing was "
+                             f"written; enrol several faces per person (e.g. an enrolment clip), or pass --force "
+                             f"to write {out} unchecked")
     tr = np.flatnonzero(~held)
     log.info("fit: %d faces of %d identities from %s (%d trained on, %d held out)%s", len(ids),
              len(np.unique(ids)), db, len(tr), int(held.sum()), f"; warm start from {init}" if init else "")
