@@ -11,6 +11,10 @@ import shlex
 import sys
 
 
+def _num(x: float) -> float | None:
+    return None if x != x else x  # NaN (nothing held out) -> null: valid JSON
+
+
 def cmd_fit(args) -> int:
     from hybridface.training.fit import fit_gallery
 
@@ -24,7 +28,7 @@ def cmd_fit(args) -> int:
     row = {"out": str(rep.out), "model_dir": str(rep.model_dir), "model_id": rep.model_id,
            "onnx_bytes": rep.onnx_bytes, "int8_bytes": rep.int8_bytes, "identities": rep.identities,
            "faces": rep.faces, "epochs": rep.epochs, "seconds": round(rep.seconds, 1), "warm_start": rep.warm_start,
-           "held_out": c.held_out, "fitted_rank1": c.fitted_rank1, "gallery_rank1": c.gallery_rank1,
+           "held_out": c.held_out, "fitted_rank1": _num(c.fitted_rank1), "gallery_rank1": _num(c.gallery_rank1),
            "self_check_passed": c.passed}
     if args.json:
         print(json.dumps(row))
