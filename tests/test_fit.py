@@ -127,6 +127,10 @@ def test_self_check_refuses_a_one_face_per_person_gallery(tmp_path, capsys):
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
     assert len(err) == 1 and "--force" in err[0]
     assert not (tmp_path / "g2.db").exists() and _leftovers(tmp_path) == []
+    assert main(["fit", "--db", str(db), "--out", str(tmp_path / "g2.db"), "--epochs", "1", "--threads", "1",
+                 "--force", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # valid JSON: null, not NaN
+    assert row["held_out"] == 0 and row["fitted_rank1"] is None and not row["self_check_passed"]
 
 
 def test_self_check_refuses_a_worse_model(tmp_path):
