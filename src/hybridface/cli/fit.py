@@ -5,7 +5,6 @@ Parsing and printing only; the work is :func:`hybridface.training.fit.fit_galler
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
