@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hybridface.errors import ConfigError, GalleryError, ModelMismatchError, UnknownIdentityError
+from hybridface.gallery import snapshot
 from hybridface.gallery.store import APPLICATION_ID, GalleryStore
 
 
@@ -271,7 +272,7 @@ def test_store_matches_a_dict_model(tmp_path_factory, ops):
         if m.num_identities:
             assert m.codewords.shape == (m.num_identities, 60)
         # the packed per-identity blocks and the template rows say the same thing
-        for a, b in zip(s._read_blocks(s.conn, 60), s._read_rows(s.conn, 60)):
+        for a, b in zip(snapshot._read_blocks(s.conn, 60), snapshot._read_rows(s.conn, 60)):
             assert np.array_equal(a, b)
         assert s.integrity_check() == "ok"
 

@@ -18,7 +18,8 @@ def test_shipped_general_model_loads_by_name_and_encodes():
     assert onnx_path == path and card.onnx_file == "general.onnx" and card.embedding_dim == 60
     assert card.training["objective"]["teacher"] == "dlib" and card.training["teacher_rows"] > 10_000
     enc = load_encoder("general")
-    assert enc.model_id == card.model_id == load_encoder(None).model_id and path == default_model_path()
+    assert enc.model_id == card.model_id and path == default_model_path()
+    assert "experimental" in card.training["intended_use"].lower()
     assert load_encoder("classifier").model_id != enc.model_id
     rng = np.random.default_rng(0)
     x = enc.encode(rng.integers(0, 256, size=(3, 60, 60, 3), dtype=np.uint8))
@@ -35,7 +36,7 @@ def test_general_name_with_weights_and_missing_file(tmp_path, monkeypatch):
     classifier = encoders.shipped_model_path("classifier")
     enc = load_encoder("general", weights=classifier)  # an explicit file wins
     assert enc.model_id == load_encoder("classifier").model_id != load_encoder("compressed").model_id
-    assert load_encoder("compressed").model_id == load_encoder("general").model_id  # the default
+    assert load_encoder("compressed").model_id == load_encoder("general").model_id  # the shipped file
     monkeypatch.setattr(encoders, "shipped_model_path", lambda name: tmp_path / f"{name}.onnx")
     for name in ("general", "classifier"):
         with pytest.raises(ModelFileError, match=f"{name} model is missing"):

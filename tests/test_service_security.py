@@ -9,7 +9,7 @@ import pytest
 
 from hybridface.gallery.keys import KeyStore
 
-from service_server import HOST, Server, png_bytes
+from service_server import HOST, Server, model_args, png_bytes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +34,7 @@ def live(tmp_path_factory):
     keys = {scope: ks.create(f"k-{scope}", scope=scope)[1] for scope in ("read", "write", "admin")}
     keys["revoked"] = ks.create("k-old", scope="admin")[1]
     ks.revoke("k-old")
-    server = Server(db, "--max-upload-mb", "1", "--workers-pool", "1")
+    server = Server(db, "--max-upload-mb", "1", "--workers-pool", "1", *model_args())
     yield server, keys
     server.stop()
     assert "Traceback" not in server.log()

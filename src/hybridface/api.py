@@ -47,14 +47,18 @@ def _is_single(x: Any) -> bool:
 
 def load_encoder(name_or_path: str | os.PathLike | None = None) -> Encoder:
     """The encoder of a model directory / ``.onnx`` file, or a zoo name (``paper``, ``dlib``, ...);
-    ``None`` → ``DEFAULTS.model`` (itself ``None``: the shipped default model)."""
+    ``None`` → ``DEFAULTS.model``; when that is ``None`` too, the default: dlib when installed, else
+    the shipped compressed model with one warning (:mod:`hybridface.models.default`)."""
     if name_or_path is None:
         name_or_path = DEFAULTS.model
     try:
+        from hybridface.models.default import default_encoder
         from hybridface.models.encoders import load_model
         from hybridface.models.zoo import MODEL_NAMES, load_encoder as zoo_encoder
     except ImportError as exc:  # pragma: no cover - depends on the models package
         raise ModelFileError(f"cannot load encoders: {exc}") from exc
+    if name_or_path is None:
+        return default_encoder()
     if isinstance(name_or_path, str) and name_or_path in MODEL_NAMES:
         return zoo_encoder(name_or_path)
     return load_model(name_or_path)
@@ -74,6 +78,12 @@ def _check_model(store: GalleryStore, encoder: Encoder, model: str | os.PathLike
             f"gallery {store.path} was built with {model_label(have)} ({store.dim}-D templates), but {used} is "
             f"{model_label(encoder.model_id)} ({encoder.dim}-D); use {fix}, or enrol into a new gallery"
         ) from exc
+
+
+def _face_blobs(crops: Sequence[np.ndarray]) -> list[bytes]:
+    from hybridface.gallery.faces import encode_face
+
+    return [encode_face(c) for c in crops]
 
 
 class Gallery:
@@ -99,12 +109,26 @@ class Gallery:
 
     @property
     def encoder(self) -> Encoder:
-        """The gallery's encoder (loaded on first use; must match the gallery's model)."""
+        """The gallery's encoder (loaded on first use; must match the gallery's model).
+
+        With no ``model`` a gallery that already has templates gets its own model back (dlib, a
+        shipped model, or the model a fitted gallery records); an empty one gets the default."""
         if self._encoder is None:
-            enc = load_encoder(self._model)
+            if self._model is None:
+                from hybridface.models.default import encoder_for_gallery
+
+                enc = encoder_for_gallery(self.store.model_id, model_path=self.model_path)
+            else:
+                enc = load_encoder(self._model)
             _check_model(self.store, enc, self._model)
             self._encoder = enc
         return self._encoder
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model directory a fitted gallery records (``hybridface fit``), relative to the gallery."""
+        rel = self.store.info("model_path")
+        return None if rel is None else (self.path.parent / rel)
 
     def close(self) -> None:
         self._searchers.close()
@@ -130,13 +154,23 @@ class Gallery:
         return self.store.remove_template(template_id)
 
     # -- enrolment
+    @property
+    def keeps_faces(self) -> bool:
+        """Whether enrolments keep their face crops (on unless ``set_keep_faces(False)``/``--no-keep-faces``)."""
+        return self.store.info("keep_faces") != "0"
+
+    def set_keep_faces(self, keep: bool) -> None:
+        """Record in the gallery whether later enrolments keep face crops (for ``hybridface fit``)."""
+        self.store.set_info("keep_faces", "1" if keep else "0")
+
     def enroll(self, identity: str, images: Sequence[Any] | np.ndarray, *, detect: str = DEFAULTS.detect,
                detector: str = DEFAULTS.detector, codewords: int | None = None,
-               sources: Sequence[str] | None = None) -> EnrollReport:
+               sources: Sequence[str] | None = None, keep_faces: bool | None = None) -> EnrollReport:
         """Crop, encode and store images of one identity in one transaction; bad files are skipped.
 
         ``detect="largest"`` (default) finds the largest face of each photo; ``"never"`` takes
-        each image as a ready face crop."""
+        each image as a ready face crop. ``keep_faces`` (default: the gallery's setting, on): also store each face crop, so
+        ``hybridface fit`` can train the paper's network on this gallery."""
         if is_vectors(images):
             return self.enroll_vectors(identity, images, codewords=codewords, sources=sources)
         prepared = prepare_images(images, detect=detect, detector=detector, sources=sources,
@@ -146,15 +180,17 @@ class Gallery:
         if not good:
             return EnrollReport(str(identity), skipped=skipped)
         vecs = encode_crops(self.encoder, [p.crop for p in good])
+        keep = self.keeps_faces if keep_faces is None else bool(keep_faces)
         res = self.store.add_templates(identity, vecs, [p.hash for p in good], model_id=self.encoder.model_id,
-                                       sources=[p.source for p in good], codewords=codewords)
+                                       sources=[p.source for p in good], codewords=codewords,
+                                       faces=_face_blobs([p.crop for p in good]) if keep else None)
         return EnrollReport(res.identity, res.template_ids, res.duplicates, skipped)
 
     def enroll_folder(self, folder: str | os.PathLike, *, detect: str = DEFAULTS.detect,
                       detector: str = DEFAULTS.detector, codewords: int | None = None,
-                      progress: bool = False) -> list[EnrollReport]:
+                      keep_faces: bool | None = None, progress: bool = False) -> list[EnrollReport]:
         """Enrol ``folder/<identity>/<images>``: one transaction and one `EnrollReport` per identity
-        (``progress``: a progress bar per identity on stderr)."""
+        (``keep_faces`` as in `enroll`; ``progress``: a progress bar per identity on stderr)."""
         from tqdm import tqdm
 
         from hybridface.gallery.names import name_problem
@@ -167,21 +203,33 @@ class Gallery:
                                             f"folder skipped: identity name {ascii(name)} {problem}"),))
                for name, _ in people if (problem := name_problem(name)) is not None]
         people = [(name, paths) for name, paths in people if name_problem(name) is None]
-        return bad + [self.enroll(name, paths, detect=detect, detector=detector, codewords=codewords)
+        return bad + [self.enroll(name, paths, detect=detect, detector=detector, codewords=codewords,
+                                  keep_faces=keep_faces)
                       for name, paths in tqdm(people, desc="enrol", unit="id", disable=not progress)]
 
     def enroll_vectors(self, identity: str, vectors: np.ndarray, *, model_id: str | None = None,
                        sources: Sequence[str] | None = None, hashes: Sequence[str] | None = None,
-                       codewords: int | None = None) -> EnrollReport:
-        """Store ready-made templates (``model_id`` defaults to the encoder's or the gallery's)."""
+                       codewords: int | None = None, faces: Sequence[np.ndarray] | None = None) -> EnrollReport:
+        """Store ready-made templates (``model_id`` defaults to the encoder's or the gallery's);
+        ``faces``: the face crop (uint8 RGB) each template came from, kept for ``fit``."""
         if model_id is None:
             model_id = self._encoder.model_id if self._encoder is not None else self.store.model_id
         if model_id is None:
             raise ConfigError(f"gallery {self.path} has no model yet: pass model_id= with the first templates")
         v = as_vectors(vectors, self.store.dim, what=f"templates of {identity!r}")
         hashes = list(hashes) if hashes is not None else [vector_hash(x) for x in v]
-        res = self.store.add_templates(identity, v, hashes, model_id=model_id, sources=sources, codewords=codewords)
+        res = self.store.add_templates(identity, v, hashes, model_id=model_id, sources=sources, codewords=codewords,
+                                       faces=_face_blobs(faces) if faces is not None else None)
         return EnrollReport(res.identity, res.template_ids, res.duplicates)
+
+    # -- fit (the paper's network trained on this gallery's kept faces)
+    def fit(self, out: str | os.PathLike, **options: Any) -> Gallery:
+        """Train the paper's network on this gallery's kept faces and return the new gallery ``out``
+        (options: :func:`hybridface.training.fit.fit_gallery`; `SelfCheckError` if it is worse)."""
+        from hybridface.training.fit import fit_gallery
+
+        fit_gallery(self.path, out, **options)
+        return open_gallery(out)
 
     # -- search
     def matrix(self) -> TemplateMatrix:
@@ -283,6 +331,12 @@ def open_gallery(db: str | os.PathLike, *, encoder: Encoder | None = None, model
                  create: bool = False, readonly: bool = False, timeout: float = 30.0) -> Gallery:
     """Open (or with ``create=True`` create) a gallery file; ``encoder``/``model`` must match its model id."""
     return Gallery(GalleryStore(db, create=create, readonly=readonly, timeout=timeout), encoder, model=model)
+
+
+def gallery_encoder(db: str | os.PathLike, *, model: str | os.PathLike | None = None) -> Encoder:
+    """The encoder to use with gallery ``db``: ``model`` if given, else the gallery's own (or the default)."""
+    with open_gallery(db, model=model, readonly=True) as g:
+        return g.encoder
 
 
 def verify(a: Any, b: Any, *, encoder: Encoder | None = None, threshold: float | None = None,

@@ -141,3 +141,10 @@ class SourceError(HybridFaceError):
 
     http_status = 422
     code = "bad_source"
+
+
+class SelfCheckError(HybridFaceError):
+    """``hybridface fit`` refused to write a fitted gallery that its held-out self-check found worse."""
+
+    http_status = 422
+    code = "self_check_failed"

@@ -18,7 +18,7 @@ from hybridface import __version__
 from hybridface.errors import HybridFaceError
 
 #: Modules under ``hybridface.cli`` that register sub-commands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("serve", "gallery", "watch", "maintenance", "evaluate", "train", "faces")
+COMMAND_MODULES: tuple[str, ...] = ("serve", "gallery", "fit", "watch", "maintenance", "evaluate", "train", "faces")
 
 
 def build_parser() -> argparse.ArgumentParser:

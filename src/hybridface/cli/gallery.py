@@ -13,6 +13,10 @@ from pathlib import Path
 from hybridface.errors import ConfigError
 from hybridface.options import DEFAULTS, DETECT, STRATEGIES, SearchOptions
 
+MODEL_HELP = ("model directory, .onnx, or a zoo name: dlib (the default when installed; an existing gallery "
+              "uses its own model), general, classifier (compressed, experimental for people the model "
+              "never saw), paper")
+
 
 def _emit(args, obj: dict, line: str) -> None:
     print(json.dumps(obj) if args.json else line)
@@ -52,6 +56,8 @@ def cmd_enroll(args) -> int:
     from hybridface.api import open_gallery
 
     with open_gallery(args.db, model=args.model, create=True) as g:
+        if args.no_keep_faces and g.keeps_faces:
+            g.set_keep_faces(False)  # recorded: later enrolments into this gallery keep no faces either
         reports = g.enroll_folder(args.data_dir, detect=args.detect, detector=args.detector,
                                   codewords=args.codewords, progress=not args.json and sys.stderr.isatty())
     added = sum(r.added for r in reports)
@@ -71,11 +77,21 @@ def cmd_enroll(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from hybridface.api import open_gallery
-
+    if (args.db is None) == (args.bundle is None):
+        raise ConfigError("identify needs exactly one of --db GALLERY or --bundle DIR")
     probes = _probe_paths(args.probes)
-    with open_gallery(args.db, model=args.model, readonly=True) as g:
-        answers = g.identify(probes, options=search_options(args), detect=args.detect, detector=args.detector)
+    if args.bundle is not None:  # a device bundle: numpy + onnxruntime + opencv only
+        from hybridface.bundle import identify_bundle
+
+        opts = search_options(args)
+        answers = identify_bundle(args.bundle, probes, strategy=opts.strategy, top_n=opts.top_n,
+                                  workers=opts.workers, k=opts.k, threshold=opts.threshold, detect=args.detect,
+                                  detector=args.detector)
+    else:
+        from hybridface.api import open_gallery
+
+        with open_gallery(args.db, model=args.model, readonly=True) as g:
+            answers = g.identify(probes, options=search_options(args), detect=args.detect, detector=args.detector)
     if args.json:
         for a in answers:
             print(json.dumps(a.to_dict()))
@@ -145,10 +161,12 @@ def cmd_verify(args) -> int:
     from hybridface.api import load_encoder, open_gallery, verify
 
     threshold = args.threshold
-    encoder = load_encoder(args.model)
-    if threshold is None and args.db:
-        with open_gallery(args.db, encoder=encoder, readonly=True) as g:
-            threshold = g.threshold
+    if args.db:  # the gallery's own model (and threshold) unless --model says otherwise
+        with open_gallery(args.db, model=args.model, readonly=True) as g:
+            encoder = g.encoder
+            threshold = g.threshold if threshold is None else threshold
+    else:
+        encoder = load_encoder(args.model)
     v = verify(args.a, args.b, encoder=encoder, threshold=threshold, detect=args.detect, detector=args.detector)
     _emit(args, v.__dict__, f"{'same' if v.same else 'different'} (distance {v.distance:.4f}, threshold {v.threshold:.4f})")
     return 0
@@ -163,7 +181,8 @@ def cmd_run_protocol(args) -> int:
         logging.getLogger("hybridface.faces.crop").setLevel(logging.ERROR)
 
     r = run_protocol(args.protocol, args.data, db=args.db, model=args.model, search=search_options(args),
-                     codewords=args.codewords, seed=args.seed, overwrite=args.overwrite, progress=not args.json)
+                     codewords=args.codewords, seed=args.seed, overwrite=args.overwrite, progress=not args.json,
+                     keep_faces=not args.no_keep_faces)
     row = {"protocol": r.protocol, "strategy": r.strategy, "identities": r.identities, "templates": r.templates,
            "probes": r.probes, "skipped": len(r.skipped), "rank1": r.rank1, "ms_per_probe": r.ms_per_probe,
            "search_ms_per_probe": r.search_ms_per_probe, "enrol_seconds": r.enrol_seconds}
@@ -184,7 +203,7 @@ def _common(p: argparse.ArgumentParser, *, db: bool = True, model: bool = False,
     if db:
         p.add_argument("--db", required=True, help="gallery file (SQLite)")
     if model:
-        p.add_argument("--model", default=DEFAULTS.model, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
+        p.add_argument("--model", default=DEFAULTS.model, help=MODEL_HELP)
     if detect:
         p.add_argument("--detect", choices=DETECT, default=DEFAULTS.detect,
                        help=f"largest/always: detect the largest face of each photo; never: images are "
@@ -215,6 +234,9 @@ def register(sub) -> None:
     p = sub.add_parser("enroll", help="enrol a folder of <identity>/<image> into a gallery")
     p.add_argument("data_dir", help="folder with one sub-folder per identity")
     p.add_argument("--codewords", type=int, default=None, help="LBG codewords per identity (1, 2, 4, 8)")
+    p.add_argument("--no-keep-faces", action="store_true",
+                   help="do not store face crops in the gallery (kept by default so `hybridface fit` can train "
+                        "on them); recorded in the gallery for later enrolments")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_enroll)
 
@@ -227,7 +249,11 @@ def register(sub) -> None:
                    help="local search, or sharded over Ray actors")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="join this Ray cluster (--engine ray; default: start a local Ray)")
-    _common(p, model=True, detect=True)
+    p.add_argument("--db", default=None, help="gallery file (SQLite)")
+    p.add_argument("--bundle", default=None, metavar="DIR",
+                   help="instead of --db: a device bundle (hybridface export G2 --bundle DIR); needs only "
+                        "numpy, onnxruntime and opencv")
+    _common(p, db=False, model=True, detect=True)
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser("remove", help="remove an identity and its templates")
@@ -264,10 +290,11 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="datasets folder (or the dataset itself)")
     p.add_argument("--db", required=True, help="gallery file to create")
     p.add_argument("--overwrite", action="store_true", help="replace --db if it is an existing gallery")
-    p.add_argument("--model", default=DEFAULTS.model)
+    p.add_argument("--model", default=DEFAULTS.model, help=MODEL_HELP)
     _search_opts(p)
     p.add_argument("--codewords", type=int, default=DEFAULTS.codewords)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-keep-faces", action="store_true", help="do not store the gallery's face crops")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run_protocol)
 

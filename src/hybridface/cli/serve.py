@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from hybridface.cli.gallery import MODEL_HELP
 from hybridface.options import DEFAULTS
 
 
@@ -89,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--db", required=True, help="gallery file (created empty if missing)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default=DEFAULTS.model, help="model directory, .onnx, or a shipped/zoo name: general (default), classifier, paper, dlib")
+    p.add_argument("--model", default=DEFAULTS.model, help=MODEL_HELP)
     p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}", help="search engine for /v1/identify")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="with --engine ray: the Ray cluster to join (default: RAY_ADDRESS or an embedded Ray)")

@@ -52,7 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Print the size of MODEL_DIR's fp32 ONNX model (copy it with --out), or "
                                    "with --int8 quantize it (static, calibrated on DATA_DIR) and report the "
                                    "Rank-1 change on a held-out split of DATA_DIR.")
-    e.add_argument("model_dir", metavar="MODEL_DIR")
+    e.add_argument("model_dir", metavar="MODEL_DIR", help="a model directory (or, with --bundle, a gallery file)")
+    e.add_argument("--bundle", metavar="DIR", default=None,
+                   help="write gallery MODEL_DIR (e.g. a fitted G2) with its ONNX model into one folder for a "
+                        "device: hybridface identify --bundle DIR needs only numpy, onnxruntime, opencv")
     e.add_argument("--int8", action="store_true", help="int8 static quantization (ONNX Runtime)")
     e.add_argument("--calibration", metavar="DATA_DIR", help="<identity>/<image> folder for calibration and Rank-1")
     e.add_argument("--max-calibration", type=int, default=300, help="calibration images (default 300)")
@@ -127,6 +130,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hybridface.models.card import load_card
+
+    if args.bundle:  # MODEL_DIR is a gallery here
+        from hybridface.bundle import write_bundle
+
+        if args.int8 or args.calibration or args.out:
+            raise ConfigError("--bundle takes a gallery and a folder only (a fitted int8 model is included "
+                              "when hybridface fit --int8 made one)")
+        m = write_bundle(args.model_dir, args.bundle)
+        if args.json:
+            print(json.dumps(m))
+        else:
+            print(f"bundle {args.bundle}: {m['identities']} identities, {m['templates']} templates, "
+                  f"{m['bytes']:,} bytes ({', '.join(m['files'])}); run it with: hybridface identify PROBES "
+                  f"--bundle {args.bundle}")
+        return 0
 
     if not args.int8:
         if args.calibration:

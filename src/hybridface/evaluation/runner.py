@@ -73,11 +73,12 @@ def _crop_samples(samples, detect: str, *, size: int, progress: bool):
 def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLike,
                  model: str | os.PathLike | None = DEFAULTS.model, search: SearchOptions | None = None,
                  codewords: int = DEFAULTS.codewords, seed: int = 0, overwrite: bool = False,
-                 progress: bool = False, **options) -> ProtocolRun:
+                 progress: bool = False, keep_faces: bool = True, **options) -> ProtocolRun:
     """Run protocol ``name`` end to end into a *fresh* gallery file ``db``.
 
     ``search``: how the probes are searched (`SearchOptions`, validated before any image is read;
-    default :data:`~hybridface.options.DEFAULTS`). Extra ``options`` go to the protocol.
+    default :data:`~hybridface.options.DEFAULTS`). ``keep_faces``: keep the gallery's face crops
+    (for ``hybridface fit``). Extra ``options`` go to the protocol.
 
     An existing ``db`` is refused (`GalleryError`) unless ``overwrite`` is set *and* it is a
     hybridface gallery; then it is replaced.
@@ -108,7 +109,8 @@ def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLik
         for ident, rows in by_id.items():
             hashes = [hashlib.sha256(f"{kept[i].path.name}/{kept[i].variant}".encode()).hexdigest() for i in rows]
             gallery.enroll_vectors(ident, vecs[rows], model_id=encoder.model_id, codewords=codewords,
-                                   sources=[str(kept[i].path) for i in rows], hashes=hashes)
+                                   sources=[str(kept[i].path) for i in rows], hashes=hashes,
+                                   faces=[crops[i] for i in rows] if keep_faces else None)
         enrol_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()

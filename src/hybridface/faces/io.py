@@ -76,6 +76,21 @@ def _to_rgb(img) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
+def _decode_opencv(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """Decode with OpenCV when Pillow is not installed (no EXIF rotation; same size limit)."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise ImageDecodeError(f"{name}: not a readable image (OpenCV could not decode it); "
+                               "supported are JPEG, PNG, PGM, BMP, TIFF, WebP")
+    h, w = img.shape[:2]
+    if w * h > max_pixels:
+        raise ImageDecodeError(f"{name}: image is {w}x{h} = {w * h:,} pixels, more than the limit of "
+                               f"{max_pixels:,} (possible decompression bomb); downscale it or raise max_pixels")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
 def load_image(
     source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
 ) -> np.ndarray:
@@ -84,8 +99,6 @@ def load_image(
     Raises :class:`ImageDecodeError` for missing, empty, truncated, non-image or oversized
     (> ``max_pixels``) input; the message names ``name`` (default: the path, or ``<bytes>``).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     name = name or _name(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -101,6 +114,10 @@ def load_image(
             raise ImageDecodeError(f"{name}: cannot read file ({exc})") from exc
     if not data:
         raise ImageDecodeError(f"{name}: empty file (0 bytes); it is not an image, re-export or remove it")
+    try:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+    except ImportError:  # a core-only install (device bundle): numpy, onnxruntime, opencv
+        return _decode_opencv(data, name, max_pixels)
 
     try:
         with warnings.catch_warnings():

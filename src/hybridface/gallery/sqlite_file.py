@@ -10,12 +10,12 @@ from pathlib import Path
 
 from hybridface.errors import GalleryError
 from hybridface.gallery.integrity import quick_check_on_open
+from hybridface.gallery.migrate import SCHEMA_VERSION, check_and_upgrade, create_statements
 
 log = logging.getLogger(__name__)
 
 #: ``PRAGMA application_id`` of a hybridface gallery ("HYBF").
 APPLICATION_ID = 0x48594246
-SCHEMA_VERSION = 1
 #: What SQLite says when a file's header is not its own.
 _NOT_SQLITE = "file is not a database"
 
@@ -101,7 +101,7 @@ def open_connection(path: Path, *, create: bool, readonly: bool, timeout: float)
                 )
             _init_schema(conn, p)
         else:
-            _check_schema(conn, p)
+            check_and_upgrade(conn, p, readonly=readonly)  # schema versions: gallery/migrate.py
             quick_check_on_open(conn, p)
     except BaseException as exc:
         if conn is not None:
@@ -133,6 +133,8 @@ def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
+            for stmt in create_statements():  # added by later schema versions (gallery/migrate.py)
+                conn.execute(stmt)
             now = repr(time.time())
             conn.executemany(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
@@ -144,15 +146,6 @@ def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("ROLLBACK")
         raise
     log.info("created gallery %s", path)
-
-def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = int(row[0]) if row else -1
-    if version != SCHEMA_VERSION:
-        raise GalleryError(
-            f"gallery {path} has schema version {version}, this hybridface reads {SCHEMA_VERSION}; "
-            "re-enrol into a new gallery"
-        )
 
 def db_error(path: Path, exc: sqlite3.DatabaseError, what: str, timeout: float) -> GalleryError:
     """Translate an SQLite error into a `GalleryError` a user can act on."""

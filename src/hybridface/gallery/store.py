@@ -182,6 +182,20 @@ class GalleryStore:
         with self._write("store the threshold") as conn:
             self._set_meta(conn, "threshold", None if threshold is None else repr(float(threshold)))
 
+    #: meta keys the store manages itself (not writable through `set_info`)
+    _RESERVED = frozenset({"schema_version", "revision", "model_id", "dim", "threshold", "created", "blocks"})
+
+    def info(self, key: str) -> str | None:
+        """A free-form meta value (e.g. ``model_path`` of a fitted gallery), ``None`` when unset."""
+        return self._meta(key)
+
+    def set_info(self, key: str, value: str | None) -> None:
+        """Store a free-form meta value (not one of the store's own keys)."""
+        if key in self._RESERVED:
+            raise ConfigError(f"meta key {key!r} is managed by the gallery itself")
+        with self._write(f"store {key}") as conn:
+            self._set_meta(conn, key, value)
+
     def revision(self) -> int:
         """Counter bumped by every committed write (from any process): the cache key of the matrix."""
         return int(self._meta("revision") or 0)
@@ -210,11 +224,14 @@ class GalleryStore:
         model_id: str,
         sources: Sequence[str] | None = None,
         codewords: int | None = None,
+        faces: Sequence[bytes | None] | None = None,
     ) -> AddResult:
         """Enrol templates for ``identity`` (created if new) in one transaction.
 
         Rows whose ``(identity, hash)`` is already stored are skipped (counted as duplicates).
         The identity's codebook is re-quantized with ``codewords`` (or its stored count).
+        ``faces``: one kept face crop (PNG bytes, :func:`hybridface.gallery.faces.encode_face`) or
+        ``None`` per template, stored in the same transaction.
         """
         name = check_identity_name(identity)
         vectors = np.asarray(vectors)
@@ -222,8 +239,9 @@ class GalleryStore:
             raise ConfigError(f"templates must be a 2-D (n, d) array, got shape {vectors.shape}")
         if not np.isfinite(vectors).all():
             raise ConfigError(f"templates for {name!r} contain NaN or infinite values")
-        if len(hashes) != len(vectors) or (sources is not None and len(sources) != len(vectors)):
-            raise ConfigError("need one hash (and one source) per template")
+        if len(hashes) != len(vectors) or (sources is not None and len(sources) != len(vectors)) or (
+                faces is not None and len(faces) != len(vectors)):
+            raise ConfigError("need one hash (and one source and face, when given) per template")
         if codewords is not None:
             from hybridface.index.lbg import SUPPORTED_SIZES
 
@@ -249,7 +267,8 @@ class GalleryStore:
                 if codewords is not None and int(codewords) != row[1]:
                     conn.execute("UPDATE identities SET codewords = ? WHERE id = ?", (int(codewords), ident))
             added: list[int] = []
-            for vec, h, src in zip(vectors, hashes, sources):
+            kept: list[tuple[int, bytes]] = []
+            for i, (vec, h, src) in enumerate(zip(vectors, hashes, sources)):
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO templates(identity_id, vector, source, image_hash, created) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -257,6 +276,14 @@ class GalleryStore:
                 )
                 if cur.rowcount:
                     added.append(int(cur.lastrowid))
+                    if faces is not None and faces[i] is not None:
+                        kept.append((added[-1], faces[i]))
+            if kept:
+                from hybridface.gallery.faces import has_faces_table, insert_faces
+
+                if not has_faces_table(conn):
+                    raise GalleryError(f"gallery {self.path} (schema 1) cannot keep faces; open it writable once to upgrade it")
+                insert_faces(conn, ident, kept)
             if added or codewords is not None:
                 self._refresh_identity(conn, ident)
         return AddResult(name, tuple(added), len(vectors) - len(added))
@@ -318,6 +345,21 @@ class GalleryStore:
 
     def num_identities(self) -> int:
         return int(self._read("SELECT count(*) FROM identities")[0][0])
+
+    def kept_faces(self):
+        """Every kept face crop with its identity (:class:`hybridface.gallery.faces.KeptFaces`)."""
+        from hybridface.gallery.faces import read_faces
+
+        try:
+            return read_faces(self.conn)
+        except sqlite3.DatabaseError as exc:
+            raise db_error(self.path, exc, "read the kept faces", self.timeout) from exc
+
+    def num_faces(self) -> int:
+        """Number of kept face crops (0 for an old gallery without the table)."""
+        from hybridface.gallery.faces import count_faces
+
+        return count_faces(self.conn)
 
     def num_templates(self) -> int:
         return int(self._read("SELECT count(*) FROM templates")[0][0])

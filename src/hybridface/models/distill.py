@@ -72,7 +72,7 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
                 batch_size: int = 128, seed: int = 0, val_fraction: float = 0.05, distill_weight: float = 1.0,
                 preprocessing: PreprocessSpec | None = None, augment: bool = True, progress: bool = True,
                 threads: int | None = None, center_teacher: bool = True, relation_weight: float = 0.0,
-                batchnorm: bool = False):
+                batchnorm: bool = False, init_state: dict[str, Any] | None = None):
     """Train on uint8 ``(n, S, S, 3)`` ``images``; return ``(net, info)``.
 
     ``teacher``: ``(n, 128)`` descriptors with all-zero rows where a row has none (not distilled);
@@ -85,6 +85,8 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     ``relation_weight``: weight of :func:`~hybridface.models.losses.relational_distill_loss` (0 = off).
     ``batchnorm``: train with a BatchNorm after every conv, folded into the convs before returning
     (:class:`~hybridface.models.variants.BatchNormTrainer`): the returned network is unchanged in shape.
+    ``init_state``: a state dict of the same architecture to start from (warm start; the
+    classifier layer is not loaded). The teacher projection maps 60-D to the teacher's dimension.
     """
     import torch
     from torch.nn import functional as F
@@ -117,14 +119,18 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     n_val = int(round(val_fraction * n)) if n >= 20 else 0
     va, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     net = build_network(arch, 1)
+    if init_state is not None:
+        net.load_state_dict({k: v for k, v in init_state.items() if not k.startswith("fc3")}, strict=False)
     if batchnorm:
         net = BatchNormTrainer(net)
-    proj = torch.nn.Linear(net.fc2.out_features, 128)
+    proj = torch.nn.Linear(net.fc2.out_features, int(np.shape(teacher)[1]) if teacher is not None else 128)
     head = make_head(loss, net.fc2.out_features, len(names)) if loss else None
     params = list(net.parameters()) + list(proj.parameters()) + (list(head.parameters()) if head else [])
     opt = torch.optim.Adam(params, lr=lr)
     steps = epochs * max(1, -(-len(tr) // batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    # OneCycleLR divides by zero below ~10 steps (tiny galleries): pad the schedule, warm up >= 2 steps
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 10),
+                                                pct_start=max(0.1, 2.0 / max(steps, 10)))
     t_all = None
     if teacher is not None:
         # dlib descriptors share a large common component (two strangers have cosine ~0.9), so

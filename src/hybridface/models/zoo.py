@@ -2,13 +2,13 @@
 
 | name | what | weights |
 |---|---|---|
-| ``compressed`` | our compressed VGGFace (ONNX) | model dir, or the shipped default (``general``) |
-| ``general`` | shipped, the default: distilled from dlib, for people never seen in training | model dir, or ``weights/general.onnx`` |
-| ``classifier`` | shipped: the same network trained with softmax on the datasets' gallery sides | model dir, or ``weights/classifier.onnx`` |
+| ``compressed`` | our compressed VGGFace (ONNX) | model dir, or the shipped ``general`` |
+| ``general`` | shipped: distilled from dlib; *experimental* for people the model never saw (the fallback default without dlib) | model dir, or ``weights/general.onnx`` |
+| ``classifier`` | shipped: the same network trained with softmax on the datasets' gallery sides; *experimental* for people it never saw | model dir, or ``weights/classifier.onnx`` |
 | ``paper`` | the authors' published weights | ``.npz`` (default: ``../shared/reference``) |
 | ``vggface`` | VGG-16 face descriptor, fc7 4096-D | PyTorch state dict (see `vggface`) |
 | ``inception_v3`` | Inception V3 pooled 2048-D | torchvision ImageNet checkpoint |
-| ``dlib`` | dlib ResNet 128-D | shipped by ``face_recognition_models`` |
+| ``dlib`` | dlib ResNet 128-D: the default of every front end when installed | shipped by ``face_recognition_models`` |
 
 Without a weights file ``vggface``/``inception_v3`` (and ``paper`` when the reference file is
 absent) run their real architecture on a seeded random initialisation and report

@@ -54,8 +54,8 @@ class GalleryService:
         self._encoder: Any = None
         # Start-up checks, before the server listens: the file opens (and passes its integrity
         # check) and its model is the one this server encodes with.
-        self._encoder = api.load_encoder(model)
-        api.open_gallery(db_path, encoder=self._encoder, model=model, create=True).close()
+        with api.open_gallery(db_path, model=model, create=True) as g:
+            self._encoder = g.encoder  # the gallery's own model unless --model; a mismatch stops here
         if settings.storage == "int8":  # no Numba: fail at startup, not on the first exhaustive search
             from hybridface.search.int8 import load_int8_kernel
 
@@ -75,7 +75,7 @@ class GalleryService:
             if self._encoder is None:
                 from hybridface import api
 
-                self._encoder = api.load_encoder(self.model)
+                self._encoder = api.gallery_encoder(self.db_path, model=self.model)
         return self._encoder
 
     def gallery(self, *, encode: bool = False) -> Any:

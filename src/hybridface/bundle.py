@@ -1,0 +1,176 @@
+"""Device bundles: one folder with a gallery's ONNX model and its templates, run with core deps only.
+
+``write_bundle(g2, out_dir)`` (``hybridface export G2 --bundle DIR``) writes::
+
+    DIR/bundle.json        manifest: format, model id, identities, templates, threshold, source
+    DIR/model.onnx|.json   the gallery's fp32 model (+ model.int8.onnx|.json when the fit made one)
+    DIR/gallery.npz        templates (n, d) float32, labels (n,) int32, names, LBG codewords
+
+``identify_bundle(DIR, images)`` (``hybridface identify --bundle DIR``) needs only numpy, ONNX
+Runtime and OpenCV: no torch, no dlib, no SQLite gallery, no Pillow (images are decoded with
+OpenCV when Pillow is absent). Search is the same `make_searcher` code as a gallery's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridface.errors import ConfigError, ModelFileError
+
+__all__ = ["BUNDLE_FORMAT", "Bundle", "load_bundle", "write_bundle", "identify_bundle"]
+
+BUNDLE_FORMAT = "hybridface-bundle/1"
+MANIFEST = "bundle.json"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded bundle: its folder, manifest, encoder and template matrix."""
+
+    path: Path
+    manifest: dict[str, Any]
+    encoder: Any
+    matrix: Any
+
+    @property
+    def threshold(self) -> float | None:
+        t = self.manifest.get("threshold")
+        return None if t is None else float(t)
+
+
+def _model_dir_of(gallery) -> Path:
+    """The ONNX model (dir or file) a gallery's templates come from; bundles carry only ONNX models."""
+    enc = gallery.encoder
+    path = getattr(enc, "path_", None)
+    if path is None:
+        raise ConfigError(f"gallery {gallery.path} was built with {enc.model_id!r}, which is not an ONNX model: "
+                          "a bundle carries the compressed network; fit one first (hybridface fit --db G --out G2)")
+    return Path(path)
+
+
+def write_bundle(gallery_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                 model: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write the bundle of gallery ``gallery_path`` into ``out_dir`` (atomically; an old bundle is replaced).
+    Returns the manifest (with ``bytes``: the bundle's size on disk)."""
+    from hybridface.api import open_gallery
+    from hybridface.models.card import load_card, write_card
+    from dataclasses import replace
+
+    out = Path(out_dir)
+    if out.exists() and not (out / MANIFEST).is_file():
+        raise ConfigError(f"--bundle {out} exists and is not a hybridface bundle; choose a new folder")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--bundle {out}: folder {out.parent} does not exist")
+    with open_gallery(gallery_path, model=model, readonly=True) as g:
+        onnx_path = _model_dir_of(g)
+        m = g.matrix()
+        if m.num_templates == 0:
+            raise ConfigError(f"gallery {g.path} has no templates; nothing to bundle")
+        threshold = g.threshold
+    card, fp32 = load_card(onnx_path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        shutil.copyfile(fp32, tmp / "model.onnx")
+        write_card(replace(card, onnx_file="model.onnx"), tmp / "model.json")
+        files = ["model.onnx", "model.json"]
+        int8 = fp32.with_name(fp32.stem + ".int8.onnx")
+        if int8.is_file() and int8.with_suffix(".json").is_file():
+            c8, p8 = load_card(int8)
+            shutil.copyfile(p8, tmp / "model.int8.onnx")
+            write_card(replace(c8, onnx_file="model.int8.onnx"), tmp / "model.int8.json")
+            files += ["model.int8.onnx", "model.int8.json"]
+        arrays = {"templates": np.ascontiguousarray(m.vectors, np.float32), "labels": m.labels.astype(np.int32),
+                  "names": np.array(m.names, dtype=str)}
+        if m.codewords is not None:
+            arrays["codewords"] = np.ascontiguousarray(m.codewords, np.float32)
+            arrays["codeword_labels"] = m.codeword_labels.astype(np.int32)
+        np.savez(tmp / "gallery.npz", **arrays)
+        files.append("gallery.npz")
+        manifest = {"format": BUNDLE_FORMAT, "model_id": card.model_id, "dim": int(m.dim),
+                    "identities": int(m.num_identities), "templates": int(m.num_templates),
+                    "threshold": threshold, "source": str(Path(gallery_path).resolve()), "created": time.time(),
+                    "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "b")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest["bytes"] = sum((out / f).stat().st_size for f in [*files, MANIFEST])
+    return manifest
+
+
+def load_bundle(path: str | os.PathLike, *, precision: str = "fp32") -> Bundle:
+    """Load a bundle folder (`ModelFileError` when it is not one or does not match its model)."""
+    from hybridface.gallery.matrix import TemplateMatrix
+    from hybridface.models.encoders import OnnxEncoder
+
+    p = Path(path)
+    try:
+        manifest = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{p} is not a hybridface bundle (no readable {MANIFEST}): write one with "
+                             "hybridface export G2 --bundle DIR") from exc
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise ModelFileError(f"{p}: bundle format {manifest.get('format')!r}, this hybridface reads {BUNDLE_FORMAT}")
+    if precision not in ("fp32", "int8"):
+        raise ConfigError(f"bundle precision must be fp32 or int8, got {precision!r}")
+    stem = "model" if precision == "fp32" else "model.int8"
+    if not (p / f"{stem}.onnx").is_file():
+        raise ModelFileError(f"bundle {p} has no {precision} model ({stem}.onnx)")
+    enc = OnnxEncoder(p / f"{stem}.onnx")
+    with np.load(p / "gallery.npz", allow_pickle=False) as z:
+        names = [str(x) for x in z["names"]]
+        vecs, labels = z["templates"], z["labels"]
+        matrix = TemplateMatrix.from_arrays(vecs, [names[i] for i in labels], model_id=manifest["model_id"])
+        if "codewords" in z.files:
+            matrix = matrix.with_codebooks(z["codewords"], z["codeword_labels"].astype(np.int64))
+    if precision == "fp32" and enc.model_id != manifest["model_id"]:
+        raise ModelFileError(f"bundle {p}: model.onnx is not the model its templates were made with")
+    if enc.dim != matrix.dim:
+        raise ModelFileError(f"bundle {p}: {enc.dim}-D model but {matrix.dim}-D templates")
+    return Bundle(p, manifest, enc, matrix)
+
+
+def identify_bundle(bundle: Bundle | str | os.PathLike, images: Sequence[Any], *, strategy: str = "hybrid",
+                    top_n: int = 5, workers: int = 1, k: int = 5, threshold: float | None = None,
+                    detect: str = "never", detector: str = "cascade") -> list:
+    """1:N identification of images against a bundle: one `Identification` per input, in order."""
+    from hybridface.prepare import crop_size, encode_crops, prepare_images
+    from hybridface.results import Identification
+    from hybridface.search import make_searcher
+
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    threshold = b.threshold if threshold is None else float(threshold)
+    prepared = prepare_images(list(images), detect=detect, detector=detector, size=crop_size(b.encoder))
+    good = [p for p in prepared if p.crop is not None]
+    answers = iter(())
+    if good:
+        res = make_searcher(strategy, b.matrix, top_n=top_n, workers=workers).search(
+            encode_crops(b.encoder, [p.crop for p in good]), k=int(k))
+        out = []
+        for i, p in enumerate(good):
+            cands = tuple((b.matrix.names[int(j)], float(d)) for j, d in zip(res.identities[i], res.distances[i])
+                          if j >= 0)
+            best = cands[0] if cands else (None, None)
+            known = best[0] is not None and (threshold is None or best[1] <= threshold)
+            out.append(Identification(p.source, best[0] if known else None, best[1], cands))
+        answers = iter(out)
+    return [next(answers) if p.crop is not None else
+            Identification(p.source, None, None, (), p.status, str(p.error)) for p in prepared]
