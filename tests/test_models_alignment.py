@@ -29,7 +29,7 @@ def predictor():
 @pytest.fixture(scope="module")
 def reference(datasets_dir):
     pytest.importorskip("dlib")
-    from tests.dlib_chips import dlib_reference, sample_files
+    from dlib_chips import dlib_reference, sample_files
 
     return dlib_reference(sample_files(datasets_dir, 100, seed=1))
 

@@ -40,7 +40,7 @@ def onnx_cache(tmp_path_factory, dat_path):
 def reference(datasets_dir):
     """100 faces from the shared datasets with dlib's chips and descriptors."""
     pytest.importorskip("dlib")
-    from tests.dlib_chips import dlib_reference, sample_files
+    from dlib_chips import dlib_reference, sample_files
 
     return dlib_reference(sample_files(datasets_dir, 100))
 
