@@ -193,3 +193,49 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("HYBRIDFACE_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "hybridface"
+
+
+# ------------------------------------------------------------------ int8
+
+
+@pytest.fixture(scope="module")
+def int8_path(tmp_path_factory, dat_path, dataset):
+    pytest.importorskip("onnx")
+    from hybridface.models.resnet_int8 import cached_int8_path
+
+    root = tmp_path_factory.mktemp("int8_cache")
+    return cached_int8_path(dat_path, calibration=dataset("unlabeled_faces/utkface"), n=32, cache_dir=root)
+
+
+def test_int8_agrees_with_fp32_and_is_smaller(reference, onnx_cache, dat_path, int8_path):
+    from hybridface.models.resnet_encoder import ResNetEncoder
+    from hybridface.models.zoo import load_encoder
+
+    fp32 = ResNetEncoder(dat_path, cache_dir=onnx_cache, threads=1)
+    int8 = load_encoder("resnet-int8", weights=int8_path, threads=1)
+    a, b = fp32.embed_chips(reference["chips"]), int8.embed_chips(reference["chips"])
+    cos = (a * b).sum(1)
+    assert cos.mean() >= 0.995 and cos.min() >= 0.98, (cos.mean(), cos.min())
+    assert int8_path.stat().st_size < fp32.path_.stat().st_size / 3
+    assert int8.model_id != fp32.model_id
+    with pytest.raises(ConfigError, match="chips must"):
+        int8.descriptors(np.zeros((1, 112, 112, 3), np.uint8))
+
+
+def test_int8_cache_is_reused_and_verified(int8_path, dat_path, dataset):
+    from hybridface.models.resnet_int8 import cached_int8_path
+
+    stamp = int8_path.stat().st_mtime_ns
+    again = cached_int8_path(dat_path, calibration=dataset("unlabeled_faces/utkface"), n=32,
+                             cache_dir=int8_path.parent)
+    assert again == int8_path and int8_path.stat().st_mtime_ns == stamp
+
+
+def test_int8_calibration_errors(tmp_path):
+    from hybridface.errors import DatasetError
+    from hybridface.models.resnet_int8 import calibration_files, quantize_resnet
+
+    with pytest.raises(DatasetError, match="no images"):
+        calibration_files(tmp_path)
+    with pytest.raises(ConfigError, match="calibration chips"):
+        quantize_resnet(None, tmp_path / "x.onnx", np.zeros((4, 60, 60, 3), np.uint8))

@@ -193,8 +193,12 @@ def build_torch(spec: ResNetSpec):
 # ---------------------------------------------------------------------------------- ONNX
 
 
-def build_onnx(spec: ResNetSpec):
-    """``onnx.ModelProto``: uint8 chips ``(n, 150, 150, 3)`` → raw descriptor ``(n, 128)``."""
+def build_onnx(spec: ResNetSpec, *, fold_affine: bool = False):
+    """``onnx.ModelProto``: uint8 chips ``(n, 150, 150, 3)`` → raw descriptor ``(n, 128)``.
+
+    ``fold_affine`` folds each affine into its convolution (``w·γ``, ``b·γ + β``): one op per
+    layer, as int8 quantisation wants; the default keeps dlib's order of operations.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -206,6 +210,12 @@ def build_onnx(spec: ResNetSpec):
 
     def conv_affine(x: str, ca: ConvAffine, name: str) -> str:
         k = ca.weight.shape[2]
+        if fold_affine:
+            w = (ca.weight * ca.gamma[:, None, None, None]).astype(np.float32)
+            b = (ca.bias * ca.gamma + ca.beta).astype(np.float32)
+            nodes.append(helper.make_node("Conv", [x, const(f"{name}.w", w), const(f"{name}.b", b)], [f"{name}.a"],
+                                          kernel_shape=[k, k], strides=[ca.stride] * 2, pads=[ca.padding] * 4))
+            return f"{name}.a"
         nodes.append(helper.make_node("Conv", [x, const(f"{name}.w", ca.weight), const(f"{name}.b", ca.bias)],
                                       [f"{name}.c"], kernel_shape=[k, k], strides=[ca.stride] * 2,
                                       pads=[ca.padding] * 4))

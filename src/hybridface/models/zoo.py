@@ -70,5 +70,8 @@ def load_encoder(name: str, *, weights: str | PathLike | None = None, **options)
         from hybridface.models.resnet_encoder import ResNetEncoder
         from hybridface.models.resnet_int8 import cached_int8_path
 
-        return ResNetEncoder(weights if weights is not None else cached_int8_path(), **options)
+        calibration = options.pop("calibration", None)
+        if weights is None or not str(weights).endswith(".onnx"):
+            weights = cached_int8_path(weights, calibration=calibration, cache_dir=options.get("cache_dir"))
+        return ResNetEncoder(weights, **options)
     raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
