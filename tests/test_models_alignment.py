@@ -17,11 +17,11 @@ HINT = "pip install 'hybridface[dlib]'"
 
 
 @pytest.fixture(scope="module")
-def predictor():
+def predictor(tmp_path_factory):
     from hybridface.models.landmarks import ShapePredictor
 
     try:
-        return ShapePredictor()
+        return ShapePredictor(cache_dir=tmp_path_factory.mktemp("shape_cache"))
     except ModelFileError as exc:
         pytest.skip(str(exc))
 
@@ -109,7 +109,7 @@ def test_core_only_runtime_runs_resnet_end_to_end(dataset, cache):
         from hybridface.models.resnet_encoder import ResNetEncoder
         img = load_image({str(img)!r})
         box = np.array([[60, 40, 180, 160]], float)
-        chips = face_chips([img], ShapePredictor().predict([img], box))
+        chips = face_chips([img], ShapePredictor(cache_dir={str(cache)!r}).predict([img], box))
         t = ResNetEncoder(cache_dir={str(cache)!r}, threads=1).embed_chips(chips)
         assert t.shape == (1, 128) and abs(float(np.linalg.norm(t)) - 1) < 1e-5
         assert not any(k in sys.modules and sys.modules[k] is not None for k in ("dlib", "torch", "onnx"))
@@ -149,8 +149,22 @@ def test_missing_or_damaged_predictor_names_the_install_command(tmp_path, predic
         p = tmp_path / f"{name}.dat"
         p.write_bytes(bad)
         with pytest.raises(ModelFileError) as e:
-            ShapePredictor(p)
+            ShapePredictor(p, cache_dir=tmp_path)
         assert HINT in str(e.value) and "\n" not in str(e.value)
     # the descriptor network is a dlib file too, but not a shape predictor
     with pytest.raises(ModelFileError, match=r"hybridface\[dlib\]"):
-        ShapePredictor(default_dat_path())
+        ShapePredictor(default_dat_path(), cache_dir=tmp_path)
+
+
+def test_parsed_predictor_cache_is_reused_and_verified(tmp_path, predictor):
+    from hybridface.models.landmarks import ShapePredictor
+
+    a = ShapePredictor(cache_dir=tmp_path)
+    (npz,) = tmp_path.glob("shape-*.npz")
+    b = ShapePredictor(cache_dir=tmp_path)  # from the cache
+    assert all(np.array_equal(getattr(a.model_, k), getattr(b.model_, k)) for k in a.model_.__dataclass_fields__)
+    npz.write_bytes(npz.read_bytes()[:1000])  # damaged: parsed again, never loaded
+    c = ShapePredictor(cache_dir=tmp_path)
+    assert np.array_equal(c.model_.leaves, a.model_.leaves)
+    img = np.full((120, 120, 3), 128, np.uint8)
+    assert np.array_equal(a.predict([img], [[10, 10, 110, 110]]), c.predict([img], [[10, 10, 110, 110]]))

@@ -15,6 +15,7 @@ format (`hybridface.models.dlib_format`) and predicts landmarks the way dlib's
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 
 from hybridface.errors import ConfigError, ModelFileError
 from hybridface.models.dlib_format import INSTALL_HINT, DlibFormatError, DlibReader
+
+log = logging.getLogger(__name__)
 
 PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 
@@ -174,14 +177,45 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a, md - a @ ms
 
 
+def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> ShapeModel:
+    """Parse ``path``, or load its arrays from ``<cache>/shape-<sha256[:16]>.npz`` (hash-checked)."""
+    import hashlib
+    import io
+
+    from hybridface.hashing import file_sha256
+    from hybridface.models.resnet_encoder import _atomic_write, default_cache_dir
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = root / f"shape-{file_sha256(path)[:16]}.npz"
+    sidecar = cached.with_suffix(".sha256")
+    names = list(ShapeModel.__dataclass_fields__)
+    if cached.is_file() and sidecar.is_file() and file_sha256(cached) == sidecar.read_text().strip():
+        with np.load(cached) as z:
+            return ShapeModel(*(z[k] for k in names))
+    try:
+        model = parse_shape_predictor(path.read_bytes(), name=str(path))
+    except DlibFormatError as exc:
+        raise DlibFormatError(f"{exc}; the file is damaged or not {PREDICTOR_FILE}; {INSTALL_HINT}") from exc
+    try:
+        buf = io.BytesIO()
+        np.savez(buf, **{k: getattr(model, k) for k in names})
+        root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(cached, buf.getvalue())
+        _atomic_write(sidecar, hashlib.sha256(buf.getvalue()).hexdigest().encode() + b"\n")
+    except OSError as exc:  # a read-only cache only costs the parse next time
+        log.warning("could not cache the parsed shape predictor in %s: %s", root, exc)
+    return model
+
+
 class ShapePredictor:
     """5-point face landmarks from a face box, as dlib's ``shape_predictor`` finds them.
 
     Args:
         path: the predictor ``.dat`` (default: ``face_recognition_models``' 5-point model).
+        cache_dir: where the parsed arrays are cached (default: the model cache).
     """
 
-    def __init__(self, path: str | PathLike | None = None) -> None:
+    def __init__(self, path: str | PathLike | None = None, *, cache_dir: str | PathLike | None = None) -> None:
         if path is None:
             from hybridface.models.resnet_encoder import default_dat_path
 
@@ -189,10 +223,7 @@ class ShapePredictor:
         p = Path(path)
         if not p.is_file():
             raise ModelFileError(f"shape predictor {p} does not exist; {INSTALL_HINT}")
-        try:
-            self.model_ = parse_shape_predictor(p.read_bytes(), name=str(p))
-        except DlibFormatError as exc:
-            raise DlibFormatError(f"{exc}; the file is damaged or not {PREDICTOR_FILE}; {INSTALL_HINT}") from exc
+        self.model_ = load_shape_model(p, cache_dir=cache_dir)
         self.num_parts = len(self.model_.initial_shape)
 
     def predict_one(self, image: np.ndarray, box) -> np.ndarray:

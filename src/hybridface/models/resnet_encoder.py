@@ -120,6 +120,7 @@ class ResNetEncoder:
         self.batch_size = int(batch_size)
         self.has_weights = True
         self._predictor_path = predictor
+        self._cache_dir = cache_dir
         self._predictor: Any = None
         self._session = self._new_session(threads)
 
@@ -167,7 +168,7 @@ class ResNetEncoder:
 
         batch = to_uint8_batch(images, self.input_size)
         if self._predictor is None:
-            self._predictor = ShapePredictor(self._predictor_path)
+            self._predictor = ShapePredictor(self._predictor_path, cache_dir=self._cache_dir)
         h, w = self.input_size
         m = int(round(self.box_margin * min(h, w)))
         boxes = np.tile(np.array([m, m, w - 1 - m, h - 1 - m], np.float64), (len(batch), 1))

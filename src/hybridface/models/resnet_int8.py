@@ -45,7 +45,7 @@ def calibration_files(folder: str | PathLike, *, n: int = CALIBRATION_FACES) -> 
     return [files[i] for i in sorted(set(idx.tolist()))]
 
 
-def calibration_chips(files: list[Path]) -> np.ndarray:
+def calibration_chips(files: list[Path], *, cache_dir: str | PathLike | None = None) -> np.ndarray:
     """Aligned 150x150 chips of face crops (whole image = face box)."""
     from hybridface.faces.io import load_image
     from hybridface.models.chip import face_chips
@@ -53,7 +53,7 @@ def calibration_chips(files: list[Path]) -> np.ndarray:
 
     images = [load_image(f) for f in files]
     boxes = np.array([[0, 0, im.shape[1] - 1, im.shape[0] - 1] for im in images], np.float64)
-    return face_chips(images, ShapePredictor().predict(images, boxes))
+    return face_chips(images, ShapePredictor(cache_dir=cache_dir).predict(images, boxes))
 
 
 class _ChipReader:
@@ -112,7 +112,7 @@ def cached_int8_path(dat: str | PathLike | None = None, *, calibration: str | Pa
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         out = Path(tmp) / "int8.onnx"
-        quantize_resnet(dat, out, calibration_chips(files))
+        quantize_resnet(dat, out, calibration_chips(files, cache_dir=cache_dir))
         data = out.read_bytes()
     _atomic_write(path, data)
     _atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
