@@ -119,8 +119,8 @@ def _out(n: int, k: int, s: int, p: int) -> int:
 
 def block_shapes(spec: ResNetSpec, size: int = CHIP_SIZE) -> list[tuple[int, int, int, int]]:
     """Per block ``(block channels, block side, shortcut channels, shortcut side)``."""
-    side = _out(_out(size, 7, 2, 0), 3, 2, 0)
-    ch, out = 32, []
+    side = _out(_out(size, spec.stem.weight.shape[2], spec.stem.stride, spec.stem.padding), 3, 2, 0)
+    ch, out = spec.stem.weight.shape[0], []
     for b in spec.blocks:
         s1 = _out(side, 3, b.conv1.stride, b.conv1.padding)
         bs = _out(s1, 3, 1, b.conv2.padding)
@@ -179,7 +179,7 @@ def build_torch(spec: ResNetSpec):
             super().__init__()
             self.stem = ConvAff(spec.stem)
             self.blocks = nn.Sequential(*[ResBlock(b) for b in spec.blocks])
-            self.fc = nn.Linear(256, DESCRIPTOR_DIM, bias=False)
+            self.fc = nn.Linear(spec.fc.shape[0], spec.fc.shape[1], bias=False)
             self.fc.weight.data.copy_(torch.from_numpy(spec.fc.T.copy()))
 
         def forward(self, x):
@@ -261,7 +261,7 @@ def build_onnx(spec: ResNetSpec, *, fold_affine: bool = False):
     graph = helper.make_graph(
         nodes, "dlib_face_recognition_resnet_v1",
         [helper.make_tensor_value_info(ONNX_INPUT, TensorProto.UINT8, ["n", CHIP_SIZE, CHIP_SIZE, 3])],
-        [helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["n", DESCRIPTOR_DIM])],
+        [helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["n", spec.fc.shape[1]])],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hybridface")
