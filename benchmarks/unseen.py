@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for h, name, ids, ng, np_, sc, params, nbytes, fps in rows:
         print(f"| {h} | {name} | {ids} | {ng} | {np_} | {100 * sc['rank1']:.1f} % | {100 * sc['rank5']:.1f} % | "
-              f"{100 * sc['dir_far1']:.1f} % | {f'{params:,}' if params else ('~29M (dlib)' if name == 'dlib' else '0')} | "
+              f"{100 * sc['dir_far1']:.1f} % | {f'{params:,}' if params else ('5,614,592 (dlib)' if name == 'dlib' else '0')} | "
               f"{f'{nbytes:,}' if nbytes else '-'} | {'-' if fps != fps else f'{fps:,.0f}'} |")
     return 0
 
