@@ -113,3 +113,23 @@ def test_distillation_runs_resumes_and_exports(tmp_path, dataset, monkeypatch, s
         assert sess.run(None, {"chips": _chips(2)})[0].shape == (2, 128)
     with pytest.raises(ConfigError, match="new run directory"):
         distill(run, files=files, width=0.25, steps=3, batch=4)
+
+
+def test_offset_is_added_by_both_ports(spec):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from dataclasses import replace
+
+    import onnxruntime as ort
+
+    from hybridface.models.resnet import build_onnx, build_torch, preprocess_chips
+    from hybridface.models.resnet_student import prune_spec
+
+    st = prune_spec(spec, width=0.125)
+    off = np.linspace(-1, 1, 128).astype(np.float32)
+    with torch.no_grad():
+        base = build_torch(st)(torch.from_numpy(preprocess_chips(_chips(), st.mean_rgb))).numpy()
+        shifted = build_torch(replace(st, offset=off))(torch.from_numpy(preprocess_chips(_chips(), st.mean_rgb))).numpy()
+    assert np.allclose(shifted, base + off, atol=1e-5)
+    sess = ort.InferenceSession(build_onnx(replace(st, offset=off)).SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.allclose(sess.run(None, {"chips": _chips()})[0], base + off, atol=1e-4)

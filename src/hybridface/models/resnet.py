@@ -61,6 +61,7 @@ class ResNetSpec:
     stem: ConvAffine
     blocks: tuple[Block, ...]
     fc: np.ndarray  # (256, 128): descriptor = pooled @ fc
+    offset: np.ndarray | None = None  # (128,) added last (students: teacher mean - student mean)
 
 
 def _mismatch(what: str) -> DlibFormatError:
@@ -185,7 +186,8 @@ def build_torch(spec: ResNetSpec):
         def forward(self, x):
             x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
             x = self.blocks(x)
-            return self.fc(x.mean(dim=(2, 3)))
+            out = self.fc(x.mean(dim=(2, 3)))
+            return out if spec.offset is None else out + torch.from_numpy(spec.offset)
 
     return DlibResNet().eval()
 
@@ -257,7 +259,11 @@ def build_onnx(spec: ResNetSpec, *, fold_affine: bool = False):
         x = f"{n}.out"
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
     nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], axis=1))
-    nodes.append(helper.make_node("MatMul", ["flat", const("fc.w", spec.fc)], [ONNX_OUTPUT]))
+    if spec.offset is None:
+        nodes.append(helper.make_node("MatMul", ["flat", const("fc.w", spec.fc)], [ONNX_OUTPUT]))
+    else:
+        nodes.append(helper.make_node("MatMul", ["flat", const("fc.w", spec.fc)], ["proj"]))
+        nodes.append(helper.make_node("Add", ["proj", const("offset", spec.offset.astype(np.float32))], [ONNX_OUTPUT]))
     graph = helper.make_graph(
         nodes, "dlib_face_recognition_resnet_v1",
         [helper.make_tensor_value_info(ONNX_INPUT, TensorProto.UINT8, ["n", CHIP_SIZE, CHIP_SIZE, 3])],

@@ -9,9 +9,10 @@ A run directory holds everything, so a run can stop and go on across sessions:
   ``save_every`` steps; a rerun resumes from it;
 * ``student.onnx`` + ``student.int8.onnx`` + ``card.json`` once the run reaches ``steps``.
 
-Loss: centred cosine ``1 − cos(s − c, t − c)`` (``c`` = the teacher's mean descriptor over the
-data, so the common component all faces share does not hide the differences) plus
-``relation`` × relational loss (pairwise cosine matrices, `losses.relational_distill_loss`), on
+Loss: centred cosine ``1 − cos(s − s̄, t − c)`` (``c`` = the teacher's mean descriptor over the
+data, ``s̄`` the student's batch mean: the common component all faces share would otherwise hide
+the differences, and a pruned student starts with another offset, which the export adds back)
+plus ``relation`` × relational loss on the same centred vectors, on
 `distill.strong_augment` ed chips (the teacher's target is that of the unaugmented chip).
 
     python -m hybridface.models.resnet_distill RUN_DIR --data ../shared/datasets/unlabeled_faces/utkface \
@@ -73,7 +74,7 @@ def _save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def distill(run: str | Path, *, files: list[Path], width: float, steps: int, batch: int = 32, lr: float = 1e-3,
+def distill(run: str | Path, *, files: list[Path], width: float, steps: int, batch: int = 32, lr: float = 1e-4,
             relation: float = 1.0, save_every: int = 100, threads: int = 1, seed: int = 0,
             time_limit_s: float | None = None) -> dict:
     """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done."""
@@ -92,8 +93,8 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     centre = torch.from_numpy(teach.mean(0))
     spec = prune_spec(resnet_spec(read_dlib_net(default_dat_path())), width=width)
     net = build_torch(spec).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
     step, history = 0, []
     rng = np.random.default_rng(seed)
     ckpt = run / "ckpt.pt"
@@ -113,8 +114,11 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         x = torch.from_numpy(preprocess_chips(strong_augment(np.asarray(chips[idx]), rng, p_paper=0.2), spec.mean_rgb))
         t = torch.from_numpy(teach[idx])
         s = net(x)
-        cos = torch.nn.functional.cosine_similarity(s - centre, t - centre, dim=1)
-        loss = (1 - cos).mean() + relation * relational_distill_loss(s, t)
+        # centred: the teacher by its data mean, the student by its batch mean (a pruned student
+        # starts with a different offset; the export adds the difference back)
+        sc, tc = s - s.mean(0, keepdim=True), t - centre
+        cos = torch.nn.functional.cosine_similarity(sc, tc, dim=1)
+        loss = (1 - cos).mean() + relation * relational_distill_loss(sc, tc)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -130,10 +134,15 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
                    "history": history, "rng": rng.bit_generator.state, "width": width, "steps": steps}, ckpt)
             log.info("time limit: stopped at step %d (resumable)", step)
             return {"step": step, "done": False}
-    return export(run, net.eval(), spec, width=width, history=history)
+    with torch.no_grad():  # the offset that puts the student's mean where the teacher's is
+        sample = np.linspace(0, len(chips) - 1, min(512, len(chips))).astype(int)
+        mu = np.concatenate([net.eval()(torch.from_numpy(preprocess_chips(np.asarray(chips[sample[i:i + 64]]),
+                                                                           spec.mean_rgb))).numpy()
+                             for i in range(0, len(sample), 64)]).mean(0)
+    return export(run, net, spec, width=width, history=history, offset=teach.mean(0) - mu)
 
 
-def export(run: Path, net, like, *, width: float, history: list) -> dict:
+def export(run: Path, net, like, *, width: float, history: list, offset: np.ndarray | None = None) -> dict:
     """Write ``student.onnx``, ``student.int8.onnx`` (calibrated on the run's chips) and ``card.json``."""
     from hybridface.hashing import file_sha256
     from hybridface.models.card import library_versions
@@ -141,7 +150,9 @@ def export(run: Path, net, like, *, width: float, history: list) -> dict:
     from hybridface.models.resnet_int8 import _ChipReader
     from hybridface.models.resnet_student import count_parameters, spec_from_torch
 
-    spec = spec_from_torch(net, like)
+    from dataclasses import replace
+
+    spec = replace(spec_from_torch(net, like), offset=None if offset is None else offset.astype(np.float32))
     fp32 = run / "student.onnx"
     fp32.write_bytes(build_onnx(spec).SerializeToString())
     fused = run / "fused.tmp.onnx"
@@ -177,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=float, default=0.5)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--relation", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=None, help="seconds; stop (resumable) after this")
