@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout", action="append", help="rotation(s) (default: all three)")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=MODEL_DIR")
     ap.add_argument("--dlib", action="store_true", help="also the dlib ResNet (reference)")
+    ap.add_argument("--onnx", action="append", default=[], metavar="NAME=FILE.onnx",
+                    help="also a chip-input ONNX model (resnet students) on 150x150 crops (repeatable)")
     ap.add_argument("--zoo", action="append", default=[], metavar="NAME",
                     help="also a zoo model on 150x150 crops, e.g. resnet, resnet-int8 (repeatable)")
     ap.add_argument("--pixels", action="store_true", help="also raw 60x60 grey pixels (the floor to beat)")
@@ -134,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             from hybridface.models.dlib_encoder import DlibEncoder
 
             entries.append(("dlib", DlibEncoder, 150))
+        for spec_ in args.onnx:
+            from hybridface.models.resnet_encoder import ResNetEncoder
+
+            oname, opath = spec_.split("=", 1)
+            entries.append((oname, lambda p=opath: ResNetEncoder(p), 150))
         for zname in args.zoo:
             from hybridface.models.zoo import load_encoder
 
