@@ -168,3 +168,15 @@ def test_parsed_predictor_cache_is_reused_and_verified(tmp_path, predictor):
     assert np.array_equal(c.model_.leaves, a.model_.leaves)
     img = np.full((120, 120, 3), 128, np.uint8)
     assert np.array_equal(a.predict([img], [[10, 10, 110, 110]]), c.predict([img], [[10, 10, 110, 110]]))
+
+
+def test_front_ends_take_the_new_names(cache, monkeypatch):
+    """The facade every front end uses (enrol, identify, serve, evaluate) resolves the zoo names."""
+    from hybridface import api
+    from hybridface.models.resnet_encoder import ResNetEncoder
+    from hybridface.models.zoo import MODEL_NAMES
+
+    monkeypatch.setenv("HYBRIDFACE_CACHE", str(cache))
+    assert {"resnet", "resnet-int8"} <= set(MODEL_NAMES)
+    enc = api.load_encoder("resnet")
+    assert isinstance(enc, ResNetEncoder) and enc.dim == 128 and enc.input_size == (150, 150)
