@@ -76,8 +76,9 @@ def _save(obj, path: Path) -> None:
 
 def distill(run: str | Path, *, files: list[Path], width: float, steps: int, batch: int = 32, lr: float = 1e-4,
             relation: float = 1.0, save_every: int = 100, threads: int = 1, seed: int = 0,
-            time_limit_s: float | None = None) -> dict:
-    """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done."""
+            time_limit_s: float | None = None, export_now: bool = False) -> dict:
+    """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done
+    (``export_now``: export the checkpoint as it is, however far it got)."""
     import torch
 
     from hybridface.models.distill import strong_augment
@@ -109,7 +110,7 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         rng.bit_generator.state = state["rng"]
         log.info("resumed %s at step %d", run, step)
     t0 = time.monotonic()
-    while step < steps:
+    while step < steps and not export_now:
         idx = np.sort(rng.choice(len(chips), size=batch, replace=False))
         x = torch.from_numpy(preprocess_chips(strong_augment(np.asarray(chips[idx]), rng, p_paper=0.2), spec.mean_rgb))
         t = torch.from_numpy(teach[idx])
@@ -192,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relation", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=None, help="seconds; stop (resumable) after this")
+    ap.add_argument("--export-now", action="store_true", help="export the checkpoint as it is (no training)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from hybridface.models.resnet_int8 import calibration_files
 
     files = calibration_files(args.data, n=args.faces)
     out = distill(args.run, files=files, width=args.width, steps=args.steps, batch=args.batch, lr=args.lr,
-                  relation=args.relation, threads=args.threads, time_limit_s=args.time_limit)
+                  relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
+                  export_now=args.export_now)
     log.info("%s", {k: v for k, v in out.items() if k != "versions"})
     return 0
 
