@@ -12,6 +12,7 @@ resnet-int8), batch 1 and batch 64, ``--threads`` intra-op threads for ONNX Runt
 runtime is single-threaded per call); the median over rounds of faces/s.
 
     python benchmarks/resnet.py --data ../shared/datasets --parity 1000 --rounds 5 --threads 1
+    python benchmarks/resnet.py --data ../shared/datasets --parity 0 --rounds 5 --onnx small=RUN/student.int8.onnx
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="per engine, batch and round")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--onnx", action="append", default=[], metavar="NAME=FILE.onnx",
+                    help="also time a chip-input ONNX model (a resnet student) in the speed rounds")
     args = ap.parse_args(argv)
 
     import dlib  # the reference
@@ -103,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             "resnet (ORT fp32)": fp32.descriptors,
             "resnet-int8 (ORT)": int8.descriptors,
         }
+        for item in args.onnx:
+            oname, opath = item.split("=", 1)
+            engines[oname] = ResNetEncoder(opath, threads=args.threads).descriptors
         rates: dict[tuple[str, int], list[float]] = {}
         for r in range(args.rounds):
             for batch in (1, 64):
