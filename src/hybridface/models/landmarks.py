@@ -183,7 +183,7 @@ def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> 
     import io
 
     from hybridface.hashing import file_sha256
-    from hybridface.models.resnet_encoder import _atomic_write, default_cache_dir
+    from hybridface.models.resnet_encoder import atomic_write, default_cache_dir
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = root / f"shape-{file_sha256(path)[:16]}.npz"
@@ -200,8 +200,8 @@ def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> 
         buf = io.BytesIO()
         np.savez(buf, **{k: getattr(model, k) for k in names})
         root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(cached, buf.getvalue())
-        _atomic_write(sidecar, hashlib.sha256(buf.getvalue()).hexdigest().encode() + b"\n")
+        atomic_write(cached, buf.getvalue())
+        atomic_write(sidecar, hashlib.sha256(buf.getvalue()).hexdigest().encode() + b"\n")
     except OSError as exc:  # a read-only cache only costs the parse next time
         log.warning("could not cache the parsed shape predictor in %s: %s", root, exc)
     return model

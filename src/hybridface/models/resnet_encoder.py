@@ -44,7 +44,7 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "hybridface"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -78,8 +78,8 @@ def cached_onnx_path(dat: str | PathLike | None = None, *, cache_dir: str | Path
     root.mkdir(parents=True, exist_ok=True)
     import hashlib
 
-    _atomic_write(path, data)
-    _atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
+    atomic_write(path, data)
+    atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
     log.info("generated %s (%d bytes) from %s", path, len(data), dat)
     return path
 

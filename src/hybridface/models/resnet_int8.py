@@ -97,7 +97,7 @@ def quantize_resnet(dat: str | PathLike | None, out: str | PathLike, chips: np.n
 def cached_int8_path(dat: str | PathLike | None = None, *, calibration: str | PathLike | None = None,
                      n: int = CALIBRATION_FACES, cache_dir: str | PathLike | None = None) -> Path:
     """The verified cached int8 model, built first (calibrated on ``calibration``) if needed."""
-    from hybridface.models.resnet_encoder import FORMAT_TAG, _atomic_write, default_cache_dir, default_dat_path
+    from hybridface.models.resnet_encoder import FORMAT_TAG, atomic_write, default_cache_dir, default_dat_path
 
     dat = Path(dat) if dat is not None else default_dat_path()
     files = calibration_files(calibration if calibration is not None else default_calibration_dir(), n=n)
@@ -114,7 +114,7 @@ def cached_int8_path(dat: str | PathLike | None = None, *, calibration: str | Pa
         out = Path(tmp) / "int8.onnx"
         quantize_resnet(dat, out, calibration_chips(files, cache_dir=cache_dir))
         data = out.read_bytes()
-    _atomic_write(path, data)
-    _atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
+    atomic_write(path, data)
+    atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
     log.info("generated %s (%d bytes), calibrated on %d faces", path, len(data), len(files))
     return path
