@@ -239,3 +239,12 @@ def test_int8_calibration_errors(tmp_path):
         calibration_files(tmp_path)
     with pytest.raises(ConfigError, match="calibration chips"):
         quantize_resnet(None, tmp_path / "x.onnx", np.zeros((4, 60, 60, 3), np.uint8))
+
+
+def test_int8_without_calibration_faces_says_what_to_pass(monkeypatch):
+    import hybridface.config
+    from hybridface.models.resnet_int8 import default_calibration_dir
+
+    monkeypatch.setattr(hybridface.config, "shared_datasets_dir", lambda: None)
+    with pytest.raises(ConfigError, match="calibration=DIR"):
+        default_calibration_dir()
