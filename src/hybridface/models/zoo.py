@@ -9,6 +9,8 @@
 | ``vggface`` | VGG-16 face descriptor, fc7 4096-D | PyTorch state dict (see `vggface`) |
 | ``inception_v3`` | Inception V3 pooled 2048-D | torchvision ImageNet checkpoint |
 | ``dlib`` | dlib ResNet 128-D: the default of every front end when installed | shipped by ``face_recognition_models`` |
+| ``resnet`` | the same ResNet on ONNX Runtime, ported (no dlib at run time) | the ``.dat`` (default: installed) or an ``.onnx`` |
+| ``resnet-int8`` | its ONNX Runtime static int8 quantisation | ``.onnx`` (default: built and cached on first use) |
 
 Without a weights file ``vggface``/``inception_v3`` (and ``paper`` when the reference file is
 absent) run their real architecture on a seeded random initialisation and report
@@ -22,7 +24,8 @@ from os import PathLike
 from hybridface.errors import ConfigError, ModelFileError
 from hybridface.models.base import Encoder
 
-MODEL_NAMES: tuple[str, ...] = ("compressed", "general", "classifier", "paper", "vggface", "inception_v3", "dlib")
+MODEL_NAMES: tuple[str, ...] = ("compressed", "general", "classifier", "paper", "vggface", "inception_v3", "dlib",
+                                "resnet", "resnet-int8")
 
 
 def has_weights(encoder: Encoder) -> bool:
@@ -59,4 +62,16 @@ def load_encoder(name: str, *, weights: str | PathLike | None = None, **options)
         from hybridface.models.dlib_encoder import DlibEncoder
 
         return DlibEncoder(weights, **options)
+    if name == "resnet":
+        from hybridface.models.resnet_encoder import ResNetEncoder
+
+        return ResNetEncoder(weights, **options)
+    if name == "resnet-int8":
+        from hybridface.models.resnet_encoder import ResNetEncoder
+        from hybridface.models.resnet_int8 import cached_int8_path
+
+        calibration = options.pop("calibration", None)
+        if weights is None or not str(weights).endswith(".onnx"):
+            weights = cached_int8_path(weights, calibration=calibration, cache_dir=options.get("cache_dir"))
+        return ResNetEncoder(weights, **options)
     raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")

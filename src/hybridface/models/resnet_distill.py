@@ -1,0 +1,210 @@
+"""Distil a channel-pruned student of the ported dlib ResNet from the teacher (resumable).
+
+A run directory holds everything, so a run can stop and go on across sessions:
+
+* ``data/chips.npy`` (uint8 ``(n, 150, 150, 3)``, aligned by our landmark and chip ports, each
+  image taken as the face box) and ``data/teacher.npy`` (the teacher's raw descriptors), written
+  chunk by chunk (``data/done.txt`` counts finished rows);
+* ``ckpt.pt``: student weights, optimiser, step and RNG state, saved atomically every
+  ``save_every`` steps; a rerun resumes from it;
+* ``student.onnx`` + ``student.int8.onnx`` + ``card.json`` once the run reaches ``steps``.
+
+Loss: centred cosine ``1 − cos(s − s̄, t − c)`` (``c`` = the teacher's mean descriptor over the
+data, ``s̄`` the student's batch mean: the common component all faces share would otherwise hide
+the differences, and a pruned student starts with another offset, which the export adds back)
+plus ``relation`` × relational loss on the same centred vectors, on
+`distill.strong_augment` ed chips (the teacher's target is that of the unaugmented chip).
+
+    python -m hybridface.models.resnet_distill RUN_DIR --data ../shared/datasets/unlabeled_faces/utkface \
+        --faces 4000 --width 0.5 --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hybridface.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(run: Path, files: list[Path], *, chunk: int = 256, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Chips and teacher descriptors of ``files`` under ``run/data`` (resumes where it stopped)."""
+    from hybridface.faces.io import load_image
+    from hybridface.models.chip import face_chips
+    from hybridface.models.landmarks import ShapePredictor
+    from hybridface.models.resnet_encoder import ResNetEncoder
+
+    d = run / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(files)
+    mode = "r+" if (d / "chips.npy").is_file() else "w+"
+    chips = np.lib.format.open_memmap(d / "chips.npy", mode=mode, dtype=np.uint8, shape=(n, 150, 150, 3))
+    teach = np.lib.format.open_memmap(d / "teacher.npy", mode=mode, dtype=np.float32, shape=(n, 128))
+    if chips.shape[0] != n:
+        raise ConfigError(f"{d} holds data for {chips.shape[0]} faces, not {n}; use a new run directory")
+    done = int((d / "done.txt").read_text()) if (d / "done.txt").is_file() else 0
+    if done < n:
+        sp, teacher = ShapePredictor(), ResNetEncoder(threads=threads)
+        for i in range(done, n, chunk):
+            imgs = [load_image(f) for f in files[i:i + chunk]]
+            boxes = np.array([[0, 0, im.shape[1] - 1, im.shape[0] - 1] for im in imgs], np.float64)
+            c = face_chips(imgs, sp.predict(imgs, boxes))
+            chips[i:i + len(c)] = c
+            teach[i:i + len(c)] = teacher.descriptors(c)
+            chips.flush()
+            teach.flush()
+            (d / "done.txt").write_text(str(i + len(c)))
+            log.info("prepared %d / %d faces", i + len(c), n)
+    return np.load(d / "chips.npy", mmap_mode="r"), np.load(d / "teacher.npy")
+
+
+def _save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def distill(run: str | Path, *, files: list[Path], width: float, steps: int, batch: int = 32, lr: float = 1e-4,
+            relation: float = 1.0, save_every: int = 100, threads: int = 1, seed: int = 0,
+            time_limit_s: float | None = None, export_now: bool = False) -> dict:
+    """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done
+    (``export_now``: export the checkpoint as it is, however far it got)."""
+    import torch
+
+    from hybridface.models.distill import strong_augment
+    from hybridface.models.dlib_format import read_dlib_net
+    from hybridface.models.losses import relational_distill_loss
+    from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
+    from hybridface.models.resnet_encoder import default_dat_path
+    from hybridface.models.resnet_student import prune_spec
+
+    run = Path(run)
+    torch.set_num_threads(int(threads))
+    chips, teach = prepare_data(run, files, threads=threads)
+    centre = torch.from_numpy(teach.mean(0))
+    spec = prune_spec(resnet_spec(read_dlib_net(default_dat_path())), width=width)
+    net = build_torch(spec).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
+    step, history = 0, []
+    rng = np.random.default_rng(seed)
+    ckpt = run / "ckpt.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        if state["width"] != width or state["steps"] != steps:
+            raise ConfigError(f"{ckpt} is a width={state['width']} / {state['steps']}-step run; use a new run directory")
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, history = state["step"], state["history"]
+        rng.bit_generator.state = state["rng"]
+        log.info("resumed %s at step %d", run, step)
+    t0 = time.monotonic()
+    while step < steps and not export_now:
+        idx = np.sort(rng.choice(len(chips), size=batch, replace=False))
+        x = torch.from_numpy(preprocess_chips(strong_augment(np.asarray(chips[idx]), rng, p_paper=0.2), spec.mean_rgb))
+        t = torch.from_numpy(teach[idx])
+        s = net(x)
+        # centred: the teacher by its data mean, the student by its batch mean (a pruned student
+        # starts with a different offset; the export adds the difference back)
+        sc, tc = s - s.mean(0, keepdim=True), t - centre
+        cos = torch.nn.functional.cosine_similarity(sc, tc, dim=1)
+        loss = (1 - cos).mean() + relation * relational_distill_loss(sc, tc)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        history.append((step, float(loss.detach()), float(cos.detach().mean())))
+        if step % save_every == 0 or step == steps:
+            _save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                   "history": history, "rng": rng.bit_generator.state, "width": width, "steps": steps}, ckpt)
+            log.info("step %d/%d loss %.4f centred cos %.4f", step, steps, *history[-1][1:])
+        if time_limit_s is not None and time.monotonic() - t0 > time_limit_s and step < steps:
+            _save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                   "history": history, "rng": rng.bit_generator.state, "width": width, "steps": steps}, ckpt)
+            log.info("time limit: stopped at step %d (resumable)", step)
+            return {"step": step, "done": False}
+    with torch.no_grad():  # the offset that puts the student's mean where the teacher's is
+        sample = np.linspace(0, len(chips) - 1, min(512, len(chips))).astype(int)
+        mu = np.concatenate([net.eval()(torch.from_numpy(preprocess_chips(np.asarray(chips[sample[i:i + 64]]),
+                                                                           spec.mean_rgb))).numpy()
+                             for i in range(0, len(sample), 64)]).mean(0)
+    return export(run, net, spec, width=width, history=history, offset=teach.mean(0) - mu)
+
+
+def export(run: Path, net, like, *, width: float, history: list, offset: np.ndarray | None = None) -> dict:
+    """Write ``student.onnx``, ``student.int8.onnx`` (calibrated on the run's chips) and ``card.json``."""
+    from hybridface.hashing import file_sha256
+    from hybridface.models.card import library_versions
+    from hybridface.models.resnet import build_onnx
+    from hybridface.models.resnet_int8 import _ChipReader
+    from hybridface.models.resnet_student import count_parameters, spec_from_torch
+
+    from dataclasses import replace
+
+    spec = replace(spec_from_torch(net, like), offset=None if offset is None else offset.astype(np.float32))
+    fp32 = run / "student.onnx"
+    fp32.write_bytes(build_onnx(spec).SerializeToString())
+    fused = run / "fused.tmp.onnx"
+    fused.write_bytes(build_onnx(spec, fold_affine=True).SerializeToString())
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    chips = np.load(run / "data" / "chips.npy", mmap_mode="r")
+    calib = np.asarray(chips[np.linspace(0, len(chips) - 1, min(256, len(chips))).astype(int)])
+    int8 = run / "student.int8.onnx"
+    quantize_static(str(fused), str(int8), _ChipReader(calib), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "MatMul", "Add", "AveragePool", "MaxPool", "GlobalAveragePool"],
+                    per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    fused.unlink()
+    card = {"model": f"resnet student, width {width}", "teacher": "dlib_face_recognition_resnet_model_v1",
+            "parameters": count_parameters(spec), "input": "uint8 (n, 150, 150, 3) RGB aligned chip",
+            "output": "float32 (n, 128) descriptor", "fp32": {"file": fp32.name, "bytes": fp32.stat().st_size,
+                                                             "sha256": file_sha256(fp32)},
+            "int8": {"file": int8.name, "bytes": int8.stat().st_size, "sha256": file_sha256(int8)},
+            "training": {"steps": len(history), "final_loss": history[-1][1] if history else None,
+                         "final_centred_cos": history[-1][2] if history else None,
+                         "faces": int(len(chips))},
+            "versions": library_versions()}
+    (run / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return {"step": len(history), "done": True, **card}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="distil a pruned student of the dlib ResNet port (resumable)")
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--data", required=True, type=Path, help="folder of face crops (never an unseen hold-out)")
+    ap.add_argument("--faces", type=int, default=4000)
+    ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--relation", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds; stop (resumable) after this")
+    ap.add_argument("--export-now", action="store_true", help="export the checkpoint as it is (no training)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from hybridface.models.resnet_int8 import calibration_files
+
+    files = calibration_files(args.data, n=args.faces)
+    out = distill(args.run, files=files, width=args.width, steps=args.steps, batch=args.batch, lr=args.lr,
+                  relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
+                  export_now=args.export_now)
+    log.info("%s", {k: v for k, v in out.items() if k != "versions"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

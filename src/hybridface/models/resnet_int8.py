@@ -1,0 +1,120 @@
+"""``resnet-int8``: ONNX Runtime static int8 quantisation of the ported dlib ResNet.
+
+The fp32 graph with each affine folded into its convolution is quantised (QDQ, per-channel int8
+weights, uint8 activations, MinMax calibration) on aligned chips of shared faces: by default
+``calibration_faces`` evenly spaced images of ``unlabeled_faces/utkface`` (never an ``unseen``
+rotation's held-out people), each image taken as the face box, aligned by our landmark and chip
+ports. The result is cached beside the fp32 file (atomic write + hash check, like it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from hybridface.errors import ConfigError, DatasetError, require
+from hybridface.hashing import file_sha256
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_FACES = 256
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
+
+
+def default_calibration_dir() -> Path:
+    from hybridface.config import shared_datasets_dir
+
+    d = shared_datasets_dir()
+    if d is None or not (d / "unlabeled_faces" / "utkface").is_dir():
+        raise ConfigError("resnet-int8 is calibrated on face images: none found under the shared datasets; "
+                          "pass calibration=DIR (a folder of face crops) or an int8 .onnx as weights")
+    return d / "unlabeled_faces" / "utkface"
+
+
+def calibration_files(folder: str | PathLike, *, n: int = CALIBRATION_FACES) -> list[Path]:
+    """``n`` evenly spaced image files under ``folder`` (sorted, so the choice is reproducible)."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"no images under {folder} to calibrate resnet-int8 on")
+    idx = np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)
+    return [files[i] for i in sorted(set(idx.tolist()))]
+
+
+def calibration_chips(files: list[Path], *, cache_dir: str | PathLike | None = None) -> np.ndarray:
+    """Aligned 150x150 chips of face crops (whole image = face box)."""
+    from hybridface.faces.io import load_image
+    from hybridface.models.chip import face_chips
+    from hybridface.models.landmarks import ShapePredictor
+
+    images = [load_image(f) for f in files]
+    boxes = np.array([[0, 0, im.shape[1] - 1, im.shape[0] - 1] for im in images], np.float64)
+    return face_chips(images, ShapePredictor(cache_dir=cache_dir).predict(images, boxes))
+
+
+class _ChipReader:
+    """onnxruntime ``CalibrationDataReader`` over uint8 chips."""
+
+    def __init__(self, chips: np.ndarray, batch: int = 16) -> None:
+        self._it = iter([chips[i:i + batch] for i in range(0, len(chips), batch)])
+
+    def get_next(self):
+        b = next(self._it, None)
+        return None if b is None else {"chips": b}
+
+
+def quantize_resnet(dat: str | PathLike | None, out: str | PathLike, chips: np.ndarray) -> int:
+    """Write the int8 model of ``dat`` (default: installed) calibrated on ``chips``; return its bytes."""
+    require("onnx", "train")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from hybridface.models.dlib_format import read_dlib_net
+    from hybridface.models.resnet import build_onnx, resnet_spec
+    from hybridface.models.resnet_encoder import default_dat_path
+
+    if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[1:] != (150, 150, 3) or not len(chips):
+        raise ConfigError(f"calibration chips must be uint8 (n, 150, 150, 3), got {chips.dtype} {chips.shape}")
+    spec = resnet_spec(read_dlib_net(dat if dat is not None else default_dat_path()))
+    with tempfile.TemporaryDirectory() as tmp:
+        fused = Path(tmp) / "fused.onnx"
+        fused.write_bytes(build_onnx(spec, fold_affine=True).SerializeToString())
+        quantize_static(
+            str(fused), str(out), _ChipReader(chips),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv", "MatMul", "Add", "AveragePool", "MaxPool", "GlobalAveragePool"],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    return Path(out).stat().st_size
+
+
+def cached_int8_path(dat: str | PathLike | None = None, *, calibration: str | PathLike | None = None,
+                     n: int = CALIBRATION_FACES, cache_dir: str | PathLike | None = None) -> Path:
+    """The verified cached int8 model, built first (calibrated on ``calibration``) if needed."""
+    from hybridface.models.resnet_encoder import FORMAT_TAG, atomic_write, default_cache_dir, default_dat_path
+
+    dat = Path(dat) if dat is not None else default_dat_path()
+    files = calibration_files(calibration if calibration is not None else default_calibration_dir(), n=n)
+    key = hashlib.sha256("|".join(f.name for f in files).encode()).hexdigest()[:8]
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / f"{FORMAT_TAG}-{file_sha256(dat)[:16]}-int8-{key}.onnx"
+    sidecar = path.with_suffix(".sha256")
+    if path.is_file() and sidecar.is_file():
+        if file_sha256(path) == sidecar.read_text().strip():
+            return path
+        log.warning("cached %s fails its hash check; rebuilding it", path)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize_resnet(dat, out, calibration_chips(files, cache_dir=cache_dir))
+        data = out.read_bytes()
+    atomic_write(path, data)
+    atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
+    log.info("generated %s (%d bytes), calibrated on %d faces", path, len(data), len(files))
+    return path
