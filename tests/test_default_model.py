@@ -1,5 +1,6 @@
-"""The accurate default (issue 13): no ``--model`` → dlib when importable, else the compressed
-``general`` model with one logged warning; an existing gallery gets its own model back."""
+"""The accurate default (issue 13): no ``--model`` → dlib's ResNet (on the exact ONNX port, with
+dlib's model id) when its weights are installed, else the compressed ``general`` model with one
+logged warning; an existing gallery gets its own model back."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from hybridface.models import default
 
 @pytest.fixture()
 def no_dlib(monkeypatch):
-    """Make ``import dlib`` fail (``sys.modules[name] = None`` is what the import system honours)."""
+    """Make dlib and its weights unimportable (``sys.modules[name] = None`` is what the import system
+    honours): neither dlib's runtime nor the ONNX port has a network to run."""
     monkeypatch.setitem(sys.modules, "dlib", None)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)
     monkeypatch.setattr(default, "_warned", False)
 
 
@@ -100,3 +103,19 @@ def test_help_says_compressed_models_are_experimental(capsys):
         main(["enroll", "--help"])
     out = capsys.readouterr().out
     assert "dlib" in out and "experimental" in out
+
+
+def test_default_runs_dlibs_resnet_on_the_onnx_port(dataset):
+    """No --model: dlib's ResNet on ONNX Runtime, carrying dlib's model id, with dlib's templates."""
+    if not default.dlib_available():
+        pytest.skip("dlib / face_recognition_models not installed (pip install 'hybridface[dlib]')")
+    pytest.importorskip("dlib", reason="dlib's runtime is the reference")
+    from hybridface.models.resnet_encoder import ResNetEncoder
+
+    enc = api.load_encoder(None)
+    ref = api.load_encoder("dlib")
+    assert isinstance(enc, ResNetEncoder) and enc.model_id == ref.model_id
+    faces = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((dataset("att_orl") / "s1").iterdir())[:4]]
+    a, b = enc.encode(faces), ref.encode(faces)
+    assert a.shape == b.shape == (4, 128)
+    assert float(np.min(np.sum(a * b, axis=1))) >= 0.9999

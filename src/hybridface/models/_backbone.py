@@ -21,8 +21,14 @@ from hybridface.models.base import ImageBatch, l2_normalize
 log = logging.getLogger(__name__)
 
 
+def _rgb_uint8(img: np.ndarray) -> np.ndarray:
+    if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
+        raise ConfigError(f"each image must be an (H, W, 3) uint8 RGB array, got {img.dtype} {img.shape}")
+    return img
+
+
 def to_uint8_batch(images: ImageBatch, size: tuple[int, int]) -> np.ndarray:
-    """Turn a uint8 ``(n, H, W, 3)`` batch or a list of paths into ``(n, h, w, 3)`` uint8 RGB at ``size``."""
+    """Turn a uint8 ``(n, H, W, 3)`` batch or a list of paths / ``(H, W, 3)`` arrays into ``(n, h, w, 3)`` uint8 RGB at ``size``."""
     import cv2
 
     h, w = size
@@ -38,7 +44,7 @@ def to_uint8_batch(images: ImageBatch, size: tuple[int, int]) -> np.ndarray:
     else:
         from hybridface.faces.io import load_image
 
-        frames = [load_image(p) for p in images]
+        frames = [_rgb_uint8(p) if isinstance(p, np.ndarray) else load_image(p) for p in images]
     out = []
     for img in frames:
         if img.shape[:2] != (h, w):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridface.errors import ConfigError, ModelFileError, require
+from hybridface.errors import ConfigError, MissingDependencyError, ModelFileError, require
 from hybridface.hashing import file_sha256
 from hybridface.models.base import ImageBatch, l2_normalize
 from hybridface.models.dlib_format import INSTALL_HINT, RESNET_FILE
@@ -34,7 +34,8 @@ def default_dat_path() -> Path:
     """Where ``face_recognition_models`` keeps the descriptor network (without importing it)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError(f"face_recognition_models is not installed, so {RESNET_FILE} is missing; {INSTALL_HINT}")
+        raise MissingDependencyError(
+            f"face_recognition_models is not installed, so {RESNET_FILE} is missing; {INSTALL_HINT}")
     return Path(list(spec.submodule_search_locations)[0]) / "models" / RESNET_FILE
 
 
@@ -108,13 +109,19 @@ class ResNetEncoder:
     def __init__(self, weights: str | PathLike | None = None, *, threads: int | None = None,
                  cache_dir: str | PathLike | None = None, predictor: str | PathLike | None = None,
                  input_size: int = 150, box_margin: float = 0.0, batch_size: int = 64) -> None:
+        dat: Path | None = None
         if weights is not None and str(weights).endswith(".onnx"):
             self.path_ = Path(weights)
             if not self.path_.is_file():
                 raise ModelFileError(f"ONNX model {self.path_} does not exist")
         else:
-            self.path_ = cached_onnx_path(weights, cache_dir=cache_dir)
-        self.model_id = f"resnet-{file_sha256(self.path_)[:16]}"
+            dat = Path(weights) if weights is not None else default_dat_path()
+            self.path_ = cached_onnx_path(dat, cache_dir=cache_dir)
+        # Built from dlib's .dat, the port is exact (cosine >= 0.9999998 to dlib's descriptors on
+        # 1,000 shared faces), so it carries dlib's model id: a gallery enrolled with either runtime
+        # is searched by the other. Any other ONNX file (int8, students) gets its own id.
+        self.model_id = (f"dlib-resnet-{file_sha256(dat)[:16]}" if dat is not None
+                         else f"resnet-{file_sha256(self.path_)[:16]}")
         self.input_size = (int(input_size), int(input_size))
         self.box_margin = float(box_margin)
         self.batch_size = int(batch_size)
