@@ -14,7 +14,7 @@ from hybridface.options import SearchOptions
 from hybridface.search import runtime
 from hybridface.search.base import SearchResult
 from hybridface.search.kernels import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.rerank import segment_max, select_topk
+from hybridface.search.rerank import exact_top1, segment_max, select_topk
 from hybridface.search.runtime import DEFAULT_BLOCK_BYTES, run_in_threads, single_threaded_blas, split_identities
 from hybridface.search.scan import direct_top1, fits_direct
 from hybridface.search.shortlist import shortlist_candidates
@@ -186,9 +186,30 @@ class Indexed:
     def _rerank_workers(self, shortlist: np.ndarray) -> int:
         return 1
 
+    def _compiled_top1(self, p: np.ndarray, k: int) -> SearchResult | None:
+        """k = 1 over the cells in one compiled pass per probe (:mod:`~hybridface.search.cellscan`),
+        or ``None`` where it does not apply (no cells, k > 1, no Numba, shortlist = everyone)."""
+        if k != 1 or self._cells is None or self.top_n >= self.matrix.num_identities:
+            return None
+        from hybridface.search.cellscan import cell_kernel, cells_band_top1
+
+        if cell_kernel() is None:
+            return None
+        mat = self.matrix
+        band, ev = cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
+                                   probe_cells=self.probe_cells, workers=self.workers)
+        top = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band)
+        if top is None:  # some probe saw no template (empty cells): the general path answers it
+            return None
+        ids, dist, tids, ev2 = top
+        return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=ev + ev2)
+
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
         with single_threaded_blas():  # idle OpenBLAS threads spin and slow the NumPy steps
+            fast = self._compiled_top1(p, k)
+            if fast is not None:
+                return fast
             candidates, ev = self.shortlist(p, max(self.top_n, k))
             return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
 
@@ -256,6 +277,9 @@ class Hybrid(Indexed):
         p = prepare(self.matrix, probes, k)
         n, size = p.shape[0], max(self.top_n, k)
         with single_threaded_blas():
+            fast = self._compiled_top1(p, k)
+            if fast is not None:
+                return fast
             if n >= 2 * self.workers and size < self.matrix.num_identities:
                 blocks = [b for b in np.array_split(np.arange(n), self.workers) if len(b)]
                 parts = run_in_threads(
