@@ -28,16 +28,18 @@ BAND_PER_PROBE = 4
 
 def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
             out_pr, out_row, out_sc, probe_base):  # pragma: no cover - runs compiled
-    """Band rows of every probe of the block; returns ``(entries, evaluations)``.
+    """Band rows of every probe of the block; returns ``(entries, evaluations, probes without rows)``.
 
-    Writes at most ``len(out_pr)`` entries; when the count returned is larger the caller grows
-    the arrays and runs again.
+    ``cw (c, d)``: the codewords, cell after cell (each cell one contiguous block). Writes at most
+    ``len(out_pr)`` entries; when the count returned is larger the caller grows the arrays and
+    runs again.
     """
     n, d = probes.shape
     n_cells = near.shape[1]
     cap = out_pr.shape[0]
     count = 0
     evals = 0
+    missing = 0
     top_id = np.empty(size, np.int64)
     top_sc = np.empty(size, np.float32)
     row_sc = np.empty(64, np.float32)
@@ -63,6 +65,12 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
                 if near[i, c] == thr:
                     chosen[n_chosen] = c
                     n_chosen += 1
+        # nearest cells first: the shortlist's threshold rises early, so fewer insertions follow
+        if n_chosen < n_cells:
+            sel = chosen[:n_chosen].copy()
+            order = np.argsort(-near[i][sel], kind="mergesort")
+            for a in range(n_chosen):
+                chosen[a] = sel[order[a]]
         # (2) the `size` best distinct identities by codeword in those cells
         for t in range(size):
             top_id[t] = -1
@@ -117,6 +125,8 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
                 if s > best:
                     best = s
         evals += m
+        if m == 0:
+            missing += 1
         # (4) the certified band around the best
         for t in range(m):
             if row_sc[t] >= best - tol:
@@ -125,7 +135,7 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
                     out_row[count] = row_ix[t]
                     out_sc[count] = row_sc[t]
                 count += 1
-    return count, evals
+    return count, evals, missing
 
 
 def cell_kernel():
@@ -142,10 +152,11 @@ def cells_band_top1(
     size: int,
     probe_cells: int,
     workers: int = 1,
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int, int]:
     """The certified k = 1 band ``(probe, row, float32 score)`` of ``(n, d)`` unit probes over
-    their ``size`` nearest identities by codeword in their ``probe_cells`` nearest cells; and the
-    distance evaluations (centres + codewords + template rows). Probe blocks run on up to
+    their ``size`` nearest identities by codeword in their ``probe_cells`` nearest cells (in probe
+    order); the distance evaluations (centres + codewords + template rows); and how many probes
+    found no template row (empty cells). Probe blocks run on up to
     ``workers`` threads (the kernel releases the GIL)."""
     kernel = cell_kernel()
     n = probes.shape[0]
@@ -160,12 +171,13 @@ def cells_band_top1(
         while True:
             out_pr, out_row = np.empty(cap, np.int64), np.empty(cap, np.int64)
             out_sc = np.empty(cap, np.float32)
-            cnt, ev = kernel(p, near, pc, cells.codewords, cells.identity, cells.offsets, size, vectors,
+            cnt, ev, missing = kernel(p, near, pc, cells.codewords, cells.identity, cells.offsets, size, vectors,
                              offsets, tol, out_pr, out_row, out_sc, a)
             if cnt <= cap:
-                return out_pr[:cnt], out_row[:cnt], out_sc[:cnt], int(ev)
+                return out_pr[:cnt], out_row[:cnt], out_sc[:cnt], int(ev), int(missing)
             cap = int(cnt)
 
-    parts = run_in_threads(block, [(a,) for a in range(0, n, step)], workers)
+    starts = list(range(0, n, step))
+    parts = [block(0)] if len(starts) == 1 else run_in_threads(block, [(a,) for a in starts], workers)
     band = tuple(np.concatenate([q[j] for q in parts]) for j in range(3))
-    return band, sum(q[3] for q in parts)  # type: ignore[return-value]
+    return band, sum(q[3] for q in parts), sum(q[4] for q in parts)  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from hybridface.options import SearchOptions
 from hybridface.search import runtime
 from hybridface.search.base import SearchResult
 from hybridface.search.kernels import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.rerank import exact_top1, segment_max, select_topk
+from hybridface.search.rerank import exact_top1, segment_max, select_topk, top1_result
 from hybridface.search.runtime import DEFAULT_BLOCK_BYTES, run_in_threads, single_threaded_blas, split_identities
 from hybridface.search.scan import direct_top1, fits_direct
 from hybridface.search.shortlist import shortlist_candidates
@@ -196,12 +196,15 @@ class Indexed:
         if cell_kernel() is None:
             return None
         mat = self.matrix
-        band, ev = cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
-                                   probe_cells=self.probe_cells, workers=self.workers)
-        top = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band)
-        if top is None:  # some probe saw no template (empty cells): the general path answers it
+        band, ev, missing = cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
+                                            probe_cells=self.probe_cells, workers=self.workers)
+        if missing:  # some probe saw no template (empty cells): the general path answers it
             return None
-        ids, dist, tids, ev2 = top
+        if len(band[0]) == p.shape[0]:  # one band row per probe, in probe order: re-score just it
+            pr, rows = band[0], band[1]
+            dots = np.einsum("ij,ij->i", mat.vectors[rows], p[pr], dtype=np.float64)  # as exact_top1
+            return top1_result(rows, dots, mat.offsets, mat.template_ids, ev + len(rows))
+        ids, dist, tids, ev2 = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band)
         return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=ev + ev2)
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
