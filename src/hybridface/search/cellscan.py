@@ -179,5 +179,7 @@ def cells_band_top1(
 
     starts = list(range(0, n, step))
     parts = [block(0)] if len(starts) == 1 else run_in_threads(block, [(a,) for a in starts], workers)
+    if len(parts) == 1:
+        return parts[0][:3], parts[0][3], parts[0][4]
     band = tuple(np.concatenate([q[j] for q in parts]) for j in range(3))
     return band, sum(q[3] for q in parts), sum(q[4] for q in parts)  # type: ignore[return-value]

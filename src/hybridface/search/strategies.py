@@ -209,8 +209,11 @@ class Indexed:
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
+        fast = self._compiled_top1(p, k) if p.shape[0] <= runtime.FEW_PROBES else None
+        if fast is not None:  # a few probes: BLAS stays single-threaded by itself, no thread juggling
+            return fast
         with single_threaded_blas():  # idle OpenBLAS threads spin and slow the NumPy steps
-            fast = self._compiled_top1(p, k)
+            fast = self._compiled_top1(p, k) if p.shape[0] > runtime.FEW_PROBES else None
             if fast is not None:
                 return fast
             candidates, ev = self.shortlist(p, max(self.top_n, k))
@@ -279,8 +282,11 @@ class Hybrid(Indexed):
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
         n, size = p.shape[0], max(self.top_n, k)
+        fast = self._compiled_top1(p, k) if p.shape[0] <= runtime.FEW_PROBES else None
+        if fast is not None:  # a few probes: BLAS stays single-threaded by itself, no thread juggling
+            return fast
         with single_threaded_blas():
-            fast = self._compiled_top1(p, k)
+            fast = self._compiled_top1(p, k) if p.shape[0] > runtime.FEW_PROBES else None
             if fast is not None:
                 return fast
             if n >= 2 * self.workers and size < self.matrix.num_identities:
