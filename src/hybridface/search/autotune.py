@@ -3,8 +3,9 @@
 ``cells`` defaults to a power of two near ``3 * sqrt(codewords)`` (the coarse level's usual
 balance between centre and codeword comparisons). On tuning queries the caller supplies (held
 out from the queries it will time), each ``top_n`` of a small grid is tried with ``probe_cells``
-doubling from 1 until recall@1 against exhaustive search reaches the target; the pair with the
-lowest measured time wins. Recall is measured, not promised: on other queries it can differ.
+doubling from 1 until recall@1 against exhaustive search reaches the target (a larger ``top_n``
+only while it needs fewer cells than the best so far); the pair with the lowest measured time
+wins. Recall is measured, not promised: on other queries it can differ.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hybridface.gallery.matrix import TemplateMatrix
 log = logging.getLogger(__name__)
 
 #: shortlist sizes tried, cheapest first
-TOP_N_GRID = (5, 10, 20, 40)
+TOP_N_GRID = (5, 10, 20)
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ def tune_cells(
                 if best is None or spq < best.seconds_per_query:
                     best = CellTuning(cells, top_n, pc, rec, spq)
                 break
-            if pc >= cells:
-                break
+            if pc >= cells or (best is not None and 2 * pc >= best.probe_cells):
+                break  # a larger top_n only pays with fewer cells visited than the best so far
             pc = min(2 * pc, cells)
     if best is None:
         best = CellTuning(cells, top_n_grid[-1], cells, rec, spq)
