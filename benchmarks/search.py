@@ -195,17 +195,17 @@ def build(method: str, matrix, args, threads: int):
 
     faiss.cvar.distance_compute_blas_threshold = 20
     if method == "faiss-flat":
-        index = faiss.IndexFlatIP(D)
+        index = faiss.IndexFlatIP(x.shape[1])
         evals = float(n)
     elif method == "faiss-ivf":
         nlist = int(max(16, 4 * np.sqrt(n)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(D), D, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
         train = x[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
         index.train(train)
         index.nprobe = args.nprobe
         evals = nlist + n * args.nprobe / nlist
     else:
-        index = faiss.IndexHNSWFlat(D, args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWFlat(x.shape[1], args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = args.ef_construction
         index.hnsw.efSearch = args.ef_search
         evals = float("nan")
@@ -277,7 +277,13 @@ def run(args) -> list[dict]:
     for kind in args.data.split(","):
         for n in [int(s) for s in args.sizes.split(",")]:
             check_fits(n, methods)
-            x, labels, probes = make_data(kind, n, per=args.per, n_probes=args.batch + TUNE_QUERIES)
+            if kind == "faces":
+                from face_data import face_templates
+
+                x, labels, probes = face_templates(n, args.batch + TUNE_QUERIES, root=Path(args.faces_root),
+                                                   cache_dir=Path(args.cache_dir))
+            else:
+                x, labels, probes = make_data(kind, n, per=args.per, n_probes=args.batch + TUNE_QUERIES)
             probes, args.tune_queries = probes[: args.batch], probes[args.batch :]
             matrix = to_matrix(x, labels)
             from hybridface.search import make_searcher
@@ -440,7 +446,13 @@ def plot(rows, path: Path, threads: int) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,100000", help="comma list of gallery sizes (templates)")
-    ap.add_argument("--data", default="clustered,uniform")
+    ap.add_argument("--data", default="clustered,uniform",
+                    help="comma list of clustered, uniform (synthetic) and faces (real templates of the "
+                         "default encoder over --faces-root, augmented to reach N; see face_data.py)")
+    ap.add_argument("--faces-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets"),
+                    help="datasets folder for --data faces")
+    ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "hybridface" / "bench"),
+                    help="where --data faces keeps its templates (reruns load them)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batch", type=int, default=1000, help="probes per batch")
     ap.add_argument("--per", type=int, default=10, help="templates per identity")
