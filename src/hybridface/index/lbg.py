@@ -137,7 +137,7 @@ def _split_directions(x: np.ndarray, a: np.ndarray, c: np.ndarray, chosen: np.nd
         r = x[order[(ends[cw - 1] if cw else 0) : ends[cw]]] - c[cw]
         r -= (r @ c[cw])[:, None] * c[cw]
         if len(r) >= 2 and np.abs(r).max() > 1e-9:
-            v = np.linalg.svd(r, full_matrices=False)[2][0]
+            v = np.linalg.eigh(r.T @ r)[1][:, -1]  # top right singular vector of r, from d x d
             out[j] = v * (1.0 if v[np.argmax(np.abs(v))] > 0 else -1.0)  # sign fixed: deterministic
     cc = c[chosen]
     out -= (out * cc).sum(axis=1, keepdims=True) * cc
