@@ -136,9 +136,18 @@ class Gallery:
 
     def enroll_folder(self, folder: str | os.PathLike, *, detect: str = DEFAULTS.detect,
                       detector: str = DEFAULTS.detector, codewords: int | None = None,
-                      progress: bool = False) -> list[EnrollReport]:
+                      progress: bool = False, engine: str = DEFAULTS.engine, address: str | None = None,
+                      ) -> list[EnrollReport]:
         """Enrol ``folder/<identity>/<images>``: one transaction and one `EnrollReport` per identity
-        (``progress``: a progress bar per identity on stderr)."""
+        (``progress``: a progress bar per identity on stderr). ``engine="ray"``: crop and encode in
+        Ray tasks on the cluster at ``address`` (:mod:`hybridface.enroll`), same gallery contents."""
+        if engine == "ray":
+            from hybridface.enroll import enroll_folder_ray
+
+            return enroll_folder_ray(self, folder, model=self._model, address=address, detect=detect,
+                                     detector=detector, codewords=codewords)
+        if engine != "local":
+            raise ConfigError(f"engine={engine!r} is not valid; use one of local, ray")
         from tqdm import tqdm
 
         from hybridface.protocols.dataset import scan_dataset
