@@ -27,7 +27,7 @@ BAND_PER_PROBE = 4
 
 
 def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
-            out_pr, out_row, out_sc, probe_base):  # pragma: no cover - runs compiled
+            out_pr, out_row, out_sc, out_id, probe_base):  # pragma: no cover - runs compiled
     """Band rows of every probe of the block; returns ``(entries, evaluations, probes without rows)``.
 
     ``cw (c, d)``: the codewords, cell after cell (each cell one contiguous block). Writes at most
@@ -44,6 +44,7 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
     top_sc = np.empty(size, np.float32)
     row_sc = np.empty(64, np.float32)
     row_ix = np.empty(64, np.int64)
+    row_id = np.empty(64, np.int64)
     chosen = np.empty(n_cells, np.int64)
     for i in range(n):
         p = probes[i]
@@ -116,11 +117,14 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
                 if m == row_sc.shape[0]:
                     grown_sc = np.empty(2 * m, np.float32)
                     grown_ix = np.empty(2 * m, np.int64)
+                    grown_id = np.empty(2 * m, np.int64)
                     grown_sc[:m] = row_sc
                     grown_ix[:m] = row_ix
-                    row_sc, row_ix = grown_sc, grown_ix
+                    grown_id[:m] = row_id
+                    row_sc, row_ix, row_id = grown_sc, grown_ix, grown_id
                 row_sc[m] = s
                 row_ix[m] = r
+                row_id[m] = u
                 m += 1
                 if s > best:
                     best = s
@@ -134,6 +138,7 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
                     out_pr[count] = probe_base + i
                     out_row[count] = row_ix[t]
                     out_sc[count] = row_sc[t]
+                    out_id[count] = row_id[t]
                 count += 1
     return count, evals, missing
 
@@ -152,34 +157,34 @@ def cells_band_top1(
     size: int,
     probe_cells: int,
     workers: int = 1,
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int, int]:
-    """The certified k = 1 band ``(probe, row, float32 score)`` of ``(n, d)`` unit probes over
-    their ``size`` nearest identities by codeword in their ``probe_cells`` nearest cells (in probe
-    order); the distance evaluations (centres + codewords + template rows); and how many probes
-    found no template row (empty cells). Probe blocks run on up to
-    ``workers`` threads (the kernel releases the GIL)."""
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int, int]:
+    """The certified k = 1 band ``(probe, row, float32 score, identity)`` of ``(n, d)`` unit probes
+    over their ``size`` nearest identities by codeword in their ``probe_cells`` nearest cells (in
+    probe order); the distance evaluations (centres + codewords + template rows); and how many
+    probes found no template row (empty cells). Probe blocks run on up to ``workers`` threads
+    (the kernel releases the GIL)."""
     kernel = cell_kernel()
     n = probes.shape[0]
     tol = np.float32(band_tolerance(probes.shape[1]))
     pc = int(min(probe_cells, cells.num_cells))
     step = max(1, min(PROBE_BLOCK, -(-n // max(workers, 1))))
 
-    def block(a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def block(a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
         p = probes[a : a + step]
         near = p @ cells.centres.T
         cap = BAND_PER_PROBE * len(p)
         while True:
-            out_pr, out_row = np.empty(cap, np.int64), np.empty(cap, np.int64)
-            out_sc = np.empty(cap, np.float32)
+            out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32),
+                   np.empty(cap, np.int64))
             cnt, ev, missing = kernel(p, near, pc, cells.codewords, cells.identity, cells.offsets, size, vectors,
-                             offsets, tol, out_pr, out_row, out_sc, a)
+                                      offsets, tol, *out, a)
             if cnt <= cap:
-                return out_pr[:cnt], out_row[:cnt], out_sc[:cnt], int(ev), int(missing)
+                return out[0][:cnt], out[1][:cnt], out[2][:cnt], out[3][:cnt], int(ev), int(missing)
             cap = int(cnt)
 
-    starts = list(range(0, n, step))
-    parts = [block(0)] if len(starts) == 1 else run_in_threads(block, [(a,) for a in starts], workers)
-    if len(parts) == 1:
-        return parts[0][:3], parts[0][3], parts[0][4]
-    band = tuple(np.concatenate([q[j] for q in parts]) for j in range(3))
-    return band, sum(q[3] for q in parts), sum(q[4] for q in parts)  # type: ignore[return-value]
+    if n <= step:  # one block: no thread hand-off, no concatenation
+        *band, ev, missing = block(0)
+        return tuple(band), ev, missing  # type: ignore[return-value]
+    parts = run_in_threads(block, [(a,) for a in range(0, n, step)], workers)
+    band = tuple(np.concatenate([q[j] for q in parts]) for j in range(4))
+    return band, sum(q[4] for q in parts), sum(q[5] for q in parts)  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from hybridface.options import SearchOptions
 from hybridface.search import runtime
 from hybridface.search.base import SearchResult
 from hybridface.search.kernels import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.rerank import exact_top1, segment_max, select_topk, top1_result
+from hybridface.search.rerank import exact_top1, segment_max, select_topk
 from hybridface.search.runtime import DEFAULT_BLOCK_BYTES, run_in_threads, single_threaded_blas, split_identities
 from hybridface.search.scan import direct_top1, fits_direct
 from hybridface.search.shortlist import shortlist_candidates
@@ -201,10 +201,11 @@ class Indexed:
         if missing:  # some probe saw no template (empty cells): the general path answers it
             return None
         if len(band[0]) == p.shape[0]:  # one band row per probe, in probe order: re-score just it
-            pr, rows = band[0], band[1]
-            dots = np.einsum("ij,ij->i", mat.vectors[rows], p[pr], dtype=np.float64)  # as exact_top1
-            return top1_result(rows, dots, mat.offsets, mat.template_ids, ev + len(rows))
-        ids, dist, tids, ev2 = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band)
+            rows = band[1]
+            dots = np.einsum("ij,ij->i", mat.vectors[rows], p, dtype=np.float64)  # as exact_top1
+            return SearchResult(identities=band[3][:, None], distances=(1.0 - dots).astype(np.float32)[:, None],
+                                template_ids=mat.template_ids[rows][:, None], distance_evaluations=ev + len(rows))
+        ids, dist, tids, ev2 = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band[:3])
         return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=ev + ev2)
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
