@@ -151,13 +151,14 @@ def build(method: str, matrix, args, threads: int):
             from hybridface.search.autotune import tune_cells
 
             tuned = tune_cells(matrix, args.tune_queries, recall=args.recall, cells=args.cells, workers=threads)
-            top_n, cells, probe_cells = tuned.top_n, tuned.cells, tuned.probe_cells
             args.tuned = tuned
-        elif cells is None:
-            from hybridface.search.autotune import default_cells
+            s = tuned.searcher  # its cells are fitted once, during tuning
+        else:
+            if cells is None:
+                from hybridface.search.autotune import default_cells
 
-            cells = default_cells(matrix.num_identities)
-        s = Hybrid(matrix, top_n=top_n, workers=threads, cells=cells, probe_cells=probe_cells)
+                cells = default_cells(matrix.num_identities)
+            s = Hybrid(matrix, top_n=top_n, workers=threads, cells=cells, probe_cells=probe_cells)
         cells = s._cells
         extra = s.matrix.codewords.nbytes + s.matrix.codeword_labels.nbytes
         if cells is not None:
@@ -198,7 +199,7 @@ def build(method: str, matrix, args, threads: int):
         index = faiss.IndexFlatIP(x.shape[1])
         evals = float(n)
     elif method == "faiss-ivf":
-        nlist = int(max(16, 4 * np.sqrt(n)))
+        nlist = args.nlist or int(max(16, 4 * np.sqrt(n)))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
         train = x[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
         index.train(train)
@@ -380,7 +381,7 @@ def report(rows, limits, args) -> str:
         "thread's CPU time in one single-probe call: where p99 wall time is far above it, the call "
         "was waiting for a core (the box is shared), not computing. FAISS runs with "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. `bound @1` of `exhaustive-int8` = one read of the int8 codes + error bounds (64 B/template at 60-D), its batches use float32 storage (bound @1000 as float32); `B/template` counts the float32 copy it keeps too. `evals/probe` = distance evaluations (templates + "
-        f"codewords; hybrid-cells: + cell centres). IVF: nlist = 4·sqrt(N), nprobe = {args.nprobe}; "
+        f"codewords; hybrid-cells: + cell centres). IVF: nlist = {args.nlist or '4·sqrt(N)'}, nprobe = {args.nprobe}; "
         f"HNSW: M = {args.hnsw_m}, efConstruction = {args.ef_construction}, efSearch = {args.ef_search}; "
         f"ours: top_n = {args.top_n}, {args.per} templates per identity; hybrid-cells: the codewords "
         f"in {_cells_text(args)}. Methods are timed interleaved "
@@ -466,6 +467,7 @@ def main(argv=None) -> int:
                          "recall@1 in (0, 1] on 500 held-out queries")
     ap.add_argument("--probe-cells", type=int, default=128, help="hybrid-cells: cells visited per probe")
     ap.add_argument("--nprobe", type=int, default=16)
+    ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: 4·sqrt(N))")
     ap.add_argument("--ef-search", type=int, default=64)
     ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node (M)")
     ap.add_argument("--ef-construction", type=int, default=40, help="HNSW efConstruction (FAISS default 40)")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class CellTuning:
     probe_cells: int
     recall: float
     seconds_per_query: float
+    #: the tuned `Hybrid` searcher itself (its cells already fitted), ready to use
+    searcher: Any = field(default=None, repr=False, compare=False)
 
 
 def check_recall(recall: float) -> float:
@@ -100,5 +103,6 @@ def tune_cells(
     if best is None:
         best = CellTuning(cells, top_n_grid[-1], cells, rec, spq)
         log.warning("no setting reached recall %.3f on the tuning queries; visiting every cell", target)
+    s.top_n, s.probe_cells = best.top_n, best.probe_cells
     log.info("tuned cells: %s", best)
-    return best
+    return replace(best, searcher=s)
