@@ -22,17 +22,21 @@ from hybridface.search.shortlist import CodewordCells
 
 #: Probes per block: bounds the ``(block, cells)`` centre-score array.
 PROBE_BLOCK = 512
+#: Blocks of more probes than this walk the visited cells cell by cell (shared codeword reads).
+CELL_MAJOR_MIN = 8
 #: Initial band entries per probe held by the output arrays (grown on demand by a second pass).
 BAND_PER_PROBE = 4
 
 
 def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
-            out_pr, out_row, out_sc, out_id, probe_base):  # pragma: no cover - runs compiled
+            out_pr, out_row, out_sc, out_id, probe_base, cell_major):  # pragma: no cover - runs compiled
     """Band rows of every probe of the block; returns ``(entries, evaluations, probes without rows)``.
 
-    ``cw (c, d)``: the codewords, cell after cell (each cell one contiguous block). Writes at most
-    ``len(out_pr)`` entries; when the count returned is larger the caller grows the arrays and
-    runs again.
+    ``cw (c, d)``: the codewords, cell after cell (each cell one contiguous block). With
+    ``cell_major`` the (probe, visited cell) pairs are walked cell by cell, so a cell's codewords
+    are read once for all the block's probes that visit it (batches); otherwise probe by probe,
+    nearest cell first (a few probes). Writes at most ``len(out_pr)`` entries; when the count
+    returned is larger the caller grows the arrays and runs again.
     """
     n, d = probes.shape
     n_cells = near.shape[1]
@@ -40,74 +44,87 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
     count = 0
     evals = 0
     missing = 0
-    top_id = np.empty(size, np.int64)
-    top_sc = np.empty(size, np.float32)
+    pcn = min(pc, n_cells)
+    pair_cell = np.empty(n * pcn, np.int64)
+    # (1) each probe's pc nearest cells, nearest first (ties: lower cell index first)
+    for i in range(n):
+        base = i * pcn
+        if pcn >= n_cells:
+            for c in range(n_cells):
+                pair_cell[base + c] = c
+            continue
+        thr = -np.partition(-near[i], pcn - 1)[pcn - 1]
+        k = 0
+        for c in range(n_cells):
+            if near[i, c] > thr:
+                pair_cell[base + k] = c
+                k += 1
+        for c in range(n_cells):
+            if k >= pcn:
+                break
+            if near[i, c] == thr:
+                pair_cell[base + k] = c
+                k += 1
+        order = np.argsort(-near[i][pair_cell[base : base + pcn]], kind="mergesort")
+        sel = pair_cell[base : base + pcn].copy()
+        for t in range(pcn):
+            pair_cell[base + t] = sel[order[t]]
+    # the walk over (probe, cell) pairs: probe-major as built, or counting-sorted by cell
+    walk = np.arange(n * pcn)
+    if cell_major:
+        per_cell = np.zeros(n_cells + 1, np.int64)
+        for t in range(n * pcn):
+            per_cell[pair_cell[t] + 1] += 1
+        for c in range(n_cells):
+            per_cell[c + 1] += per_cell[c]
+        for t in range(n * pcn):
+            c = pair_cell[t]
+            walk[per_cell[c]] = t
+            per_cell[c] += 1
+    # (2) per probe, the `size` best distinct identities by codeword in its visited cells
+    top_id = np.full((n, size), -1, np.int64)
+    top_sc = np.full((n, size), -np.inf, np.float32)
+    worst = np.zeros(n, np.int64)
+    for w in range(n * pcn):
+        t = walk[w]
+        i = t // pcn
+        c = pair_cell[t]
+        p = probes[i]
+        for j in range(cw_off[c], cw_off[c + 1]):
+            s = np.float32(0.0)
+            for q in range(d):
+                s += cw[j, q] * p[q]
+            if s <= top_sc[i, worst[i]]:
+                continue
+            u = cw_ident[j]
+            pos = -1
+            for x in range(size):
+                if top_id[i, x] == u:
+                    pos = x
+                    break
+            if pos >= 0:
+                if s > top_sc[i, pos]:
+                    top_sc[i, pos] = s
+            else:
+                top_id[i, worst[i]] = u
+                top_sc[i, worst[i]] = s
+            wi = 0
+            for x in range(1, size):
+                if top_sc[i, x] < top_sc[i, wi]:
+                    wi = x
+            worst[i] = wi
+        evals += cw_off[c + 1] - cw_off[c]
+    evals += n * n_cells
+    # (3) their template rows in float32, (4) the certified band around each probe's best
     row_sc = np.empty(64, np.float32)
     row_ix = np.empty(64, np.int64)
     row_id = np.empty(64, np.int64)
-    chosen = np.empty(n_cells, np.int64)
     for i in range(n):
         p = probes[i]
-        # (1) the pc nearest cells (ties: lower cell index first)
-        if pc >= n_cells:
-            n_chosen = n_cells
-            for c in range(n_cells):
-                chosen[c] = c
-        else:
-            thr = -np.partition(-near[i], pc - 1)[pc - 1]
-            n_chosen = 0
-            for c in range(n_cells):
-                if near[i, c] > thr:
-                    chosen[n_chosen] = c
-                    n_chosen += 1
-            for c in range(n_cells):
-                if n_chosen >= pc:
-                    break
-                if near[i, c] == thr:
-                    chosen[n_chosen] = c
-                    n_chosen += 1
-        # nearest cells first: the shortlist's threshold rises early, so fewer insertions follow
-        if n_chosen < n_cells:
-            sel = chosen[:n_chosen].copy()
-            order = np.argsort(-near[i][sel], kind="mergesort")
-            for a in range(n_chosen):
-                chosen[a] = sel[order[a]]
-        # (2) the `size` best distinct identities by codeword in those cells
-        for t in range(size):
-            top_id[t] = -1
-            top_sc[t] = -np.inf
-        worst = 0
-        for a in range(n_chosen):
-            c = chosen[a]
-            for j in range(cw_off[c], cw_off[c + 1]):
-                s = np.float32(0.0)
-                for q in range(d):
-                    s += cw[j, q] * p[q]
-                if s <= top_sc[worst]:
-                    continue
-                u = cw_ident[j]
-                pos = -1
-                for t in range(size):
-                    if top_id[t] == u:
-                        pos = t
-                        break
-                if pos >= 0:
-                    if s > top_sc[pos]:
-                        top_sc[pos] = s
-                else:
-                    top_id[worst] = u
-                    top_sc[worst] = s
-                worst = 0
-                for t in range(1, size):
-                    if top_sc[t] < top_sc[worst]:
-                        worst = t
-            evals += cw_off[c + 1] - cw_off[c]
-        evals += n_cells
-        # (3) their template rows in float32
         m = 0
         best = np.float32(-np.inf)
-        for t in range(size):
-            u = top_id[t]
+        for x in range(size):
+            u = top_id[i, x]
             if u < 0:
                 continue
             for r in range(offsets[u], offsets[u + 1]):
@@ -131,14 +148,13 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
         evals += m
         if m == 0:
             missing += 1
-        # (4) the certified band around the best
-        for t in range(m):
-            if row_sc[t] >= best - tol:
+        for x in range(m):
+            if row_sc[x] >= best - tol:
                 if count < cap:
                     out_pr[count] = probe_base + i
-                    out_row[count] = row_ix[t]
-                    out_sc[count] = row_sc[t]
-                    out_id[count] = row_id[t]
+                    out_row[count] = row_ix[x]
+                    out_sc[count] = row_sc[x]
+                    out_id[count] = row_id[x]
                 count += 1
     return count, evals, missing
 
@@ -177,7 +193,7 @@ def cells_band_top1(
             out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32),
                    np.empty(cap, np.int64))
             cnt, ev, missing = kernel(p, near, pc, cells.codewords, cells.identity, cells.offsets, size, vectors,
-                                      offsets, tol, *out, a)
+                                      offsets, tol, *out, a, len(p) > CELL_MAJOR_MIN)
             if cnt <= cap:
                 return out[0][:cnt], out[1][:cnt], out[2][:cnt], out[3][:cnt], int(ev), int(missing)
             cap = int(cnt)
