@@ -91,23 +91,36 @@ def _timed_cpu(fn) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------- data
-def make_data(kind: str, n: int, *, per: int, n_probes: int, seed: int = 0):
-    """(vectors, identity label per row, probes) — unit rows, float32."""
+def make_data(kind: str, n: int, *, per: int, n_probes: int, seed: int = 0, chunk: int = 1 << 18):
+    """(vectors, identity label per row, probes) — unit rows, float32.
+
+    The ``(n, D)`` matrix is filled in place, ``chunk`` rows at a time, so building it never
+    holds two copies (peak = the matrix + one chunk)."""
     rng = np.random.default_rng(seed)
     m = max(1, n // per)
     labels = np.repeat(np.arange(m), per)[:n]
+    x = np.empty((n, D), np.float32)
+    sigma = np.float32(0.6 / np.sqrt(D))
+    centres = None
     if kind == "clustered":
         centres = rng.standard_normal((m, D), np.float32)
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        x = centres[labels] + rng.standard_normal((n, D), np.float32) * np.float32(0.6 / np.sqrt(D))
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        if centres is not None:
+            x[a:b] = rng.standard_normal((b - a, D), np.float32)
+            x[a:b] *= sigma
+            x[a:b] += centres[labels[a:b]]
+        else:
+            x[a:b] = rng.standard_normal((b - a, D), np.float32)
+        x[a:b] /= np.linalg.norm(x[a:b], axis=1, keepdims=True)
+    if centres is not None:
         q = rng.integers(0, m, n_probes)
-        probes = centres[q] + rng.standard_normal((n_probes, D), np.float32) * np.float32(0.6 / np.sqrt(D))
+        probes = centres[q] + rng.standard_normal((n_probes, D), np.float32) * sigma
     else:
-        x = rng.standard_normal((n, D), np.float32)
         probes = rng.standard_normal((n_probes, D), np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
-    return np.ascontiguousarray(x), labels, np.ascontiguousarray(probes)
+    return x, labels, np.ascontiguousarray(probes)
 
 
 def to_matrix(x: np.ndarray, labels: np.ndarray):
@@ -133,7 +146,19 @@ def build(method: str, matrix, args, threads: int):
     if method == "hybrid-cells":
         from hybridface.search.strategies import Hybrid
 
-        s = Hybrid(matrix, top_n=args.top_n, workers=threads, cells=args.cells, probe_cells=args.probe_cells)
+        top_n, cells, probe_cells = args.top_n, args.cells, args.probe_cells
+        if args.recall is not None:  # tuned on held-out queries; tuning time counts as build time
+            from hybridface.search.autotune import tune_cells
+
+            tuned = tune_cells(matrix, args.tune_queries, recall=args.recall, cells=args.cells, workers=threads)
+            args.tuned = tuned
+            s = tuned.searcher  # its cells are fitted once, during tuning
+        else:
+            if cells is None:
+                from hybridface.search.autotune import default_cells
+
+                cells = default_cells(matrix.num_identities)
+            s = Hybrid(matrix, top_n=top_n, workers=threads, cells=cells, probe_cells=probe_cells)
         cells = s._cells
         extra = s.matrix.codewords.nbytes + s.matrix.codeword_labels.nbytes
         if cells is not None:
@@ -171,17 +196,17 @@ def build(method: str, matrix, args, threads: int):
 
     faiss.cvar.distance_compute_blas_threshold = 20
     if method == "faiss-flat":
-        index = faiss.IndexFlatIP(D)
+        index = faiss.IndexFlatIP(x.shape[1])
         evals = float(n)
     elif method == "faiss-ivf":
-        nlist = int(max(16, 4 * np.sqrt(n)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(D), D, nlist, faiss.METRIC_INNER_PRODUCT)
+        nlist = args.nlist or int(max(16, 4 * np.sqrt(n)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
         train = x[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
         index.train(train)
         index.nprobe = args.nprobe
         evals = nlist + n * args.nprobe / nlist
     else:
-        index = faiss.IndexHNSWFlat(D, args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWFlat(x.shape[1], args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = args.ef_construction
         index.hnsw.efSearch = args.ef_search
         evals = float("nan")
@@ -210,6 +235,34 @@ def _ours_top1(s):
 
 
 # ---------------------------------------------------------------------------- run
+#: held-out queries (same distribution as the timed probes) that --recall tunes on
+TUNE_QUERIES = 500
+#: bytes per template each method holds besides the shared float32 matrix + labels + ids (256 B):
+#: FAISS copies the vectors (flat/IVF 240 B + ids, HNSW + 2·M links); int8 codes + bound; cells
+EXTRA_BYTES = {"faiss-flat": 240, "faiss-ivf": 256, "faiss-hnsw": 240 + 8 * 32, "exhaustive-int8": 64,
+               "hybrid-cells": 40, "indexed": 30, "hybrid": 30}
+
+
+def check_fits(n: int, methods: list[str]) -> None:
+    """Exit with one line, before allocating, when ``n`` templates will not fit in free memory."""
+    need = n * (256 + sum(EXTRA_BYTES.get(m, 0) for m in methods)) * 1.15  # + exact answers, slack
+    avail = _mem_available()
+    if avail and need > avail:
+        raise SystemExit(
+            f"error: --sizes {n:,} needs about {need / 2**30:.1f} GiB for {','.join(methods)} but only "
+            f"{avail / 2**30:.1f} GiB is available; use a smaller size or fewer methods")
+
+
+def _mem_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def run(args) -> list[dict]:
     import faiss
     from threadpoolctl import threadpool_limits
@@ -224,7 +277,15 @@ def run(args) -> list[dict]:
     methods = [m for m in args.methods.split(",") if m]
     for kind in args.data.split(","):
         for n in [int(s) for s in args.sizes.split(",")]:
-            x, labels, probes = make_data(kind, n, per=args.per, n_probes=args.batch)
+            check_fits(n, methods)
+            if kind == "faces":
+                from face_data import face_templates
+
+                x, labels, probes = face_templates(n, args.batch + TUNE_QUERIES, root=Path(args.faces_root),
+                                                   cache_dir=Path(args.cache_dir))
+            else:
+                x, labels, probes = make_data(kind, n, per=args.per, n_probes=args.batch + TUNE_QUERIES)
+            probes, args.tune_queries = probes[: args.batch], probes[args.batch :]
             matrix = to_matrix(x, labels)
             from hybridface.search import make_searcher
 
@@ -320,15 +381,24 @@ def report(rows, limits, args) -> str:
         "thread's CPU time in one single-probe call: where p99 wall time is far above it, the call "
         "was waiting for a core (the box is shared), not computing. FAISS runs with "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. `bound @1` of `exhaustive-int8` = one read of the int8 codes + error bounds (64 B/template at 60-D), its batches use float32 storage (bound @1000 as float32); `B/template` counts the float32 copy it keeps too. `evals/probe` = distance evaluations (templates + "
-        f"codewords; hybrid-cells: + cell centres). IVF: nlist = 4·sqrt(N), nprobe = {args.nprobe}; "
+        f"codewords; hybrid-cells: + cell centres). IVF: nlist = {args.nlist or '4·sqrt(N)'}, nprobe = {args.nprobe}; "
         f"HNSW: M = {args.hnsw_m}, efConstruction = {args.ef_construction}, efSearch = {args.ef_search}; "
         f"ours: top_n = {args.top_n}, {args.per} templates per identity; hybrid-cells: the codewords "
-        f"in {args.cells} LBG cells, {args.probe_cells} visited per probe. Methods are timed interleaved "
+        f"in {_cells_text(args)}. Methods are timed interleaved "
         "(each repeat and each single probe runs every method in turn), so load bursts from other "
         "jobs hit all of them alike.",
         "", HEADER, HEADER_RULE, *map(fmt_row, rows), "",
     ]
     return "\n".join(lines)
+
+
+def _cells_text(args) -> str:
+    t = args.tuned
+    if t is not None:
+        return (f"{t.cells} LBG cells, tuned for recall@1 >= {args.recall} on {TUNE_QUERIES} held-out "
+                f"queries (tuning counted in its build time): top_n = {t.top_n}, {t.probe_cells} cells "
+                f"visited per probe (tuning recall {t.recall:.3f})")
+    return f"{args.cells or 'auto'} LBG cells, {args.probe_cells} visited per probe"
 
 
 HEADER_RULE = "|" + "---|" * (HEADER.count("|") - 1)
@@ -377,16 +447,27 @@ def plot(rows, path: Path, threads: int) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,100000", help="comma list of gallery sizes (templates)")
-    ap.add_argument("--data", default="clustered,uniform")
+    ap.add_argument("--data", default="clustered,uniform",
+                    help="comma list of clustered, uniform (synthetic) and faces (real templates of the "
+                         "default encoder over --faces-root, augmented to reach N; see face_data.py)")
+    ap.add_argument("--faces-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets"),
+                    help="datasets folder for --data faces")
+    ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "hybridface" / "bench"),
+                    help="where --data faces keeps its templates (reruns load them)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batch", type=int, default=1000, help="probes per batch")
     ap.add_argument("--per", type=int, default=10, help="templates per identity")
     ap.add_argument("--methods", default=",".join(OURS + FAISS))
     ap.add_argument("--top-n", type=int, default=20, help="shortlist of indexed/hybrid")
-    ap.add_argument("--cells", type=int, default=1024,
-                    help="hybrid-cells: coarse LBG cells over the identity codewords")
+    ap.add_argument("--cells", type=int, default=None,
+                    help="hybrid-cells: coarse LBG cells over the identity codewords "
+                         "(default: a power of two near 3·sqrt(identities))")
+    ap.add_argument("--recall", type=float, default=None,
+                    help="hybrid-cells: tune top_n and probe_cells (and cells, unless given) for this "
+                         "recall@1 in (0, 1] on 500 held-out queries")
     ap.add_argument("--probe-cells", type=int, default=128, help="hybrid-cells: cells visited per probe")
     ap.add_argument("--nprobe", type=int, default=16)
+    ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: 4·sqrt(N))")
     ap.add_argument("--ef-search", type=int, default=64)
     ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node (M)")
     ap.add_argument("--ef-construction", type=int, default=40, help="HNSW efConstruction (FAISS default 40)")
@@ -399,6 +480,15 @@ def main(argv=None) -> int:
                     help="thread count plotted (default: the smallest; the least disturbed on a shared box)")
     ap.add_argument("--name", default=None, help="file stem (default: search_<engine>)")
     args = ap.parse_args(argv)
+    if args.recall is not None:
+        from hybridface.errors import OptionError
+        from hybridface.search.autotune import check_recall
+
+        try:
+            check_recall(args.recall)
+        except OptionError as e:
+            ap.exit(2, f"error: --{e}\n")
+    args.tuned = None
     rows, limits = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -188,9 +188,20 @@ class Gallery:
 
     def enroll_folder(self, folder: str | os.PathLike, *, detect: str = DEFAULTS.detect,
                       detector: str = DEFAULTS.detector, codewords: int | None = None,
-                      keep_faces: bool | None = None, progress: bool = False) -> list[EnrollReport]:
+                      keep_faces: bool | None = None, progress: bool = False, engine: str = DEFAULTS.engine,
+                      address: str | None = None) -> list[EnrollReport]:
         """Enrol ``folder/<identity>/<images>``: one transaction and one `EnrollReport` per identity
-        (``keep_faces`` as in `enroll`; ``progress``: a progress bar per identity on stderr)."""
+        (``keep_faces`` as in `enroll`; ``progress``: a progress bar per identity on stderr).
+        ``engine="ray"``: crop and encode in Ray tasks on the cluster at ``address``
+        (:mod:`hybridface.enroll`), same gallery contents."""
+        if engine == "ray":
+            from hybridface.enroll import enroll_folder_ray
+
+            return enroll_folder_ray(self, folder, model=self._model, address=address, detect=detect,
+                                     detector=detector, codewords=codewords,
+                                     keep_faces=self.keeps_faces if keep_faces is None else bool(keep_faces))
+        if engine != "local":
+            raise ConfigError(f"engine={engine!r} is not valid; use one of local, ray")
         from tqdm import tqdm
 
         from hybridface.gallery.names import name_problem

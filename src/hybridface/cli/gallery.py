@@ -55,11 +55,16 @@ def _probe_paths(items: list[str]) -> list[str]:
 def cmd_enroll(args) -> int:
     from hybridface.api import open_gallery
 
+    if args.engine == "ray":  # an address that does not answer fails before the gallery is created
+        from hybridface.enroll import connect_cluster
+
+        connect_cluster(args.address)
     with open_gallery(args.db, model=args.model, create=True) as g:
         if args.no_keep_faces and g.keeps_faces:
             g.set_keep_faces(False)  # recorded: later enrolments into this gallery keep no faces either
         reports = g.enroll_folder(args.data_dir, detect=args.detect, detector=args.detector,
-                                  codewords=args.codewords, progress=not args.json and sys.stderr.isatty())
+                                  codewords=args.codewords, progress=not args.json and sys.stderr.isatty(),
+                                  engine=args.engine, address=args.address)
     added = sum(r.added for r in reports)
     dup = sum(r.duplicates for r in reports)
     skipped = [s for r in reports for s in r.skipped]
@@ -237,6 +242,9 @@ def register(sub) -> None:
     p.add_argument("--no-keep-faces", action="store_true",
                    help="do not store face crops in the gallery (kept by default so `hybridface fit` can train "
                         "on them); recorded in the gallery for later enrolments")
+    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}",
+                   help="ray: crop and encode in Ray tasks across a cluster, written here (default: local)")
+    p.add_argument("--address", default=None, help="Ray cluster host:port for --engine ray (default: local Ray)")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_enroll)
 

@@ -68,8 +68,15 @@ def _assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _centroids(x: np.ndarray, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Normalised per-codeword sums of the assigned rows (rows added in index order, as
+    ``np.add.at`` would, but one sorted pass instead of a scatter per row)."""
     sums = np.zeros_like(c)
-    np.add.at(sums, a, x)
+    order = np.argsort(a, kind="stable")
+    counts = np.bincount(a, minlength=len(c))
+    have = np.flatnonzero(counts)
+    if len(have):
+        starts = (np.cumsum(counts) - counts)[have]
+        sums[have] = np.add.reduceat(x[order].astype(c.dtype, copy=False), starts, axis=0)
     return _normalise(sums, c)
 
 
@@ -100,8 +107,11 @@ def _lloyd(
     a, dist = _assign(x, c)
     history = [float(dist.mean())]
     for _ in range(max_iter):
-        c_new = _reseed_empty(x, a, dist, c)
-        a_seeded, _ = _assign(x, c_new)
+        if (np.bincount(a, minlength=len(c)) == 0).any():
+            c_new = _reseed_empty(x, a, dist, c)
+            a_seeded, _ = _assign(x, c_new)
+        else:  # nothing to reseed: the same codebook and assignment
+            c_new, a_seeded = c, a
         c_new = _centroids(x, a_seeded, c_new)
         a_new, dist_new = _assign(x, c_new)
         d_new = float(dist_new.mean())
@@ -121,11 +131,13 @@ def _split_directions(x: np.ndarray, a: np.ndarray, c: np.ndarray, chosen: np.nd
     Falls back to a fixed pseudo-random direction when the cell has no spread.
     """
     out = rng.standard_normal((len(chosen), c.shape[1]))
+    order = np.argsort(a, kind="stable")  # rows of each cell, in index order, without a mask per cell
+    ends = np.cumsum(np.bincount(a, minlength=len(c)))
     for j, cw in enumerate(chosen):
-        r = x[a == cw] - c[cw]
+        r = x[order[(ends[cw - 1] if cw else 0) : ends[cw]]] - c[cw]
         r -= (r @ c[cw])[:, None] * c[cw]
         if len(r) >= 2 and np.abs(r).max() > 1e-9:
-            v = np.linalg.svd(r, full_matrices=False)[2][0]
+            v = np.linalg.eigh(r.T @ r)[1][:, -1]  # top right singular vector of r, from d x d
             out[j] = v * (1.0 if v[np.argmax(np.abs(v))] > 0 else -1.0)  # sign fixed: deterministic
     cc = c[chosen]
     out -= (out * cc).sum(axis=1, keepdims=True) * cc

@@ -106,6 +106,10 @@ CELL_PROBE_BLOCK = 256
 FEW_PROBES = 4
 
 
+#: At most this many codewords train the cells (at least 8 per cell): bounds the LBG fit at 10M.
+MAX_TRAIN = 65_536
+
+
 @dataclass(frozen=True)
 class CodewordCells:
     """Codewords grouped by coarse cell.
@@ -131,11 +135,13 @@ def fit_cells(
     codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 32, max_iter: int = 20, seed: int = 0
 ) -> CodewordCells:
     """LBG cells of ``codewords`` (``identity[i]`` owns codeword ``i``), fitted on at most
-    ``sample * cells`` of them; every codeword goes to its nearest centre."""
+    ``sample * cells`` of them (fewer, but >= 8 per cell, beyond `MAX_TRAIN`); every codeword goes
+    to its nearest centre."""
     from hybridface.index.lbg import lbg
 
     rng = np.random.default_rng(seed)
     n = codewords.shape[0]
+    sample = max(8, min(sample, MAX_TRAIN // max(cells, 1)))  # bounded fit time at very many cells
     train = codewords if n <= sample * cells else codewords[np.sort(rng.choice(n, sample * cells, replace=False))]
     centres = np.ascontiguousarray(lbg(train, cells, max_iter=max_iter, seed=seed), np.float32)
     assign = np.empty(n, np.int64)

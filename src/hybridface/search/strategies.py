@@ -14,7 +14,7 @@ from hybridface.options import SearchOptions
 from hybridface.search import runtime
 from hybridface.search.base import SearchResult
 from hybridface.search.kernels import check_positive, kernel_result, prepare, range_candidates
-from hybridface.search.rerank import segment_max, select_topk
+from hybridface.search.rerank import exact_top1, segment_max, select_topk
 from hybridface.search.runtime import DEFAULT_BLOCK_BYTES, run_in_threads, single_threaded_blas, split_identities
 from hybridface.search.scan import direct_top1, fits_direct
 from hybridface.search.shortlist import shortlist_candidates
@@ -186,9 +186,37 @@ class Indexed:
     def _rerank_workers(self, shortlist: np.ndarray) -> int:
         return 1
 
+    def _compiled_top1(self, p: np.ndarray, k: int) -> SearchResult | None:
+        """k = 1 over the cells in one compiled pass per probe (:mod:`~hybridface.search.cellscan`),
+        or ``None`` where it does not apply (no cells, k > 1, no Numba, shortlist = everyone)."""
+        if k != 1 or self._cells is None or self.top_n >= self.matrix.num_identities:
+            return None
+        from hybridface.search.cellscan import cell_kernel, cells_band_top1
+
+        if cell_kernel() is None:
+            return None
+        mat = self.matrix
+        band, ev, missing = cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
+                                            probe_cells=self.probe_cells, workers=self.workers)
+        if missing:  # some probe saw no template (empty cells): the general path answers it
+            return None
+        if len(band[0]) == p.shape[0]:  # one band row per probe, in probe order: re-score just it
+            rows = band[1]
+            dots = np.einsum("ij,ij->i", mat.vectors[rows], p, dtype=np.float64)  # as exact_top1
+            return SearchResult(identities=band[3][:, None], distances=(1.0 - dots).astype(np.float32)[:, None],
+                                template_ids=mat.template_ids[rows][:, None], distance_evaluations=ev + len(rows))
+        ids, dist, tids, ev2 = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band[:3])
+        return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=ev + ev2)
+
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
+        fast = self._compiled_top1(p, k) if p.shape[0] <= runtime.FEW_PROBES else None
+        if fast is not None:  # a few probes: BLAS stays single-threaded by itself, no thread juggling
+            return fast
         with single_threaded_blas():  # idle OpenBLAS threads spin and slow the NumPy steps
+            fast = self._compiled_top1(p, k) if p.shape[0] > runtime.FEW_PROBES else None
+            if fast is not None:
+                return fast
             candidates, ev = self.shortlist(p, max(self.top_n, k))
             return self._rerank(p, np.ascontiguousarray(candidates), k, ev)
 
@@ -255,7 +283,13 @@ class Hybrid(Indexed):
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
         n, size = p.shape[0], max(self.top_n, k)
+        fast = self._compiled_top1(p, k) if p.shape[0] <= runtime.FEW_PROBES else None
+        if fast is not None:  # a few probes: BLAS stays single-threaded by itself, no thread juggling
+            return fast
         with single_threaded_blas():
+            fast = self._compiled_top1(p, k) if p.shape[0] > runtime.FEW_PROBES else None
+            if fast is not None:
+                return fast
             if n >= 2 * self.workers and size < self.matrix.num_identities:
                 blocks = [b for b in np.array_split(np.arange(n), self.workers) if len(b)]
                 parts = run_in_threads(

@@ -1,0 +1,108 @@
+"""Auto-tuned LBG cells for a target recall: the cheapest ``(top_n, probe_cells)`` that reaches it.
+
+``cells`` defaults to a power of two near ``3 * sqrt(codewords)`` (the coarse level's usual
+balance between centre and codeword comparisons). On tuning queries the caller supplies (held
+out from the queries it will time), each ``top_n`` of a small grid is tried with ``probe_cells``
+doubling from 1 until recall@1 against exhaustive search reaches the target (a larger ``top_n``
+only while it needs fewer cells than the best so far); the pair with the lowest measured time
+wins. Recall is measured, not promised: on other queries it can differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from hybridface.errors import OptionError
+from hybridface.gallery.matrix import TemplateMatrix
+
+log = logging.getLogger(__name__)
+
+#: shortlist sizes tried, cheapest first
+TOP_N_GRID = (5, 10, 20, 40, 80, 160)
+
+
+@dataclass(frozen=True)
+class CellTuning:
+    """The chosen settings and what they measured on the tuning queries."""
+
+    cells: int
+    top_n: int
+    probe_cells: int
+    recall: float
+    seconds_per_query: float
+    #: the tuned `Hybrid` searcher itself (its cells already fitted), ready to use
+    searcher: Any = field(default=None, repr=False, compare=False)
+
+
+def check_recall(recall: float) -> float:
+    """``recall`` as a float in (0, 1], else a one-line `OptionError`."""
+    try:
+        value = float(recall)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise OptionError(f"recall={recall!r} is not valid; use a number in (0, 1], e.g. 0.99")
+    return value
+
+
+def default_cells(num_codewords: int) -> int:
+    """A power of two near ``3 * sqrt(num_codewords)``, at most ``num_codewords // 8`` (>= 1)."""
+    if num_codewords < 16:
+        return 1
+    target = 3.0 * math.sqrt(num_codewords)
+    cells = 2 ** round(math.log2(target))
+    return int(max(1, min(cells, num_codewords // 8)))
+
+
+def tune_cells(
+    matrix: TemplateMatrix,
+    queries: np.ndarray,
+    *,
+    recall: float = 0.99,
+    cells: int | None = None,
+    top_n_grid: tuple[int, ...] = TOP_N_GRID,
+    workers: int = 1,
+) -> CellTuning:
+    """The cheapest ``(top_n, probe_cells)`` over ``cells`` LBG cells with recall@1 >= ``recall``
+    on ``queries`` ``(q, d)`` (exact answers from `Exhaustive`). Falls back to visiting every cell
+    with the largest ``top_n`` when nothing reaches the target (reported in ``recall``)."""
+    from hybridface.search.strategies import Exhaustive, Hybrid
+
+    target = check_recall(recall)
+    q = matrix.check_probes(queries)
+    if q.shape[0] == 0:
+        raise OptionError("tune_cells needs at least one tuning query")
+    base = Hybrid(matrix, top_n=1, workers=workers)  # builds one codeword per identity if needed
+    cells = default_cells(len(base._codewords)) if cells is None else int(cells)
+    exact = Exhaustive(base.matrix).search(q, 1).identities[:, 0]
+    s = Hybrid(base.matrix, top_n=1, workers=workers, cells=cells, probe_cells=1)  # cells fitted once
+    best: CellTuning | None = None
+    rec, spq = 0.0, float("inf")
+    for top_n in top_n_grid:
+        pc = 1
+        while True:
+            s.top_n, s.probe_cells = top_n, pc
+            s.search(q[:4], 1)
+            t0 = time.perf_counter()
+            got = s.search(q, 1).identities[:, 0]
+            spq = (time.perf_counter() - t0) / len(q)
+            rec = float((got == exact).mean())
+            if rec >= target:
+                if best is None or spq < best.seconds_per_query:
+                    best = CellTuning(cells, top_n, pc, rec, spq)
+                break
+            if pc >= cells or (best is not None and 2 * pc >= best.probe_cells):
+                break  # a larger top_n only pays with fewer cells visited than the best so far
+            pc = min(2 * pc, cells)
+    if best is None:
+        best = CellTuning(cells, top_n_grid[-1], cells, rec, spq)
+        log.warning("no setting reached recall %.3f on the tuning queries; visiting every cell", target)
+    s.top_n, s.probe_cells = best.top_n, best.probe_cells
+    log.info("tuned cells: %s", best)
+    return replace(best, searcher=s)

@@ -1,0 +1,206 @@
+"""Compiled k = 1 search over the LBG cells: one Numba pass per probe, no Python per probe.
+
+For each probe the kernel (1) takes its ``probe_cells`` nearest cell centres (from one BLAS
+product for the whole probe block), (2) streams the codewords of those cells, which
+:func:`~hybridface.search.shortlist.fit_cells` stores contiguously cell after cell, keeping the
+``size`` best *distinct* identities, (3) streams those identities' contiguous template rows in
+float32, and (4) emits the certified band: every row within
+:func:`~hybridface.search.rerank.band_tolerance` of the probe's best float32 score. The caller
+re-scores the band rows in float64 (:func:`~hybridface.search.rerank.exact_top1`), so the answer
+is the exact float64 re-rank of the shortlisted templates, as in `Indexed`/`Hybrid` without the
+kernel. The float32 sums may be reassociated (``fastmath``): the band tolerance bounds the
+rounding of any summation order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hybridface.search.rerank import band_tolerance
+from hybridface.search.runtime import compiled, run_in_threads
+from hybridface.search.shortlist import CodewordCells
+
+#: Probes per block: bounds the ``(block, cells)`` centre-score array.
+PROBE_BLOCK = 512
+#: Blocks of more probes than this walk the visited cells cell by cell (shared codeword reads).
+CELL_MAJOR_MIN = 8
+#: Initial band entries per probe held by the output arrays (grown on demand by a second pass).
+BAND_PER_PROBE = 4
+
+
+def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
+            out_pr, out_row, out_sc, out_id, probe_base, cell_major):  # pragma: no cover - runs compiled
+    """Band rows of every probe of the block; returns ``(entries, evaluations, probes without rows)``.
+
+    ``cw (c, d)``: the codewords, cell after cell (each cell one contiguous block). With
+    ``cell_major`` the (probe, visited cell) pairs are walked cell by cell, so a cell's codewords
+    are read once for all the block's probes that visit it (batches); otherwise probe by probe,
+    nearest cell first (a few probes). Writes at most ``len(out_pr)`` entries; when the count
+    returned is larger the caller grows the arrays and runs again.
+    """
+    n, d = probes.shape
+    n_cells = near.shape[1]
+    cap = out_pr.shape[0]
+    count = 0
+    evals = 0
+    missing = 0
+    pcn = min(pc, n_cells)
+    pair_cell = np.empty(n * pcn, np.int64)
+    # (1) each probe's pc nearest cells, nearest first (ties: lower cell index first)
+    for i in range(n):
+        base = i * pcn
+        if pcn >= n_cells:
+            for c in range(n_cells):
+                pair_cell[base + c] = c
+            continue
+        thr = -np.partition(-near[i], pcn - 1)[pcn - 1]
+        k = 0
+        for c in range(n_cells):
+            if near[i, c] > thr:
+                pair_cell[base + k] = c
+                k += 1
+        for c in range(n_cells):
+            if k >= pcn:
+                break
+            if near[i, c] == thr:
+                pair_cell[base + k] = c
+                k += 1
+        order = np.argsort(-near[i][pair_cell[base : base + pcn]], kind="mergesort")
+        sel = pair_cell[base : base + pcn].copy()
+        for t in range(pcn):
+            pair_cell[base + t] = sel[order[t]]
+    # the walk over (probe, cell) pairs: probe-major as built, or counting-sorted by cell
+    walk = np.arange(n * pcn)
+    if cell_major:
+        per_cell = np.zeros(n_cells + 1, np.int64)
+        for t in range(n * pcn):
+            per_cell[pair_cell[t] + 1] += 1
+        for c in range(n_cells):
+            per_cell[c + 1] += per_cell[c]
+        for t in range(n * pcn):
+            c = pair_cell[t]
+            walk[per_cell[c]] = t
+            per_cell[c] += 1
+    # (2) per probe, the `size` best distinct identities by codeword in its visited cells
+    top_id = np.full((n, size), -1, np.int64)
+    top_sc = np.full((n, size), -np.inf, np.float32)
+    worst = np.zeros(n, np.int64)
+    for w in range(n * pcn):
+        t = walk[w]
+        i = t // pcn
+        c = pair_cell[t]
+        p = probes[i]
+        for j in range(cw_off[c], cw_off[c + 1]):
+            s = np.float32(0.0)
+            for q in range(d):
+                s += cw[j, q] * p[q]
+            if s <= top_sc[i, worst[i]]:
+                continue
+            u = cw_ident[j]
+            pos = -1
+            for x in range(size):
+                if top_id[i, x] == u:
+                    pos = x
+                    break
+            if pos >= 0:
+                if s > top_sc[i, pos]:
+                    top_sc[i, pos] = s
+            else:
+                top_id[i, worst[i]] = u
+                top_sc[i, worst[i]] = s
+            wi = 0
+            for x in range(1, size):
+                if top_sc[i, x] < top_sc[i, wi]:
+                    wi = x
+            worst[i] = wi
+        evals += cw_off[c + 1] - cw_off[c]
+    evals += n * n_cells
+    # (3) their template rows in float32, (4) the certified band around each probe's best
+    row_sc = np.empty(64, np.float32)
+    row_ix = np.empty(64, np.int64)
+    row_id = np.empty(64, np.int64)
+    for i in range(n):
+        p = probes[i]
+        m = 0
+        best = np.float32(-np.inf)
+        for x in range(size):
+            u = top_id[i, x]
+            if u < 0:
+                continue
+            for r in range(offsets[u], offsets[u + 1]):
+                s = np.float32(0.0)
+                for q in range(d):
+                    s += vectors[r, q] * p[q]
+                if m == row_sc.shape[0]:
+                    grown_sc = np.empty(2 * m, np.float32)
+                    grown_ix = np.empty(2 * m, np.int64)
+                    grown_id = np.empty(2 * m, np.int64)
+                    grown_sc[:m] = row_sc
+                    grown_ix[:m] = row_ix
+                    grown_id[:m] = row_id
+                    row_sc, row_ix, row_id = grown_sc, grown_ix, grown_id
+                row_sc[m] = s
+                row_ix[m] = r
+                row_id[m] = u
+                m += 1
+                if s > best:
+                    best = s
+        evals += m
+        if m == 0:
+            missing += 1
+        for x in range(m):
+            if row_sc[x] >= best - tol:
+                if count < cap:
+                    out_pr[count] = probe_base + i
+                    out_row[count] = row_ix[x]
+                    out_sc[count] = row_sc[x]
+                    out_id[count] = row_id[x]
+                count += 1
+    return count, evals, missing
+
+
+def cell_kernel():
+    """The compiled :func:`_kernel`, or ``None`` without Numba (callers then use NumPy paths)."""
+    return compiled(_kernel, fastmath={"reassoc", "contract", "nnan", "nsz"})
+
+
+def cells_band_top1(
+    probes: np.ndarray,
+    cells: CodewordCells,
+    vectors: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    size: int,
+    probe_cells: int,
+    workers: int = 1,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int, int]:
+    """The certified k = 1 band ``(probe, row, float32 score, identity)`` of ``(n, d)`` unit probes
+    over their ``size`` nearest identities by codeword in their ``probe_cells`` nearest cells (in
+    probe order); the distance evaluations (centres + codewords + template rows); and how many
+    probes found no template row (empty cells). Probe blocks run on up to ``workers`` threads
+    (the kernel releases the GIL)."""
+    kernel = cell_kernel()
+    n = probes.shape[0]
+    tol = np.float32(band_tolerance(probes.shape[1]))
+    pc = int(min(probe_cells, cells.num_cells))
+    step = max(1, min(PROBE_BLOCK, -(-n // max(workers, 1))))
+
+    def block(a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+        p = probes[a : a + step]
+        near = p @ cells.centres.T
+        cap = BAND_PER_PROBE * len(p)
+        while True:
+            out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32),
+                   np.empty(cap, np.int64))
+            cnt, ev, missing = kernel(p, near, pc, cells.codewords, cells.identity, cells.offsets, size, vectors,
+                                      offsets, tol, *out, a, len(p) > CELL_MAJOR_MIN)
+            if cnt <= cap:
+                return out[0][:cnt], out[1][:cnt], out[2][:cnt], out[3][:cnt], int(ev), int(missing)
+            cap = int(cnt)
+
+    if n <= step:  # one block: no thread hand-off, no concatenation
+        *band, ev, missing = block(0)
+        return tuple(band), ev, missing  # type: ignore[return-value]
+    parts = run_in_threads(block, [(a,) for a in range(0, n, step)], workers)
+    band = tuple(np.concatenate([q[j] for q in parts]) for j in range(4))
+    return band, sum(q[4] for q in parts), sum(q[5] for q in parts)  # type: ignore[return-value]

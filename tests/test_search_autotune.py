@@ -1,0 +1,79 @@
+"""The compiled k = 1 cell kernel, auto-tuned cells for a target recall, and the benchmark's
+one-line refusals (bad --recall, a --sizes that will not fit)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridface.errors import OptionError
+from hybridface.search.autotune import check_recall, default_cells, tune_cells
+from hybridface.search.strategies import Exhaustive, Hybrid, Indexed
+from search_data import assert_same, clustered
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compiled_cells_equal_the_numpy_cells_path(monkeypatch):
+    pytest.importorskip("numba")
+    from hybridface.search import cellscan
+
+    matrix, probes = clustered(400, 5, 300, d=32, seed=3)
+    fast = [Indexed(matrix, top_n=8, cells=16, probe_cells=4), Hybrid(matrix, top_n=8, workers=2, cells=16, probe_cells=4)]
+    got = [s.search(probes, 1) for s in fast] + [fast[0].search(probes[:1], 1)]
+    monkeypatch.setattr(cellscan, "cell_kernel", lambda: None)  # force the NumPy shortlist path
+    want = [s.search(probes, 1) for s in fast] + [fast[0].search(probes[:1], 1)]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.identities, w.identities)
+        np.testing.assert_array_equal(g.distances, w.distances)  # the same float64 re-scoring
+        np.testing.assert_array_equal(g.template_ids, w.template_ids)
+
+
+def test_compiled_cells_visiting_every_cell_is_exhaustive():
+    pytest.importorskip("numba")
+    matrix, probes = clustered(300, 4, 200, d=24, seed=4)
+    full = Hybrid(matrix, top_n=299, workers=1, cells=8, probe_cells=8)
+    assert_same(full.search(probes, 1), Exhaustive(matrix).search(probes, 1))
+
+
+def test_tuning_reaches_the_target_recall_on_held_out_queries():
+    pytest.importorskip("numba")
+    matrix, probes = clustered(2000, 4, 800, d=24, seed=1, noise=0.35)
+    tune, test = probes[:400], probes[400:]
+    t = tune_cells(matrix, tune, recall=0.97, cells=32)
+    assert t.recall >= 0.97 and t.cells == 32 and 1 <= t.probe_cells <= 32 and t.top_n >= 5
+    s = Hybrid(matrix, top_n=t.top_n, workers=1, cells=t.cells, probe_cells=t.probe_cells)
+    exact = Exhaustive(matrix).search(test, 1).identities[:, 0]
+    assert (s.search(test, 1).identities[:, 0] == exact).mean() >= 0.94  # held out: close to target
+    assert t.probe_cells < 32  # it did not just visit everything
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.01, float("nan"), "x", None])
+def test_recall_outside_zero_one_is_one_line(bad):
+    with pytest.raises(OptionError) as e:
+        check_recall(bad)
+    assert "(0, 1]" in str(e.value) and "\n" not in str(e.value)
+    assert check_recall(1) == 1.0
+
+
+def test_default_cells():
+    assert default_cells(10) == 1 and default_cells(10_000) == 256 and default_cells(100_000) == 1024
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search.py"), *args, "--out", "/nonexistent"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_benchmark_refuses_bad_recall_and_sizes_that_do_not_fit_in_one_line():
+    pytest.importorskip("faiss")
+    r = _bench("--recall", "1.5", "--sizes", "1000")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "recall=1.5" in r.stderr
+    r = _bench("--sizes", "100000000000", "--data", "clustered", "--threads", "1", "--methods", "exhaustive")
+    assert r.returncode != 0 and "will not fit" not in r.stdout
+    last = r.stderr.strip().splitlines()
+    assert len(last) == 1 and "GiB" in last[0] and "available" in last[0], r.stderr
