@@ -50,6 +50,13 @@ def test_evaluate_writes_report_and_rerun_uses_the_cache(tiny_yale, reference_np
         assert m["strategies"][0]["cmc"][N_SUBJECTS - 2] == 1.0  # exhaustive ranks every enrolled identity
     report = (out / "report.md").read_text()
     assert "| compressed | hybrid |" in report and "DIR@FAR" in report and "96.48 %" in report
+    # the protocol's preset, with the flags given over it (tests/test_evaluation_presets.py)
+    assert "Preset: `yale-augmented`" in report and "**overridden**: epochs=1" in report
+    assert data["config"]["preset"] == "yale-augmented" and data["config"]["overrides"] == {"epochs": 1}
+    assert data["models"][0]["training"]["augment"] == 0.2  # the preset's, not a flag's
+    hybrid = next(r for r in data["table"] if r["model"] == "compressed" and r["scenario"] == "hybrid")
+    assert hybrid["recall_at_n"] == data["models"][0]["strategies"][3]["cmc"][4]  # top-N 5
+    assert "Shortlist recall@5" in report
     assert data["models"][0]["training"]["cached"] is False
     chunks = sorted((out / ".cache" / "templates").rglob("chunk-*.npz"))
     assert chunks

@@ -48,6 +48,9 @@ class EvalConfig:
     weights: dict[str, str] = field(default_factory=dict)
     protocol_options: dict[str, object] = field(default_factory=dict)
     train: TrainOptions = TrainOptions()
+    #: name of the recipe (`hybridface.evaluation.presets`) and the values given over it
+    preset: str = ""
+    overrides: dict[str, object] = field(default_factory=dict)
     timing_probes: int = 200
     search_timing_probes: int = 500
     timing_budget_s: float = 20.0
