@@ -57,6 +57,7 @@ def test_evaluate_writes_report_and_rerun_uses_the_cache(tiny_yale, reference_np
     hybrid = next(r for r in data["table"] if r["model"] == "compressed" and r["scenario"] == "hybrid")
     assert hybrid["recall_at_n"] == data["models"][0]["strategies"][3]["cmc"][4]  # top-N 5
     assert "Shortlist recall@5" in report
+    assert "Time per probe against the paper's" in report and "compressed exhaustive 4.35 s vs " in report
     assert data["models"][0]["training"]["cached"] is False
     chunks = sorted((out / ".cache" / "templates").rglob("chunk-*.npz"))
     assert chunks
@@ -174,3 +175,19 @@ def test_channels_rgb_reaches_the_trained_model_and_report(tiny_yale, tmp_path):
     report = (out / "report.md").read_text()
     assert "input rgb, illumination clahe" in report
     assert "**Subset, not the full `yale-augmented` protocol**: subjects=3, variants=2" in report
+
+
+def test_scaling_section_and_speedup_plot(tiny_yale, reference_npz, tmp_path, capsys):
+    out = tmp_path / "scale"
+    assert main(_args(tiny_yale, out, "--models", "paper", "--scaling", "20,300", "--search-timing-probes", "5")) == 0
+    data = json.loads((out / "results.json").read_text())
+    pts = data["models"][0]["scaling"]
+    assert [p["templates"] for p in pts] == [20, 300]
+    assert set(pts[1]["ms_per_probe"]) == {"exhaustive", "indexed", "parallel", "hybrid"}
+    report = (out / "report.md").read_text()
+    assert "## Scaling" in report and "| 300 |" in report and "`hybrid` overtakes `exhaustive`" in report
+    assert (out / "speedup.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(_args(tiny_yale, tmp_path / "bad", "--models", "paper", "--scaling", "ten")) == 2
+    err = capsys.readouterr().err
+    assert "not a comma list of gallery sizes" in err and err.count("\n") == 1

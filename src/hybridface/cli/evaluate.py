@@ -15,6 +15,13 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _sizes(value: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(float(v)) for v in _csv(value or ""))
+    except ValueError:
+        raise ConfigError(f"--scaling {value!r} is not a comma list of gallery sizes, e.g. 10000,100000") from None
+
+
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values or []:
@@ -80,6 +87,10 @@ def register(subparsers) -> None:
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
+    p.add_argument("--scaling", default=None, metavar="N,N,...",
+                   help="scaling section: replicate the first model's gallery (noisy copies) to these sizes, "
+                   "e.g. 10000,100000,1000000, and time every strategy (adds speedup.png)")
+    p.add_argument("--scaling-noise", type=float, default=0.01, help="noise σ per dimension of the replicated templates")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="template/model cache folder (default: OUT/.cache)")
     p.add_argument("--out", required=True, type=Path, help="report folder")
@@ -113,6 +124,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--open-set", "--impostor-fraction", str(args.impostor_fraction)]
     if args.limit_probes:
         parts += ["--limit-probes", str(args.limit_probes)]
+    if args.scaling:
+        parts += ["--scaling", args.scaling]
     for opt in args.protocol_option or []:
         parts += ["--protocol-option", opt]
     parts += ["--out", str(args.out)]
@@ -146,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         limit_probes=args.limit_probes, seed=args.seed, weights=_pairs(args.weights, "--weights"),
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
         train=train, preset=preset.name, overrides=overrides,
+        scaling=_sizes(args.scaling), scaling_noise=args.scaling_noise,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes,
         progress=not args.no_progress and sys.stderr.isatty(),
     )

@@ -130,6 +130,79 @@ def _preset_lines(cfg) -> list[str]:
             + (f"; **overridden**: {over}" if over else "") + ".", ""]
 
 
+def _versus_paper(result) -> list[str]:
+    """How many times faster than the paper each scenario with a paper time is (total per probe)."""
+    parts = [f"{r['model']} {r['scenario']} {r['paper_time_s']:g} s vs {r['total_ms']:.2f} ms "
+             f"({1000 * r['paper_time_s'] / r['total_ms']:,.0f}×)"
+             for r in table_rows(result) if r["paper_time_s"] and r["total_ms"] > 0]
+    if not parts:
+        return []
+    return ["Time per probe against the paper's (feature extraction + search; the paper's machine, not this one): "
+            + "; ".join(parts) + ".", ""]
+
+
+def _scaling_lines(result) -> list[str]:
+    """The scaling section: ms per probe per strategy at each replicated gallery size."""
+    from hybridface.evaluation.scaling import overtakes
+
+    m = next((m for m in result.models if m.scaling), None)
+    if m is None:
+        return []
+    cfg = result.config
+    pts = m.scaling
+    strategies = list(pts[0].ms_per_probe)
+    lines = ["## Scaling", "",
+             f"`{m.name}` gallery replicated to each size: noisy copies (σ = {cfg.scaling_noise} per dimension, "
+             f"then L2-normalised) of every identity under new names; {pts[0].probes_timed} real probes searched one "
+             f"per call (k = 1); top-N = {cfg.search.top_n}, workers = {cfg.search.workers}, "
+             f"codewords = {cfg.codewords}.", "",
+             "| Templates | Identities | " + " | ".join(f"{s} (ms)" for s in strategies) + " | "
+             + " | ".join(f"speed-up {s}" for s in strategies if s != "exhaustive") + " | codebook build (s) |",
+             "|" + "---:|" * (2 + 2 * len(strategies))]
+    for p in pts:
+        lines.append(f"| {p.templates:,} | {p.identities:,} | "
+                     + " | ".join(_fmt(p.ms_per_probe[s], 3) for s in strategies) + " | "
+                     + " | ".join(f"{_fmt(p.speedup(s))}×" for s in strategies if s != "exhaustive")
+                     + f" | {_fmt(p.index_build_s.get('codebooks'), 1)} |")
+    lines.append("")
+    for s in strategies:
+        if s == "exhaustive":
+            continue
+        at = overtakes(pts, s)
+        lines.append(f"- `{s}` overtakes `exhaustive` " + (
+            f"from {at:,} templates on (faster at every measured size from there)." if at is not None
+            else f"at none of the measured sizes (up to {pts[-1].templates:,} templates)."))
+    lines += ["", "![speed-up](speedup.png)", ""]
+    return lines
+
+
+def plot_speedup(result, path: Path) -> bool:
+    """``speedup.png``: speed-up over exhaustive against gallery size (log x); False if no scaling."""
+    m = next((m for m in result.models if m.scaling), None)
+    if m is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [p.templates for p in m.scaling]
+    for s in m.scaling[0].ms_per_probe:
+        ax.plot(xs, [p.speedup(s) for p in m.scaling], marker="o", label=s)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("gallery templates")
+    ax.set_ylabel("speed-up over exhaustive (search)")
+    ax.set_title(f"Speed-up vs gallery size — {result.config.protocol} ({m.name})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def render_markdown(result, *, command: str, machine: dict) -> str:
     cfg = result.config
     lines = [f"# Evaluation: `{cfg.protocol}`", "",
@@ -155,6 +228,8 @@ def render_markdown(result, *, command: str, machine: dict) -> str:
             f"{_fmt(r['speedup_search'])}× | {_fmt(r['speedup_total'])}× | {_fmt(r['paper_time_s'])} | "
             f"{'' if r['paper_rank1'] is None else _fmt(r['paper_rank1']) + ' %'} |")
     lines += ["", PAPER_NOTE, ""]
+    lines += _versus_paper(result)
+    lines += _scaling_lines(result)
     lines += ["## Models", "", "| Model | Model id | Dim | Gallery | Probes | Identities | Files dropped (no face) | Batch encode (ms/img) | Notes |",
               "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for m in result.models:
@@ -247,4 +322,6 @@ def write_report(result, out_dir: str | Path, *, command: str) -> dict[str, Path
     paths["md"].write_text(render_markdown(result, command=command, machine=data["machine"]), encoding="utf-8")
     plot_cmc(result, paths["cmc"])
     plot_time(result, paths["time"])
+    if plot_speedup(result, out / "speedup.png"):
+        paths["speedup"] = out / "speedup.png"
     return paths
