@@ -191,3 +191,23 @@ def test_scaling_section_and_speedup_plot(tiny_yale, reference_npz, tmp_path, ca
     assert main(_args(tiny_yale, tmp_path / "bad", "--models", "paper", "--scaling", "ten")) == 2
     err = capsys.readouterr().err
     assert "not a comma list of gallery sizes" in err and err.count("\n") == 1
+
+
+def test_flip_templates_are_mirror_invariant(tiny_yale, reference_npz, tmp_path):
+    from hybridface.evaluation.flip import FlipEncoder
+    from hybridface.models.zoo import load_encoder
+
+    enc = FlipEncoder(load_encoder("paper", weights=reference_npz))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (3, 60, 60, 3), dtype=np.uint8)
+    a, b = enc.encode(x), enc.encode(np.ascontiguousarray(x[:, :, ::-1]))
+    assert a.shape == (3, 60) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # the image and its mirror give one template
+    np.testing.assert_allclose(enc.encode(x[0]), a[:1], atol=1e-5)
+    assert not np.allclose(a, enc.inner.encode(x), atol=1e-3)
+    out = tmp_path / "flip"
+    assert main(_args(tiny_yale, out, "--models", "paper", "--strategies", "exhaustive", "--flip")) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["models"][0]["model_id"].endswith("+flip") and data["config"]["flip"] is True
+    assert "test-time flip" in (out / "report.md").read_text()

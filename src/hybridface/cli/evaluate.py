@@ -91,6 +91,8 @@ def register(subparsers) -> None:
                    help="scaling section: replicate the first model's gallery (noisy copies) to these sizes, "
                    "e.g. 10000,100000,1000000, and time every strategy (adds speedup.png)")
     p.add_argument("--scaling-noise", type=float, default=0.01, help="noise σ per dimension of the replicated templates")
+    p.add_argument("--flip", action="store_true",
+                   help="test-time flip: each template from the image and its mirror (twice the extraction time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="template/model cache folder (default: OUT/.cache)")
     p.add_argument("--out", required=True, type=Path, help="report folder")
@@ -124,6 +126,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--open-set", "--impostor-fraction", str(args.impostor_fraction)]
     if args.limit_probes:
         parts += ["--limit-probes", str(args.limit_probes)]
+    if args.flip:
+        parts += ["--flip"]
     if args.scaling:
         parts += ["--scaling", args.scaling]
     for opt in args.protocol_option or []:
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         limit_probes=args.limit_probes, seed=args.seed, weights=_pairs(args.weights, "--weights"),
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
         train=train, preset=preset.name, overrides=overrides,
-        scaling=_sizes(args.scaling), scaling_noise=args.scaling_noise,
+        scaling=_sizes(args.scaling), scaling_noise=args.scaling_noise, flip=args.flip,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes,
         progress=not args.no_progress and sys.stderr.isatty(),
     )

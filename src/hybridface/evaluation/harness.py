@@ -60,6 +60,8 @@ class EvalConfig:
     #: gallery sizes of the scaling section (first model only; empty: no scaling section)
     scaling: tuple[int, ...] = ()
     scaling_noise: float = 0.01
+    #: test-time flip: every template from the image and its mirror (`evaluation.flip`)
+    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,10 @@ def evaluate_model(name: str, cfg: EvalConfig, split: EvalSplit, hashes: dict, c
 
     crops60, _ = crops_at(60)
     encoder, training = _load_encoder(name, cfg, split, crops60, progress)
+    if cfg.flip:
+        from hybridface.evaluation.flip import FlipEncoder
+
+        encoder = FlipEncoder(encoder)
     size = int(encoder.input_size[0])
     crops, skipped = crops_at(size)
     keep = lambda ss: [s for s in ss if str(s.path) in crops]  # noqa: E731

@@ -212,7 +212,7 @@ def render_markdown(result, *, command: str, machine: dict) -> str:
              "Files in which no face was found are dropped from both sides (counted under Models).", "",
              *_preset_lines(cfg),
              f"Search: top-N = {cfg.search.top_n} (indexed, hybrid), workers = {cfg.search.workers} (parallel, hybrid), "
-             f"LBG codewords per identity = {cfg.codewords}. Times are per probe image, one probe per call "
+             f"LBG codewords per identity = {cfg.codewords}{'; test-time flip (image + mirror)' if cfg.flip else ''}. Times are per probe image, one probe per call "
              f"(search: mean over up to {cfg.search_timing_probes} evenly spaced probes searched one at a time, "
              f"accuracy over all probes; feature extraction: up to {cfg.timing_probes} probes encoded one at a time). Speed-up = that model's exhaustive time / this scenario's time.", "",
              "## Table IV layout", "",
