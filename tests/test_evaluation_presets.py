@@ -18,7 +18,8 @@ def test_every_paper_protocol_has_its_recipe():
         40, 0.2, "tan_triggs", "grey3")
     vid = preset_for_protocol("vidtimit")
     assert (vid.train.epochs, vid.train.augment, vid.train.illumination, vid.train.channels, vid.codewords) == (
-        100, 0.2, "none", "rgb", 4)
+        100, 0.2, "none", "rgb", 1)
+    assert vid.top_n == 9  # hybrid keeps exhaustive's Rank-1 (docs/evaluation.md)
     assert preset_for_protocol("vidtimit-paper").train == vid.train
     assert preset_for_protocol("folder") is PRESETS["default"] and PRESETS["default"].train == TrainOptions()
     assert {"yale-augmented", "vidtimit", "vidtimit-paper"} <= set(PROTOCOLS) & set(PRESETS)
