@@ -84,6 +84,8 @@ def register(subparsers) -> None:
     t.add_argument("--illumination", default=None, help="none | hist_eq | clahe | tan_triggs")
     t.add_argument("--channels", default=None, choices=("grey3", "rgb"),
                    help="grey3 (the paper: grey level as three equal channels) or rgb")
+    t.add_argument("--center-loss", type=float, default=None,
+                   help="weight of a cosine centre loss on the 60-D feature, added to cross-entropy (0: none)")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
@@ -103,7 +105,7 @@ def register(subparsers) -> None:
 #: command-line flag -> TrainOptions field
 _TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "lr_schedule": "lr_schedule", "patience": "patience",
                 "val_fraction": "val_fraction", "augment_prob": "augment", "illumination": "illumination",
-                "channels": "channels"}
+                "channels": "channels", "center_loss": "center_loss"}
 
 
 def _command(args: argparse.Namespace) -> str:
