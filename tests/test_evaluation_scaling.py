@@ -52,3 +52,4 @@ def test_overtakes_is_the_size_from_which_it_stays_faster():
     assert overtakes([pt(10, 1, 2), pt(100, 2, 1), pt(1000, 9, 3)], "hybrid") == 100
     assert overtakes([pt(10, 1, 0.5), pt(100, 2, 3), pt(1000, 9, 3)], "hybrid") == 1000
     assert overtakes([pt(10, 1, 2), pt(100, 2, 3)], "hybrid") is None
+    assert overtakes([pt(10, 1.0, 0.99), pt(100, 2, 1)], "hybrid") == 100  # 1.01x is noise, not a win
