@@ -50,6 +50,14 @@ def test_evaluate_writes_report_and_rerun_uses_the_cache(tiny_yale, reference_np
         assert m["strategies"][0]["cmc"][N_SUBJECTS - 2] == 1.0  # exhaustive ranks every enrolled identity
     report = (out / "report.md").read_text()
     assert "| compressed | hybrid |" in report and "DIR@FAR" in report and "96.48 %" in report
+    # the protocol's preset, with the flags given over it (tests/test_evaluation_presets.py)
+    assert "Preset: `yale-augmented`" in report and "**overridden**: epochs=1" in report
+    assert data["config"]["preset"] == "yale-augmented" and data["config"]["overrides"] == {"epochs": 1}
+    assert data["models"][0]["training"]["augment"] == 0.2  # the preset's, not a flag's
+    hybrid = next(r for r in data["table"] if r["model"] == "compressed" and r["scenario"] == "hybrid")
+    assert hybrid["recall_at_n"] == data["models"][0]["strategies"][3]["cmc"][4]  # top-N 5
+    assert "Shortlist recall@5" in report
+    assert "Time per probe against the paper's" in report and "compressed exhaustive 4.35 s vs " in report
     assert data["models"][0]["training"]["cached"] is False
     chunks = sorted((out / ".cache" / "templates").rglob("chunk-*.npz"))
     assert chunks
@@ -167,3 +175,39 @@ def test_channels_rgb_reaches_the_trained_model_and_report(tiny_yale, tmp_path):
     report = (out / "report.md").read_text()
     assert "input rgb, illumination clahe" in report
     assert "**Subset, not the full `yale-augmented` protocol**: subjects=3, variants=2" in report
+
+
+def test_scaling_section_and_speedup_plot(tiny_yale, reference_npz, tmp_path, capsys):
+    out = tmp_path / "scale"
+    assert main(_args(tiny_yale, out, "--models", "paper", "--scaling", "20,300", "--search-timing-probes", "5")) == 0
+    data = json.loads((out / "results.json").read_text())
+    pts = data["models"][0]["scaling"]
+    assert [p["templates"] for p in pts] == [20, 300]
+    assert set(pts[1]["ms_per_probe"]) == {"exhaustive", "indexed", "parallel", "hybrid"}
+    report = (out / "report.md").read_text()
+    assert "## Scaling" in report and "| 300 |" in report and "`hybrid` overtakes `exhaustive`" in report
+    assert (out / "speedup.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(_args(tiny_yale, tmp_path / "bad", "--models", "paper", "--scaling", "ten")) == 2
+    err = capsys.readouterr().err
+    assert "not a comma list of gallery sizes" in err and err.count("\n") == 1
+
+
+def test_flip_templates_are_mirror_invariant(tiny_yale, reference_npz, tmp_path):
+    from hybridface.evaluation.flip import FlipEncoder
+    from hybridface.models.zoo import load_encoder
+
+    enc = FlipEncoder(load_encoder("paper", weights=reference_npz))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (3, 60, 60, 3), dtype=np.uint8)
+    a, b = enc.encode(x), enc.encode(np.ascontiguousarray(x[:, :, ::-1]))
+    assert a.shape == (3, 60) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # the image and its mirror give one template
+    np.testing.assert_allclose(enc.encode(x[0]), a[:1], atol=1e-5)
+    assert not np.allclose(a, enc.inner.encode(x), atol=1e-3)
+    out = tmp_path / "flip"
+    assert main(_args(tiny_yale, out, "--models", "paper", "--strategies", "exhaustive", "--flip")) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["models"][0]["model_id"].endswith("+flip") and data["config"]["flip"] is True
+    assert "test-time flip" in (out / "report.md").read_text()

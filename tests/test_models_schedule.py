@@ -34,3 +34,17 @@ def test_unknown_schedule():
     imgs, ids = _data()
     with pytest.raises(ConfigError, match="lr schedule 'step'"):
         fit_arrays(imgs, ids, lr_schedule="step", epochs=1, progress=False)
+
+
+def test_center_loss_adds_to_ce_and_keeps_the_network():
+    imgs, ids = _data()
+    opts = dict(epochs=2, lr=1e-3, val_fraction=0.0, batch_size=6, patience=10, progress=False, threads=1)
+    net0, ce = fit_arrays(imgs, ids, **opts)
+    net1, cl = fit_arrays(imgs, ids, center_loss=0.5, **opts)
+    # same seed, same first batch: the centre term only adds to the loss
+    assert cl["history"][0]["loss"] > ce["history"][0]["loss"]
+    assert np.isfinite([h["loss"] for h in cl["history"]]).all()
+    count = lambda n: sum(p.numel() for p in n.parameters())  # noqa: E731
+    assert count(net1) == count(net0)  # centres are training-only
+    with pytest.raises(ConfigError, match="center_loss must be >= 0"):
+        fit_arrays(imgs, ids, center_loss=-1.0, epochs=1, progress=False)

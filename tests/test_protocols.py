@@ -123,3 +123,44 @@ def test_vidtimit(dataset):
 def test_sample_defaults():
     s = Sample(path=__import__("pathlib").Path("x.png"), identity="a")
     assert s.variant == 0 and s.seed == 0
+
+
+def test_vidtimit_paper(dataset):
+    """The paper's split: per identity a seeded random 1,700 : 672 (71.7 %) gallery/probe split."""
+    root = dataset("vidtimit14")
+    a = get_protocol("vidtimit-paper", root)
+    assert a == get_protocol("vidtimit-paper", root)
+    assert a.name == "vidtimit-paper" and a.detect == "largest"
+    _check_disjoint(a)
+    assert {s.identity for s in a.distractors} == {"fadg0"}  # 3 frames: enrolled, never probed
+    temporal = get_protocol("vidtimit", root)
+    assert {s.path for s in (*a.gallery, *a.probes)} == {s.path for s in (*temporal.gallery, *temporal.probes)}
+    num = lambda s: int(s.path.stem.split("_")[-1])  # noqa: E731
+    interleaved = 0
+    for ident in {s.identity for s in a.gallery}:
+        g = [s for s in a.gallery if s.identity == ident]
+        p = [s for s in a.probes if s.identity == ident]
+        assert len(g) == round((len(g) + len(p)) * 1700 / 2372)
+        interleaved += max(map(num, g)) > min(map(num, p))  # random, not temporal
+    assert interleaved == len({s.identity for s in a.gallery})
+    other = get_protocol("vidtimit-paper", root, seed=1)
+    assert {s.path for s in other.gallery} != {s.path for s in a.gallery}
+    assert len(other.gallery) == len(a.gallery)
+
+
+def test_vidtimit_paper_too_few_frames_is_one_line(tmp_path, capsys):
+    from hybridface.cli import main
+
+    root = tmp_path / "vid"
+    rng = np.random.default_rng(0)
+    for ident in ("a", "b"):
+        (root / ident).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(root / ident / f"{i}.png")
+    with pytest.raises(DatasetError, match="no identity .* has at least 10 frames \\(the most is 3\\)"):
+        get_protocol("vidtimit-paper", root)
+    assert main(["protocol", "vidtimit-paper", "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "at least 10 frames" in err and err.count("\n") == 1
+    with pytest.raises(ConfigError, match="gallery_fraction"):
+        get_protocol("vidtimit-paper", root, gallery_fraction=1.5)

@@ -15,6 +15,13 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _sizes(value: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(float(v)) for v in _csv(value or ""))
+    except ValueError:
+        raise ConfigError(f"--scaling {value!r} is not a comma list of gallery sizes, e.g. 10000,100000") from None
+
+
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values or []:
@@ -41,14 +48,19 @@ def register(subparsers) -> None:
         description="Reproduce (and beat) Table IV of Meddad et al. (2020): per model × scenario, time per probe "
         "(feature extraction + search), Rank-1/Rank-5 and speed-up; optional open-set DIR@FAR.",
     )
-    p.add_argument("--protocol", required=True, help="yale-augmented | vidtimit | folder | unseen")
+    p.add_argument("--protocol", required=True,
+                   help="yale-augmented | vidtimit (temporal) | vidtimit-paper (the paper's random split) | folder | unseen")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="named training + index recipe (default: the protocol's own, e.g. yale-augmented; "
+                   "folder/unseen: default); any training flag below overrides one field of it")
     p.add_argument("--data", required=True, type=Path, help="dataset folder (or the folder holding it)")
     p.add_argument("--models", default="compressed,paper", type=_csv,
                    help="comma list of compressed, paper, vggface, inception_v3, dlib (default: compressed,paper)")
     p.add_argument("--strategies", default="exhaustive,indexed,parallel,hybrid", type=_csv)
-    p.add_argument("--top-n", type=int, default=DEFAULTS.top_n, help="identities searched after the index (indexed, hybrid)")
+    p.add_argument("--top-n", type=int, default=None,
+                   help="identities searched after the index (indexed, hybrid; default: the preset's)")
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads of the parallel strategies")
-    p.add_argument("--codewords", type=int, default=DEFAULTS.codewords, help="LBG codewords per identity")
+    p.add_argument("--codewords", type=int, default=None, help="LBG codewords per identity (default: the preset's)")
     p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}",
                    help="search locally or sharded over Ray actors (same answers)")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
@@ -60,27 +72,40 @@ def register(subparsers) -> None:
                    help="weights file/dir of a model, e.g. vggface=vgg_face.pth (repeatable)")
     p.add_argument("--protocol-option", action="append", metavar="KEY=VALUE",
                    help="protocol option, e.g. variants=1 or subjects=10 (repeatable)")
-    p.add_argument("--epochs", type=int, default=40, help="training epochs of the compressed model")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"),
-                   help="learning-rate schedule of the compressed model")
-    p.add_argument("--patience", type=int, default=40)
-    p.add_argument("--val-fraction", type=float, default=0.1,
+    t = p.add_argument_group("training of the compressed model (default: the preset's value)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs")
+    t.add_argument("--lr", type=float, default=None, help="learning rate")
+    t.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"), help="learning-rate schedule")
+    t.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
+    t.add_argument("--val-fraction", type=float, default=None,
                    help="share of the gallery held out for early stopping (0: train on every gallery image)")
-    p.add_argument("--augment-prob", type=float, default=0.0,
+    t.add_argument("--augment-prob", type=float, default=None,
                    help="probability that a training image is replaced by a random one of the 17 transformations")
-    p.add_argument("--illumination", default="tan_triggs",
-                   help="none | hist_eq | clahe | tan_triggs (compressed model)")
-    p.add_argument("--channels", default="grey3", choices=("grey3", "rgb"),
-                   help="input of the compressed model: grey3 (the paper: grey level as three equal channels) or rgb")
+    t.add_argument("--illumination", default=None, help="none | hist_eq | clahe | tan_triggs")
+    t.add_argument("--channels", default=None, choices=("grey3", "rgb"),
+                   help="grey3 (the paper: grey level as three equal channels) or rgb")
+    t.add_argument("--center-loss", type=float, default=None,
+                   help="weight of a cosine centre loss on the 60-D feature, added to cross-entropy (0: none)")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
+    p.add_argument("--scaling", default=None, metavar="N,N,...",
+                   help="scaling section: replicate the first model's gallery (noisy copies) to these sizes, "
+                   "e.g. 10000,100000,1000000, and time every strategy (adds speedup.png)")
+    p.add_argument("--scaling-noise", type=float, default=0.01, help="noise σ per dimension of the replicated templates")
+    p.add_argument("--flip", action="store_true",
+                   help="test-time flip: each template from the image and its mirror (twice the extraction time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="template/model cache folder (default: OUT/.cache)")
     p.add_argument("--out", required=True, type=Path, help="report folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
+
+
+#: command-line flag -> TrainOptions field
+_TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "lr_schedule": "lr_schedule", "patience": "patience",
+                "val_fraction": "val_fraction", "augment_prob": "augment", "illumination": "illumination",
+                "channels": "channels", "center_loss": "center_loss"}
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -90,21 +115,23 @@ def _command(args: argparse.Namespace) -> str:
         return "hybridface " + " ".join(shlex.quote(a) for a in argv)
     parts = ["hybridface", "evaluate", "--protocol", args.protocol, "--data", str(args.data),
              "--models", ",".join(args.models), "--strategies", ",".join(args.strategies),
-             "--top-n", str(args.top_n), "--workers", str(args.workers), "--codewords", str(args.codewords),
-             "--epochs", str(args.epochs), "--lr", str(args.lr), "--lr-schedule", args.lr_schedule,
-             "--patience", str(args.patience), "--illumination", args.illumination]
-    if args.channels != "grey3":
-        parts += ["--channels", args.channels]
-    if args.augment_prob:
-        parts += ["--augment-prob", str(args.augment_prob)]
-    if args.val_fraction != 0.1:
-        parts += ["--val-fraction", str(args.val_fraction)]
+             "--workers", str(args.workers)]
+    if args.preset:
+        parts += ["--preset", args.preset]
+    for flag in ("top_n", "codewords", *_TRAIN_FLAGS):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += ["--" + flag.replace("_", "-"), str(value)]
     if args.engine != "local":
         parts += ["--engine", args.engine] + (["--address", args.address] if args.address else [])
     if args.open_set:
         parts += ["--open-set", "--impostor-fraction", str(args.impostor_fraction)]
     if args.limit_probes:
         parts += ["--limit-probes", str(args.limit_probes)]
+    if args.flip:
+        parts += ["--flip"]
+    if args.scaling:
+        parts += ["--scaling", args.scaling]
     for opt in args.protocol_option or []:
         parts += ["--protocol-option", opt]
     parts += ["--out", str(args.out)]
@@ -113,15 +140,20 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from hybridface.evaluation.harness import EvalConfig, run_evaluation
+    from hybridface.evaluation.presets import apply_overrides, get_preset, preset_for_protocol
     from hybridface.evaluation.report import table_rows, write_report
-    from hybridface.evaluation.training import TrainOptions
     from hybridface.protocols import PROTOCOLS
 
     if args.protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {args.protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    preset = get_preset(args.preset) if args.preset else preset_for_protocol(args.protocol)
     if not args.data.is_dir():
         raise ConfigError(f"--data {args.data} is not a folder")
-    search = SearchOptions(top_n=args.top_n, workers=args.workers, engine=args.engine, address=args.address)
+    train, codewords, top_n, overrides = apply_overrides(
+        preset, train={field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items()} | {"seed": args.seed},
+        codewords=args.codewords, top_n=args.top_n)
+    overrides.pop("seed", None)  # the split seed is recorded on its own
+    search = SearchOptions(top_n=top_n, workers=args.workers, engine=args.engine, address=args.address)
     if args.engine == "ray":  # fail fast on an unreachable cluster, before any training
         from hybridface.engines.ray import connect
 
@@ -129,18 +161,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         protocol=args.protocol, data_dir=args.data, cache_dir=args.cache or args.out / ".cache",
         models=args.models, strategies=args.strategies, search=search,
-        codewords=args.codewords, open_set=args.open_set, impostor_fraction=args.impostor_fraction,
+        codewords=codewords, open_set=args.open_set, impostor_fraction=args.impostor_fraction,
         limit_probes=args.limit_probes, seed=args.seed, weights=_pairs(args.weights, "--weights"),
         protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
-        train=TrainOptions(epochs=args.epochs, lr=args.lr, patience=args.patience, illumination=args.illumination,
-                           lr_schedule=args.lr_schedule, augment=args.augment_prob,
-                           val_fraction=args.val_fraction, seed=args.seed,
-                           channels=args.channels),
-        timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes, progress=not args.no_progress and sys.stderr.isatty(),
+        train=train, preset=preset.name, overrides=overrides,
+        scaling=_sizes(args.scaling), scaling_noise=args.scaling_noise, flip=args.flip,
+        timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes,
+        progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = run_evaluation(cfg)
     command = _command(args)
     paths = write_report(result, args.out, command=command)
+    changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    print(f"preset {preset.describe()}" + (f" (overridden: {changed})" if changed else ""))
     print(f"{'model':<13} {'scenario':<11} {'extract ms':>10} {'search ms':>10} {'rank-1':>8} {'speed-up':>8}")
     for r in table_rows(result):
         r1 = "n/a" if not r["has_weights"] else f"{100 * r['rank1']:.2f}%"

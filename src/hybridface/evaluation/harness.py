@@ -48,12 +48,20 @@ class EvalConfig:
     weights: dict[str, str] = field(default_factory=dict)
     protocol_options: dict[str, object] = field(default_factory=dict)
     train: TrainOptions = TrainOptions()
+    #: name of the recipe (`hybridface.evaluation.presets`) and the values given over it
+    preset: str = ""
+    overrides: dict[str, object] = field(default_factory=dict)
     timing_probes: int = 200
     search_timing_probes: int = 500
     timing_budget_s: float = 20.0
     encode_random: bool = False
     max_rank: int = 20
     progress: bool = True
+    #: gallery sizes of the scaling section (first model only; empty: no scaling section)
+    scaling: tuple[int, ...] = ()
+    scaling_noise: float = 0.01
+    #: test-time flip: every template from the image and its mirror (`evaluation.flip`)
+    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class ModelResult:
     skipped_files: int
     strategies: tuple[StrategyResult, ...]
     training: dict | None = None
+    scaling: tuple = ()  # ScalingPoint per gallery size (hybridface.evaluation.scaling)
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,10 @@ def _check_config(cfg: EvalConfig) -> None:
         raise ConfigError("--codewords must be >= 1")
     if cfg.limit_probes is not None and cfg.limit_probes < 1:
         raise ConfigError("--limit-probes must be >= 1")
+    if any(int(n) < 1 for n in cfg.scaling):
+        raise ConfigError(f"--scaling sizes must be >= 1, got {','.join(map(str, cfg.scaling))}")
+    if cfg.scaling_noise < 0:
+        raise ConfigError("--scaling-noise must be >= 0")
 
 
 def _load_encoder(name: str, cfg: EvalConfig, split: EvalSplit, crops60, progress: bool):
@@ -250,6 +263,10 @@ def evaluate_model(name: str, cfg: EvalConfig, split: EvalSplit, hashes: dict, c
 
     crops60, _ = crops_at(60)
     encoder, training = _load_encoder(name, cfg, split, crops60, progress)
+    if cfg.flip:
+        from hybridface.evaluation.flip import FlipEncoder
+
+        encoder = FlipEncoder(encoder)
     size = int(encoder.input_size[0])
     crops, skipped = crops_at(size)
     keep = lambda ss: [s for s in ss if str(s.path) in crops]  # noqa: E731
@@ -278,11 +295,19 @@ def evaluate_model(name: str, cfg: EvalConfig, split: EvalSplit, hashes: dict, c
     results = tuple(
         run_strategy(st, matrix, P, truth, Q, cfg, scored=scored, progress=progress) for st in cfg.strategies
     )
+    scaling = ()
+    if cfg.scaling and name == cfg.models[0]:
+        from hybridface.evaluation.scaling import run_scaling
+
+        scaling = run_scaling(G, g_ids, P, sizes=cfg.scaling, strategies=cfg.strategies, search=cfg.search,
+                              codewords=cfg.codewords, noise=cfg.scaling_noise, seed=cfg.seed,
+                              probes_timed=min(cfg.search_timing_probes, 200), model_id=encoder.model_id)
     return ModelResult(
         name=name, model_id=encoder.model_id, dim=int(encoder.dim), has_weights=has_weights(encoder),
         templates="encoded" if scored else "random", extraction=extraction, encode_batch_ms_per_image=batch_ms,
         num_gallery=len(gallery), num_probes=len(probes), num_impostors=len(impostors),
         num_identities=matrix.num_identities, skipped_files=skipped, strategies=results, training=training,
+        scaling=scaling,
     )
 
 

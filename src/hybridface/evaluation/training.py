@@ -30,6 +30,7 @@ class TrainOptions:
     augment: float = 0.0
     seed: int = 0
     channels: str = "grey3"  # "grey3" (the paper) or "rgb"
+    center_loss: float = 0.0  # weight of the cosine centre loss added to CE (0: CE only)
 
 
 def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
@@ -42,7 +43,8 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
     opts: TrainOptions = cfg.train
     spec = PreprocessSpec(input_size=60, channels=opts.channels, illumination=opts.illumination)
     # ``channels`` is keyed through ``spec`` (kept out of the options so older cached models stay valid)
-    keyed = {k: v for k, v in asdict(opts).items() if k != "channels"}
+    # (``center_loss`` only when used, so models trained before it existed stay valid)
+    keyed = {k: v for k, v in asdict(opts).items() if k != "channels" and not (k == "center_loss" and v == 0.0)}
     key = hashlib.sha256(json.dumps([split.key, keyed, spec.to_dict()], sort_keys=True).encode()).hexdigest()
     out = cfg.cache_dir / "models" / f"compressed-{key[:16]}"
     if (out / "model.json").is_file():
@@ -61,7 +63,7 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
         images, [s.identity for s in samples], [str(s.path) for s in samples], epochs=opts.epochs, lr=opts.lr,
         val_fraction=opts.val_fraction, seed=opts.seed, batch_size=opts.batch_size, patience=opts.patience,
         preprocessing=spec, progress=progress, lr_schedule=opts.lr_schedule, threads=1,
-        augment_on_the_fly=opts.augment,
+        augment_on_the_fly=opts.augment, center_loss=opts.center_loss,
     )
     training = {
         "data": f"{split.protocol} gallery side ({len(samples)} images)",

@@ -164,13 +164,15 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
                epochs: int = 100, lr: float = 1e-4, val_fraction: float = 0.2, seed: int = 0,
                batch_size: int = 100, patience: int = 15, preprocessing: PreprocessSpec | None = None,
                augment_on_the_fly: float = 0.0, progress: bool = True, threads: int | None = None,
-               lr_schedule: str = "constant"):
+               lr_schedule: str = "constant", center_loss: float = 0.0):
     """Train on a uint8 ``(n, S, S, 3)`` array; return ``(net, info dict)`` with the best-val weights.
 
     ``augment_on_the_fly``: probability (``True`` = 1) that a training image is replaced, each
     epoch, by a random one of the 17 transformations of :mod:`hybridface.faces.augment`.
     ``threads``: PyTorch intra-op threads for this run (``None``: leave PyTorch's setting).
     ``lr_schedule``: ``constant`` or ``cosine`` (per-step cosine decay from ``lr`` to 0 over ``epochs``).
+    ``center_loss``: weight of a cosine centre loss on the FC-60 feature added to the cross-entropy
+    (one learned centre per identity, training-only: the network is unchanged); 0 = plain CE.
     """
     import torch
 
@@ -195,7 +197,11 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = CompressedVGGFace(len(names))
-    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    if not center_loss >= 0:
+        raise ConfigError(f"center_loss must be >= 0, got {center_loss}")
+    centres = torch.nn.Parameter(torch.randn(len(names), net.fc2.out_features)) if center_loss > 0 else None
+    params = list(net.parameters()) + ([centres] if centres is not None else [])
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     x_tr, y_tr, x_va, y_va = images[tr], labels[tr], images[va], labels[va]
     steps_per_epoch = -(-len(x_tr) // batch_size)
     sched = None
@@ -225,8 +231,12 @@ def fit_arrays(images: np.ndarray, ids: Sequence[str], groups: Sequence[str] | N
                                for im, v in zip(xb, variants)])
             x = torch.from_numpy(preprocess(xb, spec))
             y = torch.from_numpy(y_tr[idx])
-            logits = net(x)
+            feats = net.features(x)
+            logits = net.fc3(feats)
             loss = F.cross_entropy(logits, y)
+            if centres is not None:
+                diff = F.normalize(feats, dim=1) - F.normalize(centres, dim=1)[y]
+                loss = loss + float(center_loss) * diff.pow(2).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

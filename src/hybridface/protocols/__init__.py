@@ -8,6 +8,10 @@
 * ``vidtimit`` — per identity, frames in recording (numeric file name) order; first 60 %
   gallery, last 40 % probes; identities with < 10 frames are distractors only;
   ``detect="largest"``. Options: ``gallery_fraction=0.6``, ``min_frames=10``.
+* ``vidtimit-paper`` — the paper's split (Table II): per identity a seeded random
+  1,700 : 672 (71.7 %) split into gallery/probes; identities with < 10 frames are distractors
+  only; ``detect="largest"``. Options: ``gallery_fraction=1700/2372``, ``min_frames=10``.
+  ``vidtimit`` (temporal) is harder: its probes are later frames, not neighbours of gallery ones.
 * ``folder`` — any ``<identity>/<image>`` folder; per identity a seeded shuffle, the first
   ``gallery_per_identity`` (default: half, at least 1) to the gallery, the rest probes;
   identities with one image are distractors. Options: ``gallery_per_identity``, ``detect="largest"``.
@@ -30,6 +34,7 @@ __all__ = ["Sample", "Split", "get_protocol", "PROTOCOLS", "sample_seed"]
 PROTOCOLS: dict[str, str] = {
     "yale-augmented": "hybridface.protocols.yale:yale_augmented",
     "vidtimit": "hybridface.protocols.vidtimit:vidtimit",
+    "vidtimit-paper": "hybridface.protocols.vidtimit_paper:vidtimit_paper",
     "folder": "hybridface.protocols.folder:folder",
     "unseen": "hybridface.protocols.unseen:unseen",
 }

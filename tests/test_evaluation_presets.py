@@ -1,0 +1,46 @@
+"""Named per-protocol presets of `hybridface evaluate`: defaults, overrides, bad names."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybridface.cli import main
+from hybridface.errors import ConfigError
+from hybridface.evaluation.presets import PRESETS, apply_overrides, get_preset, preset_for_protocol
+from hybridface.evaluation.training import TrainOptions
+from hybridface.protocols import PROTOCOLS
+
+
+def test_every_paper_protocol_has_its_recipe():
+    # the recipes that produced the README's Table IV numbers (docs/results/<protocol>/report.md)
+    yale = preset_for_protocol("yale-augmented")
+    assert (yale.train.epochs, yale.train.augment, yale.train.illumination, yale.train.channels) == (
+        40, 0.2, "tan_triggs", "grey3")
+    vid = preset_for_protocol("vidtimit")
+    assert (vid.train.epochs, vid.train.augment, vid.train.illumination, vid.train.channels, vid.codewords) == (
+        100, 0.2, "none", "rgb", 1)
+    assert vid.top_n == 9  # hybrid keeps exhaustive's Rank-1 (docs/evaluation.md)
+    assert preset_for_protocol("vidtimit-paper").train == vid.train
+    assert preset_for_protocol("folder") is PRESETS["default"] and PRESETS["default"].train == TrainOptions()
+    assert {"yale-augmented", "vidtimit", "vidtimit-paper"} <= set(PROTOCOLS) & set(PRESETS)
+
+
+def test_overrides_change_one_field_and_are_listed():
+    yale = get_preset("yale-augmented")
+    train, cw, n, over = apply_overrides(yale, train={"epochs": None, "augment": None})
+    assert (train, cw, n, over) == (yale.train, yale.codewords, yale.top_n, {})
+    train, cw, n, over = apply_overrides(yale, train={"epochs": 3, "augment": 0.2}, codewords=2, top_n=None)
+    assert train.epochs == 3 and train.augment == 0.2 and train.illumination == "tan_triggs"
+    assert (cw, n) == (2, yale.top_n) and over == {"epochs": 3, "codewords": 2}  # 0.2 is the preset's own
+    with pytest.raises(ConfigError, match="unknown training option"):
+        apply_overrides(yale, train={"epoch": 3})
+
+
+def test_unknown_preset_lists_the_valid_ones(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="unknown preset 'fast'; use one of yale-augmented, vidtimit, vidtimit-paper"):
+        get_preset("fast")
+    capsys.readouterr()
+    assert main(["evaluate", "--protocol", "vidtimit", "--preset", "fast", "--data", str(tmp_path),
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset 'fast'; use one of " in err and "vidtimit-paper" in err and err.count("\n") == 1
