@@ -17,9 +17,29 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NpzCache", "atomic_savez"]
+__all__ = ["NpzCache", "atomic_savez", "atomic_write", "default_cache_dir"]
 
 log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$HYBRIDFACE_CACHE`` or ``~/.cache/hybridface``."""
+    env = os.environ.get("HYBRIDFACE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "hybridface"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:

@@ -237,7 +237,7 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
     """
     from hybridface.models.data import load_faces
     from hybridface.models.teacher import select_unlabeled, teacher_descriptors
-    from hybridface.models.train import load_samples, write_model_dir
+    from hybridface.models.train import write_model_dir
 
     spec = preprocessing or PreprocessSpec()
     _check_relation_weight(relation_weight)  # before any teacher work

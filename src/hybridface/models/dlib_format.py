@@ -20,6 +20,7 @@ layer's details from the input side to the output side (tags and skips write not
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from os import PathLike
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridface.errors import ModelFileError
+from hybridface.errors import MissingDependencyError, ModelFileError
 
 #: What to do when the model file is missing or unusable.
 INSTALL_HINT = "reinstall it with: pip install 'hybridface[dlib]'"
@@ -215,3 +216,12 @@ def read_dlib_net(path: str | PathLike) -> DlibNet:
         return parse_dlib_net(p.read_bytes(), name=str(p))
     except DlibFormatError as exc:
         raise DlibFormatError(f"{exc}; the file is damaged or not {RESNET_FILE}; {INSTALL_HINT}") from exc
+
+
+def default_dat_path() -> Path:
+    """Where ``face_recognition_models`` keeps the descriptor network (without importing it)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            f"face_recognition_models is not installed, so {RESNET_FILE} is missing; {INSTALL_HINT}")
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / RESNET_FILE

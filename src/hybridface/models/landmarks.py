@@ -183,7 +183,7 @@ def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> 
     import io
 
     from hybridface.hashing import file_sha256
-    from hybridface.models.resnet_encoder import atomic_write, default_cache_dir
+    from hybridface.cache import atomic_write, default_cache_dir
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = root / f"shape-{file_sha256(path)[:16]}.npz"
@@ -217,7 +217,7 @@ class ShapePredictor:
 
     def __init__(self, path: str | PathLike | None = None, *, cache_dir: str | PathLike | None = None) -> None:
         if path is None:
-            from hybridface.models.resnet_encoder import default_dat_path
+            from hybridface.models.dlib_format import default_dat_path
 
             path = default_dat_path().with_name(PREDICTOR_FILE)
         p = Path(path)

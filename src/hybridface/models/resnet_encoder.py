@@ -10,52 +10,22 @@ OpenCV and ONNX Runtime.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hybridface.errors import ConfigError, MissingDependencyError, ModelFileError, require
+from hybridface.errors import ConfigError, ModelFileError, require
 from hybridface.hashing import file_sha256
 from hybridface.models.base import ImageBatch, l2_normalize
-from hybridface.models.dlib_format import INSTALL_HINT, RESNET_FILE
+from hybridface.cache import atomic_write, default_cache_dir
+from hybridface.models.dlib_format import INSTALL_HINT, default_dat_path
 
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "resnet-v1"  # bump when the generated graph changes
-
-
-def default_dat_path() -> Path:
-    """Where ``face_recognition_models`` keeps the descriptor network (without importing it)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(
-            f"face_recognition_models is not installed, so {RESNET_FILE} is missing; {INSTALL_HINT}")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / RESNET_FILE
-
-
-def default_cache_dir() -> Path:
-    """``$HYBRIDFACE_CACHE`` or ``~/.cache/hybridface``."""
-    env = os.environ.get("HYBRIDFACE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "hybridface"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cached_onnx_path(dat: str | PathLike | None = None, *, cache_dir: str | PathLike | None = None) -> Path:
