@@ -120,6 +120,15 @@ def _rank1_and_search(gallery, vecs: np.ndarray, names: list[str], n_probes: int
     return hits / max(n_probes, 1), 1000 * search_s / max(len(vecs), 1)
 
 
+def _onnx_parameters(path) -> int | None:
+    """Number of weights stored in an ONNX file (``None`` without the ``onnx`` package)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    return int(sum(np.prod(t.dims) for t in onnx.load(str(path)).graph.initializer))
+
+
 def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | os.PathLike,
                  model: str | None = None, strategy: str = "hybrid", workers: int | None = None,
                  chunk: int = 64, fit_options: dict[str, Any] | None = None, seed: int = 0,
@@ -171,15 +180,18 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
         r1, search_ms = _rank1_and_search(g, p_vecs, p_names, n_probes, strategy)
         from hybridface.models.default import DLIB_PREFIX
 
-        if model_id.startswith(DLIB_PREFIX):
+        enc = g.encoder
+        onnx_file = getattr(enc, "path_", None)
+        if model_id.startswith(DLIB_PREFIX) and onnx_file is not None:  # the exact ONNX Runtime port
+            name, params, size = "dlib ResNet (ONNX port)", _onnx_parameters(onnx_file), Path(onnx_file).stat().st_size
+        elif model_id.startswith(DLIB_PREFIX):  # dlib's own runtime
             from hybridface.models.dlib_encoder import default_model_files
 
             w, sp = default_model_files()
-            name, params, size = "dlib ResNet (enrolment)", None, Path(w).stat().st_size + Path(sp).stat().st_size
+            name, params, size = "dlib ResNet (dlib runtime)", None, Path(w).stat().st_size + Path(sp).stat().st_size
         else:
-            enc = g.encoder
             name, params = f"{model_id[:12]} (enrolment)", None
-            size = Path(getattr(enc, "path_", "")).stat().st_size if getattr(enc, "path_", None) else 0
+            size = Path(onnx_file).stat().st_size if onnx_file else 0
         rows.append(TierRow(name, params, size, r1, 1000 * (g_enc + p_enc) / max(len(ok) + len(p_ok), 1),
                             search_ms))
     fitted = OnnxEncoder(rep.model_dir, threads=1)
@@ -201,7 +213,7 @@ def format_table(run: TwoTierRun) -> str:
     lines = ["| model | parameters | file size | Rank-1 | encode ms/face | search ms/probe |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in run.rows:
-        params = f"{r.parameters:,}" if r.parameters else "n/a (ResNet, 29 conv layers)"
+        params = f"{r.parameters:,}" if r.parameters else "n/a"
         lines.append(f"| {r.model} | {params} | {r.file_bytes / 1e6:.2f} MB | {100 * r.rank1:.2f} % | "
                      f"{r.encode_ms_per_face:.3f} | {r.search_ms_per_probe:.4f} |")
     return "\n".join(lines)
