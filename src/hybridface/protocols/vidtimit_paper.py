@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from hybridface.errors import ConfigError, DatasetError
-from hybridface.protocols.base import Sample, Split, sample_seed
-from hybridface.protocols.dataset import scan_dataset
-from hybridface.protocols.yale import _seeded_order, resolve_dataset
+from hybridface.errors import ConfigError
+from hybridface.protocols.base import Split
+from hybridface.protocols.vidtimit import split_frames
+from hybridface.protocols.yale import _seeded_order
 
 __all__ = ["vidtimit_paper", "PAPER_GALLERY_FRACTION"]
 
@@ -40,33 +40,9 @@ def vidtimit_paper(
         raise ConfigError(f"gallery_fraction={gallery_fraction!r} must be between 0 and 1")
     if int(min_frames) < 2:
         raise ConfigError(f"min_frames={min_frames!r} must be >= 2 (one gallery and one probe frame)")
-    root = resolve_dataset(Path(data_dir), "vidtimit14")
-    scan = scan_dataset(root, min_images=int(min_frames), check=check)
-    gallery: list[Sample] = []
-    probes: list[Sample] = []
-    distractors: list[Sample] = []
-    for name in sorted(scan.identities):
-        frames = scan.identities[name]
-        if not frames:
-            continue
-        samples = [Sample(path=f, identity=name, variant=0, seed=sample_seed(seed, name, f)) for f in frames]
-        if len(frames) < int(min_frames):
-            distractors.extend(samples)
-            continue
-        order = _seeded_order(len(frames), seed, name)
-        k = min(len(frames) - 1, max(1, math.floor(len(frames) * gallery_fraction + 0.5)))
-        gallery.extend(samples[i] for i in sorted(order[:k]))
-        probes.extend(samples[i] for i in sorted(order[k:]))
-    if not probes:
-        most = max((len(v) for v in scan.identities.values()), default=0)
-        raise DatasetError(
-            f"vidtimit-paper: no identity in {root} has at least {int(min_frames)} frames (the most is {most}); "
-            "point --data at a VidTIMIT folder of <person>/<frames> or lower min_frames")
-    return Split(
-        name="vidtimit-paper",
-        gallery=tuple(gallery),
-        probes=tuple(probes),
-        distractors=tuple(distractors),
-        detect="largest",
-        seed=int(seed),
-    )
+
+    def random_frames(n: int, name: str) -> list[int]:
+        order = _seeded_order(n, seed, name)
+        return list(order[:min(n - 1, max(1, math.floor(n * gallery_fraction + 0.5)))])
+
+    return split_frames(data_dir, "vidtimit-paper", random_frames, seed=seed, min_frames=min_frames, check=check)
