@@ -117,7 +117,7 @@ def test_bad_input_is_one_line_exit_2(tiny_yale, tmp_path, capsys):
     import torch
 
     cases = [
-        (_args(tiny_yale, tmp_path / "a", "--models", "compressed,resnet"), "unknown model(s) resnet"),
+        (_args(tiny_yale, tmp_path / "a", "--models", "compressed,nosuchnet"), "unknown model(s) nosuchnet"),
         (_args(tiny_yale, tmp_path / "b", "--strategies", "fastest"), "strategy='fastest' is not valid"),
         (["evaluate", "--protocol", "lfw", "--data", str(tiny_yale), "--out", str(tmp_path / "c")], "unknown protocol 'lfw'"),
         (["evaluate", "--protocol", "yale-augmented", "--data", str(tiny_yale), "--no-progress",
