@@ -140,7 +140,7 @@ def test_bad_landmarks_images_and_boxes_are_config_errors(predictor):
 
 def test_missing_or_damaged_predictor_names_the_install_command(tmp_path, predictor):
     from hybridface.models.landmarks import ShapePredictor
-    from hybridface.models.resnet_encoder import default_dat_path
+    from hybridface.models.dlib_format import default_dat_path
 
     with pytest.raises(ModelFileError, match=r"does not exist.*hybridface\[dlib\]"):
         ShapePredictor(tmp_path / "nope.dat")

@@ -17,7 +17,7 @@ HINT = "pip install 'hybridface[dlib]'"
 
 @pytest.fixture(scope="module")
 def dat_path():
-    from hybridface.models.resnet_encoder import default_dat_path
+    from hybridface.models.dlib_format import default_dat_path
 
     try:
         p = default_dat_path()
@@ -187,7 +187,7 @@ def test_torch_port_matches_dlib(reference, dat_path):
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
-    from hybridface.models.resnet_encoder import default_cache_dir
+    from hybridface.cache import default_cache_dir
 
     monkeypatch.setenv("HYBRIDFACE_CACHE", str(tmp_path))
     assert default_cache_dir() == tmp_path

@@ -12,7 +12,7 @@ from hybridface.errors import ConfigError, ModelFileError
 def spec():
     from hybridface.models.dlib_format import read_dlib_net
     from hybridface.models.resnet import resnet_spec
-    from hybridface.models.resnet_encoder import default_dat_path
+    from hybridface.models.dlib_format import default_dat_path
 
     try:
         return resnet_spec(read_dlib_net(default_dat_path()))

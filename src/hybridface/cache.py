@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NpzCache", "atomic_savez", "atomic_write", "default_cache_dir"]
+__all__ = ["NpzCache", "atomic_savez", "atomic_write", "default_cache_dir", "is_verified", "write_verified"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,29 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def is_verified(path: Path) -> bool:
+    """True when ``path`` and its ``.sha256`` side file exist and agree; a mismatch is logged (the
+    caller rebuilds the file, never uses it)."""
+    from hybridface.hashing import file_sha256
+
+    sidecar = path.with_suffix(".sha256")
+    if not (path.is_file() and sidecar.is_file()):
+        return False
+    if file_sha256(path) == sidecar.read_text().strip():
+        return True
+    log.warning("cached %s fails its hash check; rebuilding it", path)
+    return False
+
+
+def write_verified(path: Path, data: bytes) -> None:
+    """Write ``data`` and its ``.sha256`` side file atomically (the file first, then its hash)."""
+    import hashlib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
+    atomic_write(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode() + b"\n")
 
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:

@@ -83,17 +83,9 @@ class OnnxEncoder:
         self.batch_size = int(batch_size)
 
     def _new_session(self, threads: int | None) -> Any:
-        import onnxruntime as ort
+        from hybridface.models.ort import cpu_session
 
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            return ort.InferenceSession(str(self.path_), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"{self.path_}: ONNX Runtime cannot load the model ({exc})") from exc
+        return cpu_session(self.path_, threads=threads)
 
     def _session_for(self, n: int) -> Any:
         if n > self.SMALL_BATCH or self._threads == 1:

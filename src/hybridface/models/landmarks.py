@@ -179,17 +179,15 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> ShapeModel:
     """Parse ``path``, or load its arrays from ``<cache>/shape-<sha256[:16]>.npz`` (hash-checked)."""
-    import hashlib
     import io
 
     from hybridface.hashing import file_sha256
-    from hybridface.cache import atomic_write, default_cache_dir
+    from hybridface.cache import default_cache_dir, is_verified, write_verified
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = root / f"shape-{file_sha256(path)[:16]}.npz"
-    sidecar = cached.with_suffix(".sha256")
     names = list(ShapeModel.__dataclass_fields__)
-    if cached.is_file() and sidecar.is_file() and file_sha256(cached) == sidecar.read_text().strip():
+    if is_verified(cached):
         with np.load(cached) as z:
             return ShapeModel(*(z[k] for k in names))
     try:
@@ -199,9 +197,7 @@ def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> 
     try:
         buf = io.BytesIO()
         np.savez(buf, **{k: getattr(model, k) for k in names})
-        root.mkdir(parents=True, exist_ok=True)
-        atomic_write(cached, buf.getvalue())
-        atomic_write(sidecar, hashlib.sha256(buf.getvalue()).hexdigest().encode() + b"\n")
+        write_verified(cached, buf.getvalue())
     except OSError as exc:  # a read-only cache only costs the parse next time
         log.warning("could not cache the parsed shape predictor in %s: %s", root, exc)
     return model

@@ -85,7 +85,7 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     from hybridface.models.dlib_format import read_dlib_net
     from hybridface.models.losses import relational_distill_loss
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
-    from hybridface.models.resnet_encoder import default_dat_path
+    from hybridface.models.dlib_format import default_dat_path
     from hybridface.models.resnet_student import prune_spec
 
     run = Path(run)

@@ -20,7 +20,7 @@ import numpy as np
 from hybridface.errors import ConfigError, ModelFileError, require
 from hybridface.hashing import file_sha256
 from hybridface.models.base import ImageBatch, l2_normalize
-from hybridface.cache import atomic_write, default_cache_dir
+from hybridface.cache import default_cache_dir, is_verified, write_verified
 from hybridface.models.dlib_format import INSTALL_HINT, default_dat_path
 
 log = logging.getLogger(__name__)
@@ -35,22 +35,15 @@ def cached_onnx_path(dat: str | PathLike | None = None, *, cache_dir: str | Path
         raise ModelFileError(f"dlib model file {dat} does not exist; {INSTALL_HINT}")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / f"{FORMAT_TAG}-{file_sha256(dat)[:16]}.onnx"
-    sidecar = path.with_suffix(".sha256")
-    if path.is_file() and sidecar.is_file():
-        if file_sha256(path) == sidecar.read_text().strip():
-            return path
-        log.warning("cached %s fails its hash check; rebuilding it", path)
+    if is_verified(path):
+        return path
     from hybridface.models.dlib_format import read_dlib_net
     from hybridface.models.resnet import build_onnx, resnet_spec
 
     spec = resnet_spec(read_dlib_net(dat))
     require("onnx", "train")
     data = build_onnx(spec).SerializeToString()
-    root.mkdir(parents=True, exist_ok=True)
-    import hashlib
-
-    atomic_write(path, data)
-    atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
+    write_verified(path, data)
     log.info("generated %s (%d bytes) from %s", path, len(data), dat)
     return path
 
@@ -102,18 +95,9 @@ class ResNetEncoder:
         self._session = self._new_session(threads)
 
     def _new_session(self, threads: int | None) -> Any:
-        import onnxruntime as ort
+        from hybridface.models.ort import cpu_session
 
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            return ort.InferenceSession(str(self.path_), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"{self.path_}: ONNX Runtime cannot load the model ({exc}); "
-                                 f"delete it to have it regenerated") from exc
+        return cpu_session(self.path_, threads=threads, hint="; delete it to have it regenerated")
 
     def descriptors(self, chips: np.ndarray) -> np.ndarray:
         """dlib's raw (unnormalised) descriptors ``(n, 128)`` of uint8 ``(n, 150, 150, 3)`` RGB chips."""

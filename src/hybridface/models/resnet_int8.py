@@ -74,7 +74,7 @@ def quantize_resnet(dat: str | PathLike | None, out: str | PathLike, chips: np.n
 
     from hybridface.models.dlib_format import read_dlib_net
     from hybridface.models.resnet import build_onnx, resnet_spec
-    from hybridface.models.resnet_encoder import default_dat_path
+    from hybridface.models.dlib_format import default_dat_path
 
     if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[1:] != (150, 150, 3) or not len(chips):
         raise ConfigError(f"calibration chips must be uint8 (n, 150, 150, 3), got {chips.dtype} {chips.shape}")
@@ -97,24 +97,22 @@ def quantize_resnet(dat: str | PathLike | None, out: str | PathLike, chips: np.n
 def cached_int8_path(dat: str | PathLike | None = None, *, calibration: str | PathLike | None = None,
                      n: int = CALIBRATION_FACES, cache_dir: str | PathLike | None = None) -> Path:
     """The verified cached int8 model, built first (calibrated on ``calibration``) if needed."""
-    from hybridface.models.resnet_encoder import FORMAT_TAG, atomic_write, default_cache_dir, default_dat_path
+    from hybridface.cache import default_cache_dir, is_verified, write_verified
+    from hybridface.models.dlib_format import default_dat_path
+    from hybridface.models.resnet_encoder import FORMAT_TAG
 
     dat = Path(dat) if dat is not None else default_dat_path()
     files = calibration_files(calibration if calibration is not None else default_calibration_dir(), n=n)
     key = hashlib.sha256("|".join(f.name for f in files).encode()).hexdigest()[:8]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / f"{FORMAT_TAG}-{file_sha256(dat)[:16]}-int8-{key}.onnx"
-    sidecar = path.with_suffix(".sha256")
-    if path.is_file() and sidecar.is_file():
-        if file_sha256(path) == sidecar.read_text().strip():
-            return path
-        log.warning("cached %s fails its hash check; rebuilding it", path)
+    if is_verified(path):
+        return path
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         out = Path(tmp) / "int8.onnx"
         quantize_resnet(dat, out, calibration_chips(files, cache_dir=cache_dir))
         data = out.read_bytes()
-    atomic_write(path, data)
-    atomic_write(sidecar, hashlib.sha256(data).hexdigest().encode() + b"\n")
+    write_verified(path, data)
     log.info("generated %s (%d bytes), calibrated on %d faces", path, len(data), len(files))
     return path
