@@ -21,6 +21,7 @@ def cmd_fit(args) -> int:
 
     warm = False if args.no_warm_start else (args.warm_start or True)
     rep = fit_gallery(args.db, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                      relation_weight=args.relation_weight,
                       hold_out=args.hold_out, max_drop=args.max_drop, force=args.force, int8=args.int8,
                       warm_start=warm, channels=args.channels, illumination=args.illumination,
                       codewords=args.codewords, seed=args.seed, threads=args.threads, progress=not args.json,
@@ -91,9 +92,11 @@ def register(sub) -> None:
                                    "not for recognising people from unconstrained photos.")
     p.add_argument("--db", required=True, help="source gallery (enrolled with faces kept; opened read-only)")
     p.add_argument("--out", required=True, help="gallery file to write (an existing fitted gallery is replaced)")
-    p.add_argument("--epochs", type=int, default=None, help="default 30 from scratch, 10 on a warm start")
+    p.add_argument("--epochs", type=int, default=None, help="default 100 from scratch, 10 on a warm start")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3; 1e-3 warm)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--relation-weight", type=float, default=1.0,
+                   help="weight of the relational (pairwise-cosine) distillation term (default 1.0)")
     p.add_argument("--hold-out", type=float, default=0.2, help="share of each identity's faces held out for the "
                    "self-check (the last ones enrolled; default 0.2)")
     p.add_argument("--max-drop", type=float, default=2.0, help="Rank-1 points the fitted model may lose to the "
