@@ -9,28 +9,14 @@ import subprocess
 import venv
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from hybridface.cli import main
+from synthetic_faces import shifted_people
 
 pytest.importorskip("torch")
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "general"
-
-
-def _people(root: Path, per: int = 5) -> Path:
-    """Per identity a smooth random pattern seen with noise and small shifts (as in test_fit)."""
-    rng = np.random.default_rng(0)
-    for name in ("ann", "bob", "cid"):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        base = np.kron(rng.integers(0, 256, size=(6, 6, 3)), np.ones((12, 12, 1))).astype(np.float32)
-        for j in range(per):
-            dy, dx = rng.integers(0, 8, size=2)
-            img = base[dy:dy + 64, dx:dx + 64] + rng.normal(0, 8, (64, 64, 3))
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{j:02d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +24,7 @@ def g2(tmp_path_factory):
     from hybridface.training.fit import fit_gallery
 
     root = tmp_path_factory.mktemp("bundle")
-    data = _people(root / "data")
+    data = shifted_people(root / "data", ("ann", "bob", "cid"), per=5)
     assert main(["-q", "enroll", str(data), "--db", str(root / "g.db"), "--model", MODEL, "--detect", "never"]) == 0
     rep = fit_gallery(root / "g.db", root / "g2.db", epochs=2, force=True, int8=True, progress=False, threads=1)
     return root, data, rep

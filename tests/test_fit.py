@@ -18,29 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from hybridface import api
 from hybridface.cli import main
 from hybridface.errors import ConfigError, GalleryError, SelfCheckError
 from hybridface.training.fit import fit_gallery, split_held_out
+from synthetic_faces import shifted_people
 
 pytest.importorskip("torch")
 MODEL = "general"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _people(root: Path, names, per: int, seed: int = 0) -> Path:
-    """Per identity a smooth random pattern (its 'face') seen with noise and small shifts."""
-    rng = np.random.default_rng(seed)
-    for name in names:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        base = np.kron(rng.integers(0, 256, size=(6, 6, 3)), np.ones((12, 12, 1))).astype(np.float32)
-        for j in range(per):
-            dy, dx = rng.integers(0, 8, size=2)
-            img = base[dy:dy + 64, dx:dx + 64] + rng.normal(0, 8, (64, 64, 3))
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{j:02d}.png")
-    return root
 
 
 def _sha(path: Path) -> str:
@@ -50,7 +37,7 @@ def _sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit")
-    data = _people(root / "data", ["ann", "bob", "cid", "dan"], per=6)
+    data = shifted_people(root / "data", ["ann", "bob", "cid", "dan"], per=6)
     db = root / "g.db"
     assert main(["-q", "enroll", str(data), "--db", str(db), "--model", MODEL, "--detect", "never"]) == 0
     return db, data
@@ -105,7 +92,7 @@ def test_gallery_fit_returns_the_new_gallery_and_warm_starts(gallery, tmp_path):
     # a new person enrolled into a copy of G: re-fitting starts from the previous fit
     grown = tmp_path / "grown.db"
     _copy(db, grown)
-    _people(tmp_path / "more", ["eve"], per=6, seed=5)
+    shifted_people(tmp_path / "more", ["eve"], per=6, seed=5)
     assert main(["-q", "enroll", str(tmp_path / "more"), "--db", str(grown), "--model", MODEL, "--detect", "never"]) == 0
     rep = fit_gallery(grown, tmp_path / "g2.db", epochs=2, force=True, progress=False, threads=1)
     assert rep.warm_start == str(first) and rep.identities == 5
@@ -117,7 +104,7 @@ def test_gallery_fit_returns_the_new_gallery_and_warm_starts(gallery, tmp_path):
 
 
 def test_self_check_refuses_a_one_face_per_person_gallery(tmp_path, capsys):
-    data = _people(tmp_path / "data", ["ann", "bob", "cid"], per=1)
+    data = shifted_people(tmp_path / "data", ["ann", "bob", "cid"], per=1)
     db = tmp_path / "one.db"
     assert main(["-q", "enroll", str(data), "--db", str(db), "--model", MODEL, "--detect", "never"]) == 0
     with pytest.raises(SelfCheckError, match="no face could be held out"):
@@ -155,7 +142,7 @@ def _variant(gallery, tmp_path, how: str) -> Path:
     db, data = gallery
     if how == "one identity":
         p = tmp_path / "one_id.db"
-        _people(tmp_path / "solo", ["ann"], per=3)
+        shifted_people(tmp_path / "solo", ["ann"], per=3)
         assert main(["-q", "enroll", str(tmp_path / "solo"), "--db", str(p), "--model", MODEL, "--detect", "never"]) == 0
         return p
     if how == "no faces":

@@ -12,20 +12,14 @@ from PIL import Image
 from hybridface.cli import main
 from hybridface.errors import ConfigError
 from hybridface.options import SearchOptions
+from synthetic_faces import noisy_faces, vidtimit_slice
 
 MODEL = "paper"  # the authors' weights from ../shared when present, else its seeded init: plumbing only
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    for name in ("ann", "bob", "cid"):
-        (root / name).mkdir()
-        base = rng.integers(0, 256, size=(60, 60, 3)).astype(np.float32)
-        for j in range(3):
-            img = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / name / f"{j}.png")
+    root = noisy_faces(tmp_path_factory.mktemp("faces"))
     (root / "cid" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     return root
 
@@ -124,11 +118,7 @@ def test_run_protocol_folder_counts_and_rank1(data_dir, tmp_path):
 def test_main_job_on_a_vidtimit_slice(dataset, tmp_path, capsys):
     """`hybridface run-protocol vidtimit` (what scripts/main.sh runs) on 3 identities x 12 real frames."""
     src = dataset("vidtimit14")
-    root = tmp_path / "vidtimit14"
-    for name in sorted(p.name for p in src.iterdir() if p.is_dir())[1:4]:
-        (root / name).mkdir(parents=True)
-        for f in sorted((src / name).iterdir())[:12]:
-            (root / name / f.name).symlink_to(f)
+    vidtimit_slice(src, tmp_path)
     db = tmp_path / "main.db"
     assert main(["run-protocol", "vidtimit", "--data", str(tmp_path), "--db", str(db), "--model", MODEL,
                  "--json"]) == 0

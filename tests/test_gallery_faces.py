@@ -14,21 +14,14 @@ from hybridface.cli import main
 from hybridface.errors import GalleryError
 from hybridface.gallery.faces import CROP_VERSION, FACE_SIZE
 from hybridface.gallery.migrate import SCHEMA_VERSION
+from synthetic_faces import noisy_faces
 
 MODEL = "general"  # fast (ONNX); the default (dlib) costs ~85 ms per face
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    for name in ("ann", "bob", "cid"):
-        (root / name).mkdir()
-        base = rng.integers(0, 256, size=(60, 60, 3)).astype(np.float32)
-        for j in range(3):
-            img = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / name / f"{j}.png")
-    return root
+    return noisy_faces(tmp_path_factory.mktemp("faces"))
 
 
 def _version(db) -> int:

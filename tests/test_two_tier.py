@@ -7,6 +7,7 @@ import json
 import pytest
 
 from hybridface.cli import main
+from synthetic_faces import vidtimit_slice
 
 pytest.importorskip("torch")
 
@@ -14,11 +15,7 @@ pytest.importorskip("torch")
 def test_two_tier_on_a_vidtimit_slice(dataset, tmp_path, capsys):
     """3 identities x 12 real frames, enrolled with the fast `general` model (dlib: ~85 ms/face)."""
     src = dataset("vidtimit14")
-    root = tmp_path / "vidtimit14"
-    for name in sorted(p.name for p in src.iterdir() if p.is_dir())[1:4]:
-        (root / name).mkdir(parents=True)
-        for f in sorted((src / name).iterdir())[:12]:
-            (root / name / f.name).symlink_to(f)
+    vidtimit_slice(src, tmp_path)
     assert main(["-q", "two-tier", "vidtimit", "--data", str(tmp_path), "--workdir", str(tmp_path / "w"),
                  "--model", "general", "--epochs", "2", "--workers", "1", "--threads", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
