@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridface.cache import replace_dir
 from hybridface.errors import ConfigError, ModelFileError
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "load_bundle", "write_bundle", "identify_bundle"]
@@ -102,13 +103,7 @@ def write_bundle(gallery_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                     "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "b")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

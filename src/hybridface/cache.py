@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NpzCache", "atomic_savez", "atomic_write", "default_cache_dir", "is_verified", "write_verified"]
+__all__ = ["NpzCache", "atomic_savez", "atomic_write", "default_cache_dir", "is_verified", "replace_dir", "write_verified"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,20 @@ def write_verified(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, data)
     atomic_write(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode() + b"\n")
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` (in ``out``'s parent) at ``out``: renamed into place, an
+    existing ``out`` first moved aside and removed, so ``out`` is never half-written."""
+    import shutil
+
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "x")
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:

@@ -11,7 +11,6 @@ failed or interrupted run never leaves a half-written model.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridface.cache import replace_dir
 from hybridface.errors import ConfigError, DatasetError
 from hybridface.models.preprocess import PreprocessSpec, preprocess
 
@@ -287,13 +287,7 @@ def write_model_dir(net, out_dir: Path, spec: PreprocessSpec, training: dict[str
                          input_name=INPUT_NAME, output_name=OUTPUT_NAME, training=training,
                          versions=library_versions())
         write_card(card, tmp / f"{MODEL_STEM}.json")
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "m")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -10,6 +10,7 @@ in the ``X-API-Key`` header and kept in the browser's session storage, never in 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -52,8 +53,7 @@ def _calibrate(svc, far: float) -> CalibrationResult:
         raise EmptyGalleryError(f"gallery {g.path} has no templates to calibrate on: enrol people first")
     labels = [m.names[int(i)] for i in m.labels]
     cal = g.calibrate(m.vectors, labels, target_far=far, store=True)
-    return CalibrationResult(threshold=cal.threshold, target_far=cal.target_far, far=cal.far, frr=cal.frr,
-                             genuine_pairs=cal.genuine_pairs, impostor_pairs=cal.impostor_pairs)
+    return CalibrationResult(**asdict(cal))
 
 
 def add_web(app: FastAPI) -> None:
