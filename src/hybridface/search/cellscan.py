@@ -32,7 +32,8 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
             out_pr, out_row, out_sc, out_id, probe_base, cell_major):  # pragma: no cover - runs compiled
     """Band rows of every probe of the block; returns ``(entries, evaluations, probes without rows)``.
 
-    ``cw (c, d)``: the codewords, cell after cell (each cell one contiguous block). With
+    ``cw (c, dp)``: the codewords, cell after cell (each cell one contiguous block), zero-padded
+    to ``dp >= d`` columns. With
     ``cell_major`` the (probe, visited cell) pairs are walked cell by cell, so a cell's codewords
     are read once for all the block's probes that visit it (batches); otherwise probe by probe,
     nearest cell first (a few probes). Writes at most ``len(out_pr)`` entries; when the count
@@ -46,29 +47,30 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
     missing = 0
     pcn = min(pc, n_cells)
     pair_cell = np.empty(n * pcn, np.int64)
-    # (1) each probe's pc nearest cells, nearest first (ties: lower cell index first)
+    # (1) each probe's pc nearest cells, nearest first, ties to the lower cell index: an insertion
+    # list of the pc best (score descending, index ascending), no sort of all the cells
+    sel_sc = np.empty(pcn, np.float32)
     for i in range(n):
         base = i * pcn
-        if pcn >= n_cells:
+        if pcn >= n_cells:  # every cell, in index order
             for c in range(n_cells):
                 pair_cell[base + c] = c
             continue
-        thr = -np.partition(-near[i], pcn - 1)[pcn - 1]
         k = 0
         for c in range(n_cells):
-            if near[i, c] > thr:
-                pair_cell[base + k] = c
+            v = near[i, c]
+            if k == pcn and v <= sel_sc[k - 1]:
+                continue
+            t = k if k < pcn else pcn - 1
+            while t > 0 and sel_sc[t - 1] < v:
+                if t < pcn:
+                    sel_sc[t] = sel_sc[t - 1]
+                    pair_cell[base + t] = pair_cell[base + t - 1]
+                t -= 1
+            sel_sc[t] = v
+            pair_cell[base + t] = c
+            if k < pcn:
                 k += 1
-        for c in range(n_cells):
-            if k >= pcn:
-                break
-            if near[i, c] == thr:
-                pair_cell[base + k] = c
-                k += 1
-        order = np.argsort(-near[i][pair_cell[base : base + pcn]], kind="mergesort")
-        sel = pair_cell[base : base + pcn].copy()
-        for t in range(pcn):
-            pair_cell[base + t] = sel[order[t]]
     # the walk over (probe, cell) pairs: probe-major as built, or counting-sorted by cell
     walk = np.arange(n * pcn)
     if cell_major:
@@ -82,6 +84,10 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
             walk[per_cell[c]] = t
             per_cell[c] += 1
     # (2) per probe, the `size` best distinct identities by codeword in its visited cells
+    # (``cw`` is zero-padded to ``dp`` columns: a whole number of SIMD blocks, no scalar tail)
+    dp = cw.shape[1]
+    padded = np.zeros((n, dp), np.float32)
+    padded[:, :d] = probes
     top_id = np.full((n, size), -1, np.int64)
     top_sc = np.full((n, size), -np.inf, np.float32)
     worst = np.zeros(n, np.int64)
@@ -89,10 +95,10 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
         t = walk[w]
         i = t // pcn
         c = pair_cell[t]
-        p = probes[i]
+        p = padded[i]
         for j in range(cw_off[c], cw_off[c + 1]):
             s = np.float32(0.0)
-            for q in range(d):
+            for q in range(dp):
                 s += cw[j, q] * p[q]
             if s <= top_sc[i, worst[i]]:
                 continue
@@ -192,7 +198,7 @@ def cells_band_top1(
         while True:
             out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32),
                    np.empty(cap, np.int64))
-            cnt, ev, missing = kernel(p, near, pc, cells.codewords, cells.identity, cells.offsets, size, vectors,
+            cnt, ev, missing = kernel(p, near, pc, cells.scan, cells.identity, cells.offsets, size, vectors,
                                       offsets, tol, *out, a, len(p) > CELL_MAJOR_MIN)
             if cnt <= cap:
                 return out[0][:cnt], out[1][:cnt], out[2][:cnt], out[3][:cnt], int(ev), int(missing)

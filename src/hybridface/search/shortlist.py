@@ -106,6 +106,8 @@ CELL_PROBE_BLOCK = 256
 FEW_PROBES = 4
 
 
+#: Codeword rows of the compiled scan are padded to a multiple of this many float32 columns.
+SCAN_ALIGN = 32
 #: At most this many codewords train the cells (at least 8 per cell): bounds the LBG fit at 10M.
 MAX_TRAIN = 65_536
 
@@ -119,12 +121,16 @@ class CodewordCells:
         codewords: ``(c, d)`` float32 codewords, cell after cell.
         identity: ``(c,)`` int64 identity index of each of those codewords.
         offsets: ``(C + 1,)`` int64 cell boundaries in ``codewords``.
+        scan: ``(c, SCAN_ALIGN·⌈d / SCAN_ALIGN⌉)`` the same codewords zero-padded to whole SIMD
+            blocks, for the compiled scan (:mod:`~hybridface.search.cellscan`): a dimension with
+            no scalar remainder runs about twice as fast.
     """
 
     centres: np.ndarray
     codewords: np.ndarray
     identity: np.ndarray
     offsets: np.ndarray
+    scan: np.ndarray
 
     @property
     def num_cells(self) -> int:
@@ -150,9 +156,13 @@ def fit_cells(
         assign[s : s + step] = (codewords[s : s + step] @ centres.T).argmax(axis=1)
     order = np.argsort(assign, kind="stable")
     counts = np.bincount(assign, minlength=len(centres))
+    d = codewords.shape[1]
+    scan = np.zeros((n, -(-d // SCAN_ALIGN) * SCAN_ALIGN), np.float32)
+    scan[:, :d] = codewords[order]
     return CodewordCells(
         centres=centres,
-        codewords=np.ascontiguousarray(codewords[order]),
+        codewords=np.ascontiguousarray(scan[:, :d]),
+        scan=scan,
         identity=np.asarray(identity, np.int64)[order],
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
     )

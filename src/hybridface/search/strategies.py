@@ -11,7 +11,7 @@ import numpy as np
 
 from hybridface.gallery.matrix import TemplateMatrix
 from hybridface.options import SearchOptions
-from hybridface.search import runtime
+from hybridface.search import cellscan, runtime
 from hybridface.search.base import SearchResult
 from hybridface.search.kernels import check_positive, kernel_result, prepare, range_candidates
 from hybridface.search.rerank import exact_top1, segment_max, select_topk
@@ -191,12 +191,10 @@ class Indexed:
         or ``None`` where it does not apply (no cells, k > 1, no Numba, shortlist = everyone)."""
         if k != 1 or self._cells is None or self.top_n >= self.matrix.num_identities:
             return None
-        from hybridface.search.cellscan import cell_kernel, cells_band_top1
-
-        if cell_kernel() is None:
+        if cellscan.cell_kernel() is None:
             return None
         mat = self.matrix
-        band, ev, missing = cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
+        band, ev, missing = cellscan.cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
                                             probe_cells=self.probe_cells, workers=self.workers)
         if missing:  # some probe saw no template (empty cells): the general path answers it
             return None
