@@ -75,17 +75,20 @@ def quantize_int8(vectors: np.ndarray, *, chunk: int = 65536) -> Int8Templates:
     x = np.asarray(vectors, np.float32)
     if x.ndim != 2:
         raise ConfigError(f"quantize_int8 needs an (N, d) array, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ConfigError("quantize_int8: the templates contain NaN or infinite values")
     n, d = x.shape
-    top = np.abs(x).max(axis=0) if n else np.zeros(d, np.float32)
+    chunk = max(BLOCK, chunk // BLOCK * BLOCK)
+    top = np.zeros(d, np.float32)
+    for a in range(0, n, chunk):  # chunk by chunk: no temporary the size of the matrix
+        xc = x[a : a + chunk]
+        if not np.isfinite(xc).all():
+            raise ConfigError("quantize_int8: the templates contain NaN or infinite values")
+        np.maximum(top, np.abs(xc).max(axis=0), out=top)
     scale = np.where(top > 0, top / np.float32(127), np.float32(1)).astype(np.float32)
     nblk = -(-n // BLOCK)
     blocks = np.zeros((nblk, d, BLOCK), np.int8)
     err = np.zeros(nblk * BLOCK, np.float32)
     norm = 0.0
     s64 = scale.astype(np.float64)
-    chunk = max(BLOCK, chunk // BLOCK * BLOCK)
     for a in range(0, n, chunk):
         xc = x[a : a + chunk]
         c = np.clip(np.rint(xc / scale), -127, 127).astype(np.int8)
