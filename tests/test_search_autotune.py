@@ -77,3 +77,27 @@ def test_benchmark_refuses_bad_recall_and_sizes_that_do_not_fit_in_one_line():
     assert r.returncode != 0 and "will not fit" not in r.stdout
     last = r.stderr.strip().splitlines()
     assert len(last) == 1 and "GiB" in last[0] and "available" in last[0], r.stderr
+
+
+def test_single_probe_lean_path_equals_the_batch_answer(monkeypatch):
+    """One probe takes `cellscan.single_band_row`; its answers match the batch path's, and the
+    NumPy cell path's, probe by probe (identity, float64-rescored distance, template id)."""
+    pytest.importorskip("numba")
+    from hybridface.search import cellscan
+
+    matrix, probes = clustered(400, 5, 60, d=32, seed=5)
+    s = Hybrid(matrix, top_n=8, workers=1, cells=16, probe_cells=4)
+    batch = s.search(probes, 1)
+    calls = []
+    real = cellscan.single_band_row
+    monkeypatch.setattr(cellscan, "single_band_row", lambda *a, **k: calls.append(1) or real(*a, **k))
+    alone = [s.search(probes[i : i + 1], 1) for i in range(len(probes))]
+    assert len(calls) == len(probes)
+    monkeypatch.setattr(cellscan, "cell_kernel", lambda: None)  # the NumPy cell path
+    numpy_alone = [s.search(probes[i : i + 1], 1) for i in range(len(probes))]
+    for i, (a, w) in enumerate(zip(alone, numpy_alone)):
+        for got in (a, w):
+            assert got.identities[0, 0] == batch.identities[i, 0]
+            assert got.distances[0, 0] == batch.distances[i, 0]
+            assert got.template_ids[0, 0] == batch.template_ids[i, 0]
+            assert got.identities.dtype == np.int64 and got.distances.dtype == np.float32

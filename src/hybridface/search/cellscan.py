@@ -210,3 +210,25 @@ def cells_band_top1(
     parts = run_in_threads(block, [(a,) for a in range(0, n, step)], workers)
     band = tuple(np.concatenate([q[j] for q in parts]) for j in range(4))
     return band, sum(q[4] for q in parts), sum(q[5] for q in parts)  # type: ignore[return-value]
+
+
+def single_band_row(probe: np.ndarray, cells: CodewordCells, vectors: np.ndarray, offsets: np.ndarray, *,
+                    size: int, probe_cells: int) -> tuple[int, int, int] | None:
+    """One ``(1, d)`` unit probe's certified band when it is a single row: ``(row, identity,
+    evaluations)``; ``None`` when the band holds several rows or no template was reached (the
+    caller then takes the general path). The same kernel as :func:`cells_band_top1`, without
+    its per-call blocks and output arrays: one probe is what an identify request sends."""
+    out = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.int64))
+    cnt, ev, missing = cell_kernel()(probe, probe @ cells.centres.T, probe_cells, cells.scan, cells.identity,
+                                     cells.offsets, size, vectors, offsets, _tolerance(probe.shape[1]), *out, 0,
+                                     False)
+    if cnt != 1 or missing:
+        return None
+    return int(out[1][0]), int(out[3][0]), int(ev)
+
+
+def _tolerance(d: int, _cache: dict = {}) -> np.float32:  # noqa: B006 - a deliberate per-process cache
+    t = _cache.get(d)
+    if t is None:
+        t = _cache[d] = np.float32(band_tolerance(d))
+    return t

@@ -194,6 +194,16 @@ class Indexed:
         if cellscan.cell_kernel() is None:
             return None
         mat = self.matrix
+        if p.shape[0] == 1:  # one probe: the lean path when its band is one row (nearly always)
+            one = cellscan.single_band_row(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
+                                           probe_cells=self.probe_cells)
+            if one is not None:
+                row, ident, ev = one
+                dot = np.einsum("ij,ij->i", mat.vectors[row : row + 1], p, dtype=np.float64)  # as exact_top1
+                return SearchResult(identities=np.array([[ident]], np.int64),
+                                    distances=(1.0 - dot).astype(np.float32)[:, None],
+                                    template_ids=mat.template_ids[row : row + 1, None].astype(np.int64),
+                                    distance_evaluations=ev + 1)
         band, ev, missing = cellscan.cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
                                             probe_cells=self.probe_cells, workers=self.workers)
         if missing:  # some probe saw no template (empty cells): the general path answers it
