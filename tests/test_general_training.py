@@ -74,7 +74,7 @@ def test_relational_loss_is_zero_for_same_geometry_and_positive_otherwise():
 
 
 def test_teacher_cache_roundtrip_and_corrupt_files(tmp_path, caplog):
-    from hybridface.models.teacher import TeacherCache
+    from hybridface.training.teacher import TeacherCache
 
     cache = TeacherCache(tmp_path, "dlib-test")
     v = np.random.default_rng(0).standard_normal(128).astype(np.float32)
@@ -99,7 +99,7 @@ def test_teacher_cache_roundtrip_and_corrupt_files(tmp_path, caplog):
 
 
 def test_teacher_missing_dependency_names_the_extra(monkeypatch):
-    from hybridface.models import teacher as t
+    from hybridface.training import teacher as t
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
     monkeypatch.delitem(sys.modules, "hybridface.models.dlib_encoder", raising=False)
@@ -112,7 +112,7 @@ def test_teacher_missing_dependency_names_the_extra(monkeypatch):
 def test_teacher_descriptors_real_faces_cached_and_recomputed(tmp_path, dataset):
     pytest.importorskip("dlib")
     pytest.importorskip("face_recognition_models")
-    from hybridface.models.teacher import TeacherCache, _dlib_teacher_id, select_unlabeled, teacher_descriptors
+    from hybridface.training.teacher import TeacherCache, _dlib_teacher_id, select_unlabeled, teacher_descriptors
 
     files = select_unlabeled(dataset("unlabeled_faces") / "utkface", limit=2, seed=0)
     assert files == select_unlabeled(dataset("unlabeled_faces") / "utkface", limit=3, seed=0)[:2]
@@ -141,7 +141,7 @@ def _toy(n_ids=3, per=12, seed=0):
 
 
 def test_fit_general_distillation_and_arcface_learn():
-    from hybridface.models.distill import fit_general
+    from hybridface.training.distill import fit_general
 
     imgs, labels, teacher = _toy()
     net, info = fit_general(imgs, teacher=teacher, epochs=6, lr=3e-3, batch_size=12, augment=False,
@@ -163,7 +163,7 @@ def test_fit_general_distillation_and_arcface_learn():
 
 
 def test_strong_augment_keeps_shape_and_changes_pixels():
-    from hybridface.models.distill import strong_augment
+    from hybridface.faces.augment import strong_augment
 
     imgs, _, _ = _toy(1, 4)
     out = strong_augment(imgs, np.random.default_rng(0))
@@ -195,8 +195,8 @@ def test_cli_train_wide_cosface_exports_60d_onnx(tmp_path, capsys):
 
 
 def test_batchnorm_trainer_folds_into_the_same_network():
-    from hybridface.models.distill import fit_general
-    from hybridface.models.variants import BatchNormTrainer, build_network
+    from hybridface.training.distill import fit_general
+    from hybridface.training.variants import BatchNormTrainer, build_network
 
     torch.manual_seed(0)
     w = BatchNormTrainer(build_network("paper", 3))

@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 from hybridface.errors import ConfigError  # noqa: E402
 from hybridface.models.preprocess import PreprocessSpec  # noqa: E402
-from hybridface.models.train import fit_arrays  # noqa: E402
+from hybridface.training.train import fit_arrays  # noqa: E402
 
 
 def _data(n_per: int = 6, k: int = 3) -> tuple[np.ndarray, list[str]]:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Training options of the ``compressed`` model (see `hybridface.models.train.fit_arrays`)."""
+    """Training options of the ``compressed`` model (see `hybridface.training.train.fit_arrays`)."""
 
     epochs: int = 40
     lr: float = 2e-3
@@ -54,7 +54,7 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
 
     import time
 
-    from hybridface.models.train import fit_arrays, write_model_dir
+    from hybridface.training.train import fit_arrays, write_model_dir
 
     samples = [s for s in split.gallery if str(s.path) in crops60]
     images = materialise(samples, crops60)

@@ -1,4 +1,6 @@
-"""Feature extractors: the compressed VGGFace network, its training/export, and every `Encoder`.
+"""Feature extractors: the compressed VGGFace network, preprocessing, model cards and every `Encoder`.
+
+Training and ONNX export live in :mod:`hybridface.training`.
 
 Names are resolved lazily (``hybridface.models.CompressedVGGFace`` imports torch only when used).
 """
@@ -15,7 +17,6 @@ _EXPORTS = {
     "OnnxEncoder": "hybridface.models.encoders",
     "TorchEncoder": "hybridface.models.encoders",
     "load_model": "hybridface.models.encoders",
-    "train_model": "hybridface.models.train",
     "ModelCard": "hybridface.models.card",
 }
 

@@ -7,7 +7,7 @@ feature) with
 
 * cross-entropy over G's identities, plus
 * distillation to G's own templates as the teacher: centred cosine to a learned projection and the
-  relational (pairwise-cosine) term (:func:`hybridface.models.distill.fit_general`),
+  relational (pairwise-cosine) term (:func:`hybridface.training.distill.fit_general`),
 * the paper's 17 augmentations (p = ½) and random crop/zoom, brightness/contrast/colour jitter, flip.
 
 **Self-check.** The last ``hold_out`` share of each identity's faces (enrolment order, so frames
@@ -97,7 +97,7 @@ def split_held_out(identities: tuple[str, ...] | list[str], share: float) -> np.
 
 
 def _rank1(gallery: np.ndarray, g_ids: np.ndarray, probes: np.ndarray, p_ids: np.ndarray) -> float:
-    from hybridface.models.export import rank1
+    from hybridface.training.export import rank1
 
     return rank1(gallery, g_ids, probes, p_ids)
 
@@ -162,7 +162,7 @@ def _load_gallery(db: Path):
 
 def _write_int8(model_dir: Path, calib_faces: np.ndarray) -> int:
     from hybridface.models.card import ModelCard, library_versions, load_card, sha256_file, write_card
-    from hybridface.models.export import quantize_int8
+    from hybridface.training.export import quantize_int8
     from hybridface.models.preprocess import preprocess
 
     card, fp32 = load_card(model_dir)
@@ -213,11 +213,11 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
     import torch
 
     from hybridface.models.card import load_card
-    from hybridface.models.distill import fit_general
+    from hybridface.training.distill import fit_general
     from hybridface.models.encoders import OnnxEncoder
     from hybridface.models.compressed import network_from_onnx
     from hybridface.models.preprocess import PreprocessSpec
-    from hybridface.models.train import write_model_dir
+    from hybridface.training.train import write_model_dir
 
     t0 = time.perf_counter()
     db, out = Path(db), Path(out)

@@ -10,7 +10,7 @@ Objectives (summed over the rows they apply to):
   matrix of the student's 60-D feature regresses that of the (centred) teacher descriptors;
 * identity loss (labelled rows): ``softmax``, ``arcface`` or ``cosface`` head on the 60-D feature.
 
-Every batch is strongly augmented (:func:`strong_augment`): one of the paper's 17
+Every batch is strongly augmented (:func:`hybridface.faces.augment.strong_augment`): one of the paper's 17
 transformations (``hybridface.faces.augment``) with probability ½, a random crop (80–100 % of the
 side, resized back), brightness/contrast/per-channel colour jitter and a horizontal flip. The
 exported ONNX graph still outputs the L2-normalised 60-D feature (:func:`train.write_model_dir`).
@@ -27,39 +27,12 @@ from typing import Any
 import numpy as np
 
 from hybridface.errors import ConfigError, DatasetError
+from hybridface.faces.augment import strong_augment
 from hybridface.models.preprocess import PreprocessSpec, preprocess
 
-__all__ = ["strong_augment", "fit_general", "train_general", "labelled_rows"]
+__all__ = ["fit_general", "train_general", "labelled_rows"]
 
 log = logging.getLogger(__name__)
-
-
-def strong_augment(batch: np.ndarray, rng: np.random.Generator, *, p_paper: float = 0.5) -> np.ndarray:
-    """Randomly augmented copy of a uint8 ``(n, S, S, 3)`` batch (see module docstring)."""
-    import cv2
-
-    from hybridface.faces.augment import NUM_VARIANTS, augment
-
-    n, s = len(batch), batch.shape[1]
-    out = np.empty_like(batch)
-    for i in range(n):
-        img = batch[i]
-        if rng.random() < p_paper:
-            img = augment(img, int(rng.integers(1, NUM_VARIANTS)), seed=int(rng.integers(1 << 30)))
-        side = int(round(s * rng.uniform(0.8, 1.0)))
-        if side < s:
-            y, x = rng.integers(0, s - side + 1, size=2)
-            img = cv2.resize(np.ascontiguousarray(img[y:y + side, x:x + side]), (s, s), interpolation=cv2.INTER_LINEAR)
-        f = img.astype(np.float32)
-        gain = rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, size=3)  # brightness × per-channel colour
-        mean = f.mean()
-        f = (f - mean) * rng.uniform(0.75, 1.25) + mean  # contrast
-        f = f * gain + rng.uniform(-20, 20)
-        img = np.clip(f, 0, 255).astype(np.uint8)
-        if rng.random() < 0.5:
-            img = img[:, ::-1]
-        out[i] = img
-    return out
 
 
 def _check_relation_weight(w: float) -> None:
@@ -84,7 +57,7 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     ``center_teacher``: subtract the mean teacher descriptor before the cosine loss (see below).
     ``relation_weight``: weight of :func:`~hybridface.models.losses.relational_distill_loss` (0 = off).
     ``batchnorm``: train with a BatchNorm after every conv, folded into the convs before returning
-    (:class:`~hybridface.models.variants.BatchNormTrainer`): the returned network is unchanged in shape.
+    (:class:`~hybridface.training.variants.BatchNormTrainer`): the returned network is unchanged in shape.
     ``init_state``: a state dict of the same architecture to start from (warm start; the
     classifier layer is not loaded). The teacher projection maps 60-D to the teacher's dimension.
     """
@@ -92,7 +65,7 @@ def fit_general(images: np.ndarray, *, teacher: np.ndarray | None = None, labels
     from torch.nn import functional as F
 
     from hybridface.models.losses import cosine_distill_loss, make_head, relational_distill_loss
-    from hybridface.models.variants import BatchNormTrainer, build_network, feature_parameters
+    from hybridface.training.variants import BatchNormTrainer, build_network, feature_parameters
 
     spec = preprocessing or PreprocessSpec()
     n = len(images)
@@ -227,7 +200,7 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
                   relation_weight: float = 0.0, batchnorm: bool = False) -> dict[str, Any]:
     """Load the data, train (:func:`fit_general`) and write the model directory ``out_dir``.
 
-    ``labelled``: ``[(samples, detect, prefix)]`` as in :func:`hybridface.models.train.train_sources`
+    ``labelled``: ``[(samples, detect, prefix)]`` as in :func:`hybridface.training.train.train_sources`
     (use only training/gallery sides: never probe images). ``unlabeled``: a folder of face crops
     (``detect="never"``), a seeded subset of ``unlabeled_limit``. ``teacher="dlib"`` distils the
     dlib descriptor (computed once, cached in ``teacher_cache``) on the unlabeled images and on
@@ -236,8 +209,8 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
     Returns the card's ``training`` dict plus ``out_dir``, ``model_id`` and ``onnx_bytes``.
     """
     from hybridface.models.data import load_faces
-    from hybridface.models.teacher import select_unlabeled, teacher_descriptors
-    from hybridface.models.train import write_model_dir
+    from hybridface.training.teacher import select_unlabeled, teacher_descriptors
+    from hybridface.training.train import write_model_dir
 
     spec = preprocessing or PreprocessSpec()
     _check_relation_weight(relation_weight)  # before any teacher work
@@ -298,25 +271,25 @@ def labelled_rows(samples: Sequence[Any], *, detect: str = "never", size: int = 
     """Student crops of labelled ``samples`` paired with their teacher descriptors.
 
     Returns ``(images (m, size, size, 3) uint8, identities, descriptors (m, 128) float32, stats)``
-    row by row: a row's descriptor is the teacher's (:func:`~hybridface.models.teacher.teacher_descriptors`,
+    row by row: a row's descriptor is the teacher's (:func:`~hybridface.training.teacher.teacher_descriptors`,
     cached) of the *same file under the same* ``detect`` *policy and detector* as its student crop,
     so both see the same face box (the teacher at 150x150, the student at ``size``); a sample with
     ``variant > 0`` is an augmented student copy of that face. Files the student cannot crop are
-    dropped (:func:`~hybridface.models.train.load_samples`); rows the teacher has no descriptor
+    dropped (:func:`~hybridface.training.train.load_samples`); rows the teacher has no descriptor
     for (no face, or an in-memory image with no file to hash) get a zero descriptor when
     ``keep_undistilled`` (they still serve an identity loss) and are dropped otherwise. Without
     ``teacher`` every descriptor is zero. ``stats``: counts ``samples``, ``student_dropped``,
     ``teacher_dropped`` (rows removed), ``undistilled`` (zero rows kept), ``distilled``; logged.
     Pass training/gallery sides only: never probe images.
     """
-    from hybridface.models.train import load_samples
+    from hybridface.training.train import load_samples
 
     samples = list(samples)
     imgs, ids, groups, skipped = load_samples(samples, detect=detect, size=size, seed=seed, progress=progress)
     desc = np.zeros((len(imgs), 128), np.float32)
     has = np.zeros(len(imgs), bool)
     if teacher is not None:
-        from hybridface.models.teacher import teacher_descriptors
+        from hybridface.training.teacher import teacher_descriptors
 
         paths = sorted({g for g in groups if not g.startswith("#array")})
         d, found = teacher_descriptors(paths, cache_dir=teacher_cache, detect=detect, progress=progress)

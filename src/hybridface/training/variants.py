@@ -9,7 +9,7 @@
 exported network is exactly the unwrapped architecture (no extra layer, same ONNX graph).
 
 Every variant has the attributes the ONNX exporter reads (``convs``, ``fc1``, ``fc2``) and
-``features(x)``, so :func:`hybridface.models.export.export_onnx` writes it unchanged.
+``features(x)``, so :func:`hybridface.training.export.export_onnx` writes it unchanged.
 Only training imports this module (it needs torch).
 """
 

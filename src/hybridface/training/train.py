@@ -270,7 +270,7 @@ def write_model_dir(net, out_dir: Path, spec: PreprocessSpec, training: dict[str
     """Write ``model.onnx`` + ``model.json`` to a temp dir beside ``out_dir`` and rename it into place."""
     from hybridface.models.card import MODEL_STEM, ModelCard, library_versions, sha256_file, write_card
     from hybridface.models.compressed import FEATURE_DIM
-    from hybridface.models.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+    from hybridface.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
