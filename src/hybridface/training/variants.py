@@ -87,6 +87,10 @@ class BatchNormTrainer(nn.Module):
     def fc2(self) -> nn.Linear:
         return self.net.fc2
 
+    @property
+    def fc3(self) -> nn.Linear:
+        return self.net.fc3
+
     def features(self, x):
         for conv, bn in zip(self.net.convs, self.bns):
             x = F.max_pool2d(F.relu(bn(conv(x))), kernel_size=2, stride=2, ceil_mode=True)
