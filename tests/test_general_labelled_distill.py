@@ -126,7 +126,7 @@ def test_holdout_teacher_unavailable_names_the_extra(tiny_root, tmp_path, monkey
     from hybridface.cli import main
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
-    monkeypatch.delitem(sys.modules, "hybridface.models.dlib_encoder", raising=False)
+    monkeypatch.delitem(sys.modules, "hybridface.models.baselines.dlib_encoder", raising=False)
     rc = main(["train", str(tiny_root), "--holdout", "vidtimit14", "--teacher", "dlib", "--teacher-cache",
                str(tmp_path / "empty"), "--epochs", "1", "--no-progress", "--out", str(tmp_path / "m")])
     assert rc == 2 and "hybridface[dlib]" in capsys.readouterr().err

@@ -102,7 +102,7 @@ def test_teacher_missing_dependency_names_the_extra(monkeypatch):
     from hybridface.training import teacher as t
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
-    monkeypatch.delitem(sys.modules, "hybridface.models.dlib_encoder", raising=False)
+    monkeypatch.delitem(sys.modules, "hybridface.models.baselines.dlib_encoder", raising=False)
     with pytest.raises(MissingDependencyError, match=r"hybridface\[dlib\]"):
         t.load_teacher("dlib")
     with pytest.raises(ConfigError, match="unknown teacher"):

@@ -11,7 +11,7 @@ from hybridface.lazy import lazy_exports
 
 _EXPORTS = {
     "CompressedVGGFace": "hybridface.models.compressed",
-    "load_paper_weights": "hybridface.models.paper_weights",
+    "load_paper_weights": "hybridface.models.baselines.paper_weights",
     "PreprocessSpec": "hybridface.models.preprocess",
     "preprocess": "hybridface.models.preprocess",
     "OnnxEncoder": "hybridface.models.encoders",

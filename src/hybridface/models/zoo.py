@@ -47,19 +47,19 @@ def load_encoder(name: str, *, weights: str | PathLike | None = None, **options)
             raise ModelFileError(f"the shipped {name} model is missing: {path} (reinstall hybridface)")
         return load_model(path, **options)
     if name == "paper":
-        from hybridface.models.paper_encoder import PaperEncoder
+        from hybridface.models.baselines.paper_encoder import PaperEncoder
 
         return PaperEncoder(weights, **options)
     if name == "vggface":
-        from hybridface.models.vggface import VGGFaceEncoder
+        from hybridface.models.baselines.vggface import VGGFaceEncoder
 
         return VGGFaceEncoder(weights, **options)
     if name == "inception_v3":
-        from hybridface.models.inception import InceptionV3Encoder
+        from hybridface.models.baselines.inception import InceptionV3Encoder
 
         return InceptionV3Encoder(weights, **options)
     if name == "dlib":
-        from hybridface.models.dlib_encoder import DlibEncoder
+        from hybridface.models.baselines.dlib_encoder import DlibEncoder
 
         return DlibEncoder(weights, **options)
     if name == "resnet":

@@ -12,7 +12,7 @@ from os import PathLike
 from pathlib import Path
 
 from hybridface.hashing import file_sha256
-from hybridface.models._backbone import seeded_init
+from hybridface.models.baselines._backbone import seeded_init
 from hybridface.models.encoders import TorchEncoder
 from hybridface.models.preprocess import PreprocessSpec
 
@@ -32,7 +32,7 @@ class PaperEncoder(TorchEncoder):
 
     def __init__(self, weights: str | PathLike | None = None, *, seed: int = 0, batch_size: int = 256) -> None:
         from hybridface.models.compressed import CompressedVGGFace
-        from hybridface.models.paper_weights import load_paper_weights
+        from hybridface.models.baselines.paper_weights import load_paper_weights
 
         path = Path(weights) if weights is not None else default_paper_npz()
         if path is not None:
