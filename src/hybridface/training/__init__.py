@@ -1,23 +1,8 @@
-"""Training the paper's network: paper training, general distillation, ``fit`` on a gallery, export.
+"""Training the paper's network: one loop and its recipes, the data it eats, ONNX export.
 
-Names are resolved lazily (torch is imported only when a trainer is used).
+``trainer`` (``TrainConfig``, ``train``: the one loop), ``train`` (``hybridface train``: the paper's
+recipe on a dataset), ``distill`` (general model: distillation and/or a margin head), ``fit``
+(``hybridface fit``: the network trained on one gallery's kept faces), ``teacher`` (dlib descriptors,
+cached), ``variants`` (paper / wide networks, train-time BatchNorm), ``export`` (ONNX fp32/int8).
+Import the modules themselves; importing this package loads nothing.
 """
-
-from __future__ import annotations
-
-from hybridface.lazy import lazy_exports
-
-_EXPORTS = {
-    "train_model": "hybridface.training.train",
-    "train_sources": "hybridface.training.train",
-    "train_general": "hybridface.training.distill",
-    "fit_gallery": "hybridface.training.fit",
-    "export_onnx": "hybridface.training.export",
-    "export_int8": "hybridface.training.export",
-}
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-
-
-__all__ = list(_EXPORTS)

@@ -122,7 +122,7 @@ class TrainConfig:
 class TrainResult:
     """The trained network (best epoch's weights, eval mode, BatchNorm folded) and what happened."""
 
-    net: Any
+    net: Any = field(repr=False)
     config: TrainConfig
     identities: tuple[str, ...]
     best_epoch: int
