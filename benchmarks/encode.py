@@ -56,7 +56,7 @@ def main() -> None:
 
     from hybridface.models.card import load_card
     from hybridface.models.encoders import OnnxEncoder, TorchEncoder, default_model_path
-    from hybridface.models.export import quantize_int8
+    from hybridface.training.export import quantize_int8
     from hybridface.models.preprocess import preprocess
 
     torch.set_num_threads(args.threads)

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from hybridface.models.landmarks import ShapePredictor
     from hybridface.models.resnet_encoder import ResNetEncoder
     from hybridface.models.resnet_int8 import cached_int8_path
-    from hybridface.models.dlib_encoder import default_model_files
+    from hybridface.models.baselines.dlib_encoder import default_model_files
 
     n = max(args.parity, 64)
     t0 = time.perf_counter()

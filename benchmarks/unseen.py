@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.pixels:
             entries.append(("pixels", _Pixels, 60))
         if args.dlib:
-            from hybridface.models.dlib_encoder import DlibEncoder
+            from hybridface.models.baselines.dlib_encoder import DlibEncoder
 
             entries.append(("dlib", DlibEncoder, 150))
         for spec_ in args.onnx:

@@ -110,7 +110,7 @@ def model_args() -> list[str]:
 
         from hybridface.models.compressed import CompressedVGGFace
         from hybridface.models.preprocess import PreprocessSpec
-        from hybridface.models.train import write_model_dir
+        from hybridface.training.train import write_model_dir
 
         torch.manual_seed(0)
         tmp = tempfile.mkdtemp(prefix="hf-service-model-")

@@ -18,7 +18,7 @@ def _faces(n: int, size: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- VGG-Face
 def _tiny_vgg_state(seed: int = 1):
-    from hybridface.models.vggface import build_vggface
+    from hybridface.models.baselines.vggface import build_vggface
 
     torch.manual_seed(seed)
     net = build_vggface(width=4, fc_dim=32).eval()
@@ -26,7 +26,7 @@ def _tiny_vgg_state(seed: int = 1):
 
 
 def test_vggface_loads_matconvnet_style_names_and_ignores_fc8(tmp_path):
-    from hybridface.models.vggface import VGGFaceEncoder
+    from hybridface.models.baselines.vggface import VGGFaceEncoder
 
     net, state = _tiny_vgg_state()
     # the common "conv_1_1" naming of converted files, plus a classifier head to ignore
@@ -47,7 +47,7 @@ def test_vggface_loads_matconvnet_style_names_and_ignores_fc8(tmp_path):
 
 
 def test_vggface_torchvision_layout_and_npz(tmp_path):
-    from hybridface.models.vggface import CONV_NAMES, VGGFaceEncoder, _TV_CONV_INDEX
+    from hybridface.models.baselines.vggface import CONV_NAMES, VGGFaceEncoder, _TV_CONV_INDEX
 
     _, state = _tiny_vgg_state()
     tv = {}
@@ -70,7 +70,7 @@ def test_vggface_torchvision_layout_and_npz(tmp_path):
 
 
 def test_vggface_wrong_shape_names_the_layer(tmp_path):
-    from hybridface.models.vggface import VGGFaceEncoder
+    from hybridface.models.baselines.vggface import VGGFaceEncoder
 
     _, state = _tiny_vgg_state()
     state["fc7.weight"] = torch.zeros(16, 32)
@@ -92,7 +92,7 @@ def test_vggface_wrong_shape_names_the_layer(tmp_path):
 # ---------------------------------------------------------------- Inception V3
 @pytest.fixture(scope="module")
 def inception_file(tmp_path_factory):
-    from hybridface.models.inception import build_inception_v3
+    from hybridface.models.baselines.inception import build_inception_v3
 
     torch.manual_seed(3)
     net = build_inception_v3().eval()
@@ -107,7 +107,7 @@ def inception_file(tmp_path_factory):
 
 
 def test_inception_loads_torchvision_checkpoint_layout(inception_file):
-    from hybridface.models.inception import InceptionV3Encoder
+    from hybridface.models.baselines.inception import InceptionV3Encoder
 
     net, path = inception_file
     enc = InceptionV3Encoder(path)
@@ -124,7 +124,7 @@ def test_inception_loads_torchvision_checkpoint_layout(inception_file):
 
 
 def test_inception_wrong_shape_names_the_layer(inception_file, tmp_path):
-    from hybridface.models.inception import InceptionV3Encoder
+    from hybridface.models.baselines.inception import InceptionV3Encoder
 
     _, path = inception_file
     state = torch.load(path, weights_only=True)

@@ -124,7 +124,7 @@ def test_bad_input_is_one_line_exit_2(tiny_yale, tmp_path, capsys):
           "--out", str(tmp_path / "d")], "needs 15 subjects"),  # the protocol's default needs 15 identities
         (_args(tmp_path / "nowhere", tmp_path / "e"), "is not a folder"),
     ]
-    from hybridface.models.vggface import build_vggface
+    from hybridface.models.baselines.vggface import build_vggface
 
     state = build_vggface(width=4, fc_dim=32).state_dict()  # a file for a different (tiny) VGG
     torch.save(state, tmp_path / "vgg_small.pth")

@@ -33,7 +33,7 @@ def tiny_root(tmp_path_factory, datasets_dir):
 @pytest.fixture
 def spy_teacher(monkeypatch):
     """Records every path handed to the real ``teacher_descriptors`` (and still computes them)."""
-    from hybridface.models import teacher as t
+    from hybridface.training import teacher as t
 
     seen: list[str] = []
     real = t.teacher_descriptors
@@ -91,15 +91,15 @@ def test_labelled_rows_pair_student_crop_and_teacher_descriptor(tiny_root, tmp_p
     from PIL import Image
 
     from hybridface.models.data import load_face
-    from hybridface.models.distill import labelled_rows
-    from hybridface.models.teacher import teacher_descriptors
+    from hybridface.training.distill import labelled_rows
+    from hybridface.training.teacher import teacher_descriptors
 
     frames = sorted((tiny_root / "vidtimit14").rglob("*.jpg"))[:4]
     noise = tmp_path / "noise.png"  # no face: the cascade finds nothing, the row is dropped
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 90, 3), np.uint8)).save(noise)
     samples = [(p, p.parent.name) for p in reversed(frames)] + [(noise, "nobody")]
     cache = tmp_path / "tcache"
-    with caplog.at_level("INFO", logger="hybridface.models.distill"):
+    with caplog.at_level("INFO", logger="hybridface.training.distill"):
         imgs, ids, desc, stats = labelled_rows(samples, detect="largest", teacher="dlib", teacher_cache=cache,
                                                keep_undistilled=False)
     assert stats["student_dropped"] == 1 and "nobody" not in ids and "1 dropped" in caplog.text
@@ -126,7 +126,7 @@ def test_holdout_teacher_unavailable_names_the_extra(tiny_root, tmp_path, monkey
     from hybridface.cli import main
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
-    monkeypatch.delitem(sys.modules, "hybridface.models.dlib_encoder", raising=False)
+    monkeypatch.delitem(sys.modules, "hybridface.models.baselines.dlib_encoder", raising=False)
     rc = main(["train", str(tiny_root), "--holdout", "vidtimit14", "--teacher", "dlib", "--teacher-cache",
                str(tmp_path / "empty"), "--epochs", "1", "--no-progress", "--out", str(tmp_path / "m")])
     assert rc == 2 and "hybridface[dlib]" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_relational_loss_is_zero_for_same_geometry_and_positive_otherwise():
 
 
 def test_teacher_cache_roundtrip_and_corrupt_files(tmp_path, caplog):
-    from hybridface.models.teacher import TeacherCache
+    from hybridface.training.teacher import TeacherCache
 
     cache = TeacherCache(tmp_path, "dlib-test")
     v = np.random.default_rng(0).standard_normal(128).astype(np.float32)
@@ -99,10 +99,10 @@ def test_teacher_cache_roundtrip_and_corrupt_files(tmp_path, caplog):
 
 
 def test_teacher_missing_dependency_names_the_extra(monkeypatch):
-    from hybridface.models import teacher as t
+    from hybridface.training import teacher as t
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
-    monkeypatch.delitem(sys.modules, "hybridface.models.dlib_encoder", raising=False)
+    monkeypatch.delitem(sys.modules, "hybridface.models.baselines.dlib_encoder", raising=False)
     with pytest.raises(MissingDependencyError, match=r"hybridface\[dlib\]"):
         t.load_teacher("dlib")
     with pytest.raises(ConfigError, match="unknown teacher"):
@@ -112,7 +112,7 @@ def test_teacher_missing_dependency_names_the_extra(monkeypatch):
 def test_teacher_descriptors_real_faces_cached_and_recomputed(tmp_path, dataset):
     pytest.importorskip("dlib")
     pytest.importorskip("face_recognition_models")
-    from hybridface.models.teacher import TeacherCache, _dlib_teacher_id, select_unlabeled, teacher_descriptors
+    from hybridface.training.teacher import TeacherCache, _dlib_teacher_id, select_unlabeled, teacher_descriptors
 
     files = select_unlabeled(dataset("unlabeled_faces") / "utkface", limit=2, seed=0)
     assert files == select_unlabeled(dataset("unlabeled_faces") / "utkface", limit=3, seed=0)[:2]
@@ -140,30 +140,31 @@ def _toy(n_ids=3, per=12, seed=0):
     return imgs, labels, teacher
 
 
-def test_fit_general_distillation_and_arcface_learn():
-    from hybridface.models.distill import fit_general
+def test_general_distillation_and_arcface_learn():
+    from hybridface.training.trainer import TrainConfig, train
 
     imgs, labels, teacher = _toy()
-    net, info = fit_general(imgs, teacher=teacher, epochs=6, lr=3e-3, batch_size=12, augment=False,
-                            val_fraction=0.0, progress=False, threads=1)
-    first, last = info["history"][0]["loss"], info["history"][-1]["loss"]
-    assert last < first and info["teacher_rows"] == len(imgs)
-    net, info = fit_general(imgs, teacher=teacher, epochs=4, lr=3e-3, batch_size=12, augment=False,
-                            val_fraction=0.0, progress=False, threads=1, relation_weight=5.0)
-    assert info["history"][-1]["loss"] < info["history"][0]["loss"]
+    cfg = TrainConfig.general(epochs=6, lr=3e-3, batch_size=12, augment="none", val_fraction=0.0, progress=False,
+                              threads=1)
+    r = train(cfg, imgs, teacher=teacher)
+    first, last = r.history[0]["loss"], r.history[-1]["loss"]
+    assert last < first and r.teacher_rows == len(imgs)
+    r = train(cfg.with_(epochs=4, relation_weight=5.0), imgs, teacher=teacher)
+    assert r.history[-1]["loss"] < r.history[0]["loss"]
     with pytest.raises(ConfigError, match="relation_weight"):
-        fit_general(imgs, teacher=teacher, epochs=1, progress=False, relation_weight=-1.0)
-    net, info = fit_general(imgs, labels=labels, loss="arcface", epochs=3, batch_size=12, progress=False,
-                            threads=1)
+        cfg.with_(relation_weight=-1.0)
+    r = train(TrainConfig.general(loss="arcface", epochs=3, batch_size=12, progress=False, threads=1), imgs,
+              labels=labels)
+    info = r.summary()
     assert info["identities"] == 3 and info["labelled_rows"] == 36 and "val_acc" in info
     with pytest.raises(DatasetError, match="nothing to train"):
-        fit_general(imgs, epochs=1, progress=False)
+        train(cfg.with_(epochs=1), imgs)
     with pytest.raises(DatasetError, match="at least 2 identities"):
-        fit_general(imgs, labels=["a"] * len(imgs), loss="softmax", epochs=1, progress=False)
+        train(cfg.with_(loss="softmax", epochs=1), imgs, labels=["a"] * len(imgs))
 
 
 def test_strong_augment_keeps_shape_and_changes_pixels():
-    from hybridface.models.distill import strong_augment
+    from hybridface.faces.augment import strong_augment
 
     imgs, _, _ = _toy(1, 4)
     out = strong_augment(imgs, np.random.default_rng(0))
@@ -195,8 +196,8 @@ def test_cli_train_wide_cosface_exports_60d_onnx(tmp_path, capsys):
 
 
 def test_batchnorm_trainer_folds_into_the_same_network():
-    from hybridface.models.distill import fit_general
-    from hybridface.models.variants import BatchNormTrainer, build_network
+    from hybridface.training.trainer import TrainConfig, train
+    from hybridface.training.variants import BatchNormTrainer, build_network
 
     torch.manual_seed(0)
     w = BatchNormTrainer(build_network("paper", 3))
@@ -214,6 +215,7 @@ def test_batchnorm_trainer_folds_into_the_same_network():
     assert type(net).__name__ == "CompressedVGGFace" and not any("bns" in k for k in net.state_dict())
     assert torch.allclose(before, after, atol=1e-4)
     imgs, _, teacher = _toy()
-    net, info = fit_general(imgs, teacher=teacher, epochs=2, batch_size=12, batchnorm=True, progress=False, threads=1)
-    assert info["batchnorm"] and info["feature_parameters"] == 24_798
-    assert type(net).__name__ == "CompressedVGGFace"
+    r = train(TrainConfig.general(epochs=2, batch_size=12, batchnorm=True, progress=False, threads=1), imgs,
+              teacher=teacher)
+    assert r.summary()["batchnorm"] and r.feature_parameters == 24_798
+    assert type(r.net).__name__ == "CompressedVGGFace"

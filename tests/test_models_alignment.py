@@ -85,7 +85,7 @@ def test_whole_port_matches_dlib_descriptors(reference, predictor, cache):
 
 def test_encoder_on_face_crops_matches_the_dlib_encoder(dataset, cache):
     pytest.importorskip("dlib")
-    from hybridface.models.dlib_encoder import DlibEncoder
+    from hybridface.models.baselines.dlib_encoder import DlibEncoder
     from hybridface.models.zoo import load_encoder
 
     files = sorted((dataset("vidtimit14")).rglob("*.jpg"))[::400][:8]

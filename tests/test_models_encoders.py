@@ -14,9 +14,9 @@ from hybridface.models.base import Encoder  # noqa: E402
 from hybridface.models.card import load_card, sha256_file  # noqa: E402
 from hybridface.models.compressed import CompressedVGGFace  # noqa: E402
 from hybridface.models.encoders import OnnxEncoder, TorchEncoder, load_model  # noqa: E402
-from hybridface.models.export import quantize_int8  # noqa: E402
+from hybridface.training.export import quantize_int8  # noqa: E402
 from hybridface.models.preprocess import PreprocessSpec, preprocess  # noqa: E402
-from hybridface.models.train import write_model_dir  # noqa: E402
+from hybridface.training.train import write_model_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")

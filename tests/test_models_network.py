@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from hybridface.errors import ModelFileError  # noqa: E402
 from hybridface.models.compressed import CompressedVGGFace  # noqa: E402
-from hybridface.models.paper_weights import EXPECTED_SHAPES, load_paper_arrays, load_paper_weights  # noqa: E402
+from hybridface.models.baselines.paper_weights import EXPECTED_SHAPES, load_paper_arrays, load_paper_weights  # noqa: E402
 
 
 def test_parameter_count_and_shapes():

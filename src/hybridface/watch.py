@@ -114,18 +114,9 @@ class Watch:
                  threshold: float | None, min_votes: int, min_share: float, max_missed: int | None,
                  annotate: str | None, max_frames: int | None, search: dict,
                  on_frame: Callable[[int, float], None] | None) -> None:
-        self.gallery = gallery
-        self.source = source
-        self.every = every
-        self.detector = detector
-        self.max_fps = max_fps
-        self.threshold = threshold
-        self.min_votes = min_votes
-        self.min_share = min_share
-        self.annotate = annotate
-        self.max_frames = max_frames
-        self.search = search
-        self.on_frame = on_frame
+        self.gallery, self.source, self.search, self.on_frame = gallery, source, search, on_frame
+        self.every, self.detector, self.max_fps, self.max_frames = every, detector, max_fps, max_frames
+        self.threshold, self.min_votes, self.min_share, self.annotate = threshold, min_votes, min_share, annotate
         # a new face is reported after 3 detections (2 when detection runs only every k-th frame)
         self.tracker = Tracker(max_missed=max_missed if max_missed is not None else max(10, 3 * every),
                                min_hits=3 if every == 1 else 2)

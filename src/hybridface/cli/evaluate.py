@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from hybridface.cli.gallery import engine_opts
 from hybridface.errors import ConfigError
 from hybridface.options import DEFAULTS, SearchOptions
 
@@ -61,10 +62,7 @@ def register(subparsers) -> None:
                    help="identities searched after the index (indexed, hybrid; default: the preset's)")
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads of the parallel strategies")
     p.add_argument("--codewords", type=int, default=None, help="LBG codewords per identity (default: the preset's)")
-    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}",
-                   help="search locally or sharded over Ray actors (same answers)")
-    p.add_argument("--address", default=None, metavar="HOST:PORT",
-                   help="join this Ray cluster (--engine ray; default: start a local Ray)")
+    engine_opts(p, engine_help="search locally or sharded over Ray actors (same answers)")
     p.add_argument("--open-set", action="store_true", help="hold out identities as impostors; report DIR@FAR")
     p.add_argument("--impostor-fraction", type=float, default=0.2, help="share of identities held out (--open-set)")
     p.add_argument("--limit-probes", type=int, default=None, help="at most N probes (evenly spaced)")

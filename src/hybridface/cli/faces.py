@@ -33,15 +33,8 @@ def _faces(args: argparse.Namespace) -> int:
     files, base = _collect(target)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    outcomes = load_crops(
-        files,
-        detect=args.detect,
-        detector=args.detector,
-        size=args.size,
-        margin=args.margin,
-        cache_dir=args.cache,
-        progress=args.progress,
-    )
+    outcomes = load_crops(files, detect=args.detect, detector=args.detector, size=args.size, margin=args.margin,
+                          cache_dir=args.cache, progress=args.progress)
     rows = []
     for path, o in zip(files, outcomes):
         rel = path.relative_to(base)

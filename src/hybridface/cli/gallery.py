@@ -235,6 +235,13 @@ def _search_opts(p: argparse.ArgumentParser) -> None:
                         "exactly the float32 answers, for +27 %% memory (needs numba; default: float32)")
 
 
+def engine_opts(p: argparse.ArgumentParser, *, engine_help: str) -> None:
+    """``--engine {local,ray}`` and ``--address`` (the Ray cluster to join)."""
+    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}", help=engine_help)
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="join this Ray cluster (--engine ray; default: start a local Ray)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("enroll", help="enrol a folder of <identity>/<image> into a gallery")
     p.add_argument("data_dir", help="folder with one sub-folder per identity")
@@ -242,9 +249,7 @@ def register(sub) -> None:
     p.add_argument("--no-keep-faces", action="store_true",
                    help="do not store face crops in the gallery (kept by default so `hybridface fit` can train "
                         "on them); recorded in the gallery for later enrolments")
-    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}",
-                   help="ray: crop and encode in Ray tasks across a cluster, written here (default: local)")
-    p.add_argument("--address", default=None, help="Ray cluster host:port for --engine ray (default: local Ray)")
+    engine_opts(p, engine_help="ray: crop and encode in Ray tasks across a cluster, written here (default: local)")
     _common(p, model=True, detect=True)
     p.set_defaults(func=cmd_enroll)
 
@@ -253,10 +258,7 @@ def register(sub) -> None:
     _search_opts(p)
     p.add_argument("--k", type=int, default=DEFAULTS.k, help="candidates per probe")
     p.add_argument("--threshold", type=float, default=None, help="unknown above this distance (default: calibrated)")
-    p.add_argument("--engine", default=DEFAULTS.engine, metavar="{local,ray}",
-                   help="local search, or sharded over Ray actors")
-    p.add_argument("--address", default=None, metavar="HOST:PORT",
-                   help="join this Ray cluster (--engine ray; default: start a local Ray)")
+    engine_opts(p, engine_help="local search, or sharded over Ray actors")
     p.add_argument("--db", default=None, help="gallery file (SQLite)")
     p.add_argument("--bundle", default=None, metavar="DIR",
                    help="instead of --db: a device bundle (hybridface export G2 --bundle DIR); needs only "

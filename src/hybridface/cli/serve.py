@@ -16,20 +16,10 @@ def _serve(args: argparse.Namespace) -> int:
     from hybridface.service.limits import ServiceSettings
 
     settings = ServiceSettings(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_pixels=args.max_pixels,
-        max_faces=args.max_faces,
-        workers=args.workers_pool,
-        queue_size=args.queue,
-        request_timeout_s=args.timeout,
-        engine=args.engine,
-        ray_address=args.address,
-        storage=args.storage,
-        public_metrics=args.public_metrics,
-        docs=args.docs,
-        max_request_pixels=args.max_request_pixels,
-        max_server_pixels=args.max_server_pixels,
-    )
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
+        max_faces=args.max_faces, workers=args.workers_pool, queue_size=args.queue, request_timeout_s=args.timeout,
+        engine=args.engine, ray_address=args.address, storage=args.storage, public_metrics=args.public_metrics,
+        docs=args.docs, max_request_pixels=args.max_request_pixels, max_server_pixels=args.max_server_pixels)
     app = create_app(args.db, settings=settings, model=args.model)
     docs = "docs at /docs" if args.docs else "OpenAPI at /openapi.json"
     print(f"hybridface service on http://{args.host}:{args.port} (gallery {args.db}); {docs}", flush=True)

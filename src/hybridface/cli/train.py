@@ -78,7 +78,7 @@ def _per_dir(values: list[str] | None, n: int, what: str) -> list[str | None]:
 def cmd_train(args: argparse.Namespace) -> int:
     from hybridface.models.data import scan_image_folder
     from hybridface.models.preprocess import PreprocessSpec
-    from hybridface.models.train import train_sources
+    from hybridface.training.train import train_sources
     from hybridface.cli.train_general import cmd_train_general, uses_general
 
     if uses_general(args):
@@ -169,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     if not args.calibration:
         raise ConfigError("--int8 needs --calibration DATA_DIR (an <identity>/<image> folder)")
-    from hybridface.models.export import export_int8
+    from hybridface.training.export import export_int8
 
     r = export_int8(args.model_dir, args.calibration, out=args.out, max_calibration=args.max_calibration,
                     detect=args.detect)

@@ -44,7 +44,7 @@ def uses_general(args: argparse.Namespace) -> bool:
 def cmd_train_general(args: argparse.Namespace) -> int:
     from hybridface.config import DEFAULTS
     from hybridface.models.data import scan_image_folder
-    from hybridface.models.distill import train_general
+    from hybridface.training.distill import train_general
     from hybridface.models.preprocess import PreprocessSpec
 
     if args.protocol:

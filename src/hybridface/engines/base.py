@@ -146,15 +146,8 @@ class ShardedEngine:
         )
 
     # ------------------------------------------------------------------ updates
-    def add(
-        self,
-        name: str,
-        vectors: np.ndarray,
-        *,
-        template_ids: np.ndarray | None = None,
-        codewords: np.ndarray | None = None,
-        normalized: bool = False,
-    ) -> int:
+    def add(self, name: str, vectors: np.ndarray, *, template_ids: np.ndarray | None = None,
+            codewords: np.ndarray | None = None, normalized: bool = False) -> int:
         """Append templates of ``name`` (new or existing) on its owning shard; return that shard.
 
         ``normalized=True`` stores already unit-length vectors as given (bit for bit).

@@ -68,15 +68,8 @@ def owner_by_hash(name: str, shards: int) -> int:
     return zlib.crc32(name.encode("utf-8")) % shards
 
 
-def add_templates(
-    matrix: TemplateMatrix,
-    name: str,
-    vectors: np.ndarray,
-    *,
-    template_ids: np.ndarray | None = None,
-    codewords: np.ndarray | None = None,
-    normalized: bool = False,
-) -> TemplateMatrix:
+def add_templates(matrix: TemplateMatrix, name: str, vectors: np.ndarray, *, template_ids: np.ndarray | None = None,
+                  codewords: np.ndarray | None = None, normalized: bool = False) -> TemplateMatrix:
     """A copy of ``matrix`` with ``vectors`` appended to identity ``name`` (new identity if absent).
 
     ``normalized=True``: the vectors are already L2-normalised (rows of another `TemplateMatrix`)

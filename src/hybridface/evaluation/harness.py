@@ -98,6 +98,8 @@ class ModelResult:
 
 @dataclass(frozen=True)
 class EvalResult:
+    """One evaluation: its config, the split it ran on, one result per model, wall time."""
+
     config: EvalConfig
     split_summary: str
     models: tuple[ModelResult, ...]

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Training options of the ``compressed`` model (see `hybridface.models.train.fit_arrays`)."""
+    """Training options of the ``compressed`` model (see :meth:`hybridface.training.trainer.TrainConfig.paper`)."""
 
     epochs: int = 40
     lr: float = 2e-3
@@ -54,24 +54,26 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
 
     import time
 
-    from hybridface.models.train import fit_arrays, write_model_dir
+    from hybridface.training.train import write_model_dir
+    from hybridface.training.trainer import TrainConfig, train
 
     samples = [s for s in split.gallery if str(s.path) in crops60]
     images = materialise(samples, crops60)
     t0 = time.perf_counter()
-    net, info = fit_arrays(
-        images, [s.identity for s in samples], [str(s.path) for s in samples], epochs=opts.epochs, lr=opts.lr,
-        val_fraction=opts.val_fraction, seed=opts.seed, batch_size=opts.batch_size, patience=opts.patience,
-        preprocessing=spec, progress=progress, lr_schedule=opts.lr_schedule, threads=1,
-        augment_on_the_fly=opts.augment, center_loss=opts.center_loss,
-    )
+    config = TrainConfig.paper(epochs=opts.epochs, lr=opts.lr, val_fraction=opts.val_fraction, seed=opts.seed,
+                               batch_size=opts.batch_size, patience=opts.patience, preprocessing=spec,
+                               progress=progress, schedule=opts.lr_schedule, threads=1,
+                               augment="paper" if opts.augment else "none", augment_p=float(opts.augment),
+                               center_loss=opts.center_loss)
+    result = train(config, images, labels=[s.identity for s in samples], groups=[str(s.path) for s in samples])
     training = {
         "data": f"{split.protocol} gallery side ({len(samples)} images)",
         "seconds": round(time.perf_counter() - t0, 1),
-        **{k: info[k] for k in ("num_train", "num_val", "val_accuracy", "train_accuracy", "best_epoch", "epochs_run")},
+        **{k: getattr(result, k) for k in ("num_train", "num_val", "val_accuracy", "train_accuracy", "best_epoch",
+                                           "epochs_run")},
         **asdict(opts),
         "preprocessing": spec.to_dict(),
     }
-    write_model_dir(net, out, spec, training)
+    write_model_dir(result.net, out, spec, training)
     log.info("trained compressed model in %.0f s → %s", training["seconds"], out)
     return load_model(out), dict(training, cached=False)

@@ -185,7 +185,7 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
         if model_id.startswith(DLIB_PREFIX) and onnx_file is not None:  # the exact ONNX Runtime port
             name, params, size = "dlib ResNet (ONNX port)", _onnx_parameters(onnx_file), Path(onnx_file).stat().st_size
         elif model_id.startswith(DLIB_PREFIX):  # dlib's own runtime
-            from hybridface.models.dlib_encoder import default_model_files
+            from hybridface.models.baselines.dlib_encoder import default_model_files
 
             w, sp = default_model_files()
             name, params, size = "dlib ResNet (dlib runtime)", None, Path(w).stat().st_size + Path(sp).stat().st_size

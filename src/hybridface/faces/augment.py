@@ -38,7 +38,7 @@ import numpy as np
 
 from hybridface.errors import ConfigError
 
-__all__ = ["augment", "augment_all", "NUM_VARIANTS", "VARIANTS", "Variant"]
+__all__ = ["augment", "augment_all", "strong_augment", "NUM_VARIANTS", "VARIANTS", "Variant"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,33 @@ def augment(image: np.ndarray, variant: int, *, seed: int = 0) -> np.ndarray:
 def augment_all(image: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """All 18 variants stacked: ``(18, H, W[, C])`` uint8, index = variant."""
     return np.stack([augment(image, i, seed=seed) for i in range(NUM_VARIANTS)])
+
+
+def strong_augment(batch: np.ndarray, rng: np.random.Generator, *, p_paper: float = 0.5) -> np.ndarray:
+    """Randomly augmented copy of a uint8 ``(n, S, S, 3)`` batch, for training.
+
+    Per image: one of the 17 transformations with probability ``p_paper``, a random crop (80-100 %
+    of the side, resized back), brightness/contrast/per-channel colour jitter, a horizontal flip.
+    """
+    import cv2
+
+    n, s = len(batch), batch.shape[1]
+    out = np.empty_like(batch)
+    for i in range(n):
+        img = batch[i]
+        if rng.random() < p_paper:
+            img = augment(img, int(rng.integers(1, NUM_VARIANTS)), seed=int(rng.integers(1 << 30)))
+        side = int(round(s * rng.uniform(0.8, 1.0)))
+        if side < s:
+            y, x = rng.integers(0, s - side + 1, size=2)
+            img = cv2.resize(np.ascontiguousarray(img[y:y + side, x:x + side]), (s, s), interpolation=cv2.INTER_LINEAR)
+        f = img.astype(np.float32)
+        gain = rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, size=3)  # brightness × per-channel colour
+        mean = f.mean()
+        f = (f - mean) * rng.uniform(0.75, 1.25) + mean  # contrast
+        f = f * gain + rng.uniform(-20, 20)
+        img = np.clip(f, 0, 255).astype(np.uint8)
+        if rng.random() < 0.5:
+            img = img[:, ::-1]
+        out[i] = img
+    return out

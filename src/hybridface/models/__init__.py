@@ -1,4 +1,6 @@
-"""Feature extractors: the compressed VGGFace network, its training/export, and every `Encoder`.
+"""Feature extractors: the compressed VGGFace network, preprocessing, model cards and every `Encoder`.
+
+Training and ONNX export live in :mod:`hybridface.training`.
 
 Names are resolved lazily (``hybridface.models.CompressedVGGFace`` imports torch only when used).
 """
@@ -9,13 +11,12 @@ from hybridface.lazy import lazy_exports
 
 _EXPORTS = {
     "CompressedVGGFace": "hybridface.models.compressed",
-    "load_paper_weights": "hybridface.models.paper_weights",
+    "load_paper_weights": "hybridface.models.baselines.paper_weights",
     "PreprocessSpec": "hybridface.models.preprocess",
     "preprocess": "hybridface.models.preprocess",
     "OnnxEncoder": "hybridface.models.encoders",
     "TorchEncoder": "hybridface.models.encoders",
     "load_model": "hybridface.models.encoders",
-    "train_model": "hybridface.models.train",
     "ModelCard": "hybridface.models.card",
 }
 

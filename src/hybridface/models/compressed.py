@@ -77,7 +77,7 @@ class FeatureHead(nn.Module):
 
 
 def network_from_onnx(onnx_path: str | Path, *, num_classes: int = 1):
-    """Rebuild a :class:`CompressedVGGFace` from an fp32 graph written by :func:`hybridface.models.export.build_onnx`
+    """Rebuild a :class:`CompressedVGGFace` from an fp32 graph written by :func:`hybridface.training.export.build_onnx`
     (the classifier FC-K is not in the file: it is freshly initialised with ``num_classes``)."""
     import onnx
     import torch

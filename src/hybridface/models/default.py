@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DLIB_PREFIX", "FALLBACK_WARNING", "default_encoder", "default_model_name", "encoder_for_gallery",
            "dlib_available"]
 
-#: model ids of dlib's ResNet start with this (see `hybridface.models.dlib_encoder`)
+#: model ids of dlib's ResNet start with this (see `hybridface.models.baselines.dlib_encoder`)
 DLIB_PREFIX = "dlib-resnet-"
 FALLBACK_MODEL = "general"
 FALLBACK_WARNING = (

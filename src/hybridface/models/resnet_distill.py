@@ -81,7 +81,7 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     (``export_now``: export the checkpoint as it is, however far it got)."""
     import torch
 
-    from hybridface.models.distill import strong_augment
+    from hybridface.faces.augment import strong_augment
     from hybridface.models.dlib_format import read_dlib_net
     from hybridface.models.losses import relational_distill_loss
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec

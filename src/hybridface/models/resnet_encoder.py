@@ -123,7 +123,7 @@ class ResNetEncoder:
 
     def chips(self, images: ImageBatch) -> np.ndarray:
         """Aligned 150x150 chips of face crops (landmarks inside the whole-crop box)."""
-        from hybridface.models._backbone import to_uint8_batch
+        from hybridface.models.base import to_uint8_batch
         from hybridface.models.chip import face_chips
         from hybridface.models.landmarks import ShapePredictor
 

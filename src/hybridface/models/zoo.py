@@ -19,6 +19,7 @@ absent) run their real architecture on a seeded random initialisation and report
 
 from __future__ import annotations
 
+import importlib
 from os import PathLike
 
 from hybridface.errors import ConfigError, ModelFileError
@@ -26,6 +27,16 @@ from hybridface.models.base import Encoder
 
 MODEL_NAMES: tuple[str, ...] = ("compressed", "general", "classifier", "paper", "vggface", "inception_v3", "dlib",
                                 "resnet", "resnet-int8")
+
+
+#: name → (module, class) of the encoders built as ``cls(weights, **options)``, imported on first use
+_CLASSES: dict[str, tuple[str, str]] = {
+    "paper": ("hybridface.models.baselines.paper_encoder", "PaperEncoder"),
+    "vggface": ("hybridface.models.baselines.vggface", "VGGFaceEncoder"),
+    "inception_v3": ("hybridface.models.baselines.inception", "InceptionV3Encoder"),
+    "dlib": ("hybridface.models.baselines.dlib_encoder", "DlibEncoder"),
+    "resnet": ("hybridface.models.resnet_encoder", "ResNetEncoder"),
+}
 
 
 def has_weights(encoder: Encoder) -> bool:
@@ -46,26 +57,9 @@ def load_encoder(name: str, *, weights: str | PathLike | None = None, **options)
         if weights is None and not path.is_file():
             raise ModelFileError(f"the shipped {name} model is missing: {path} (reinstall hybridface)")
         return load_model(path, **options)
-    if name == "paper":
-        from hybridface.models.paper_encoder import PaperEncoder
-
-        return PaperEncoder(weights, **options)
-    if name == "vggface":
-        from hybridface.models.vggface import VGGFaceEncoder
-
-        return VGGFaceEncoder(weights, **options)
-    if name == "inception_v3":
-        from hybridface.models.inception import InceptionV3Encoder
-
-        return InceptionV3Encoder(weights, **options)
-    if name == "dlib":
-        from hybridface.models.dlib_encoder import DlibEncoder
-
-        return DlibEncoder(weights, **options)
-    if name == "resnet":
-        from hybridface.models.resnet_encoder import ResNetEncoder
-
-        return ResNetEncoder(weights, **options)
+    if name in _CLASSES:
+        module, cls = _CLASSES[name]
+        return getattr(importlib.import_module(module), cls)(weights, **options)
     if name == "resnet-int8":
         from hybridface.models.resnet_encoder import ResNetEncoder
         from hybridface.models.resnet_int8 import cached_int8_path

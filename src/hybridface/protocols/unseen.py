@@ -37,7 +37,7 @@ class UnseenSplit(Split):
 
     def training_sources(self) -> list[tuple[list[Sample], str, str]]:
         """``[(samples, detect, ""), ...]`` per training dataset, as
-        :func:`hybridface.models.train.train_sources` takes them (identities are already
+        :func:`hybridface.training.train.train_sources` takes them (identities are already
         prefixed with their dataset, so the prefix slot is empty)."""
         out = []
         for name in self.train_datasets:

@@ -10,7 +10,6 @@ in the ``X-API-Key`` header and kept in the browser's session storage, never in 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from hybridface.errors import EmptyGalleryError
+from hybridface.gallery.calibration import Calibration
 from hybridface.gallery.keys import ApiKey
 from hybridface.service.auth import require
 
@@ -37,23 +37,13 @@ class Me(BaseModel):
     scope: str
 
 
-class CalibrationResult(BaseModel):
-    threshold: float
-    target_far: float
-    far: float
-    frr: float
-    genuine_pairs: int
-    impostor_pairs: int
-
-
-def _calibrate(svc, far: float) -> CalibrationResult:
+def _calibrate(svc, far: float) -> Calibration:
     g = svc.gallery()
     m = g.matrix()
     if len(m.vectors) == 0:
         raise EmptyGalleryError(f"gallery {g.path} has no templates to calibrate on: enrol people first")
     labels = [m.names[int(i)] for i in m.labels]
-    cal = g.calibrate(m.vectors, labels, target_far=far, store=True)
-    return CalibrationResult(**asdict(cal))
+    return g.calibrate(m.vectors, labels, target_far=far, store=True)
 
 
 def add_web(app: FastAPI) -> None:
@@ -69,10 +59,10 @@ def add_web(app: FastAPI) -> None:
         """The calling API key's name and scope (read < write < admin)."""
         return Me(name=key.name, scope=key.scope)
 
-    @router.post("/v1/calibrate", response_model=CalibrationResult, tags=["identities"],
+    @router.post("/v1/calibrate", response_model=Calibration, tags=["identities"],
                  dependencies=[Depends(require("admin"))])
     async def calibrate(request: Request, far: Annotated[float, Query(gt=0.0, lt=1.0, description=(
-            "target false-accept rate over the gallery's impostor pairs"))] = 0.01) -> CalibrationResult:
+            "target false-accept rate over the gallery's impostor pairs"))] = 0.01) -> Calibration:
         """Set the open-set threshold from the gallery's own templates (needs 2+ identities with 2+ each)."""
         svc = request.app.state.service
         return await svc.pool.run(_calibrate, svc, far)

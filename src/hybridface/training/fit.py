@@ -7,7 +7,7 @@ feature) with
 
 * cross-entropy over G's identities, plus
 * distillation to G's own templates as the teacher: centred cosine to a learned projection and the
-  relational (pairwise-cosine) term (:func:`hybridface.models.distill.fit_general`),
+  relational (pairwise-cosine) term (:func:`hybridface.training.trainer.train`, ``TrainConfig.general``),
 * the paper's 17 augmentations (p = ½) and random crop/zoom, brightness/contrast/colour jitter, flip.
 
 **Self-check.** The last ``hold_out`` share of each identity's faces (enrolment order, so frames
@@ -97,7 +97,7 @@ def split_held_out(identities: tuple[str, ...] | list[str], share: float) -> np.
 
 
 def _rank1(gallery: np.ndarray, g_ids: np.ndarray, probes: np.ndarray, p_ids: np.ndarray) -> float:
-    from hybridface.models.export import rank1
+    from hybridface.training.export import rank1
 
     return rank1(gallery, g_ids, probes, p_ids)
 
@@ -162,7 +162,7 @@ def _load_gallery(db: Path):
 
 def _write_int8(model_dir: Path, calib_faces: np.ndarray) -> int:
     from hybridface.models.card import ModelCard, library_versions, load_card, sha256_file, write_card
-    from hybridface.models.export import quantize_int8
+    from hybridface.training.export import quantize_int8
     from hybridface.models.preprocess import preprocess
 
     card, fp32 = load_card(model_dir)
@@ -210,14 +210,12 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
     points of held-out Rank-1 the fitted model may lose to the
     gallery's encoder; ``force``: write even when the check fails (the card says so).
     """
-    import torch
-
     from hybridface.models.card import load_card
-    from hybridface.models.distill import fit_general
     from hybridface.models.encoders import OnnxEncoder
     from hybridface.models.compressed import network_from_onnx
     from hybridface.models.preprocess import PreprocessSpec
-    from hybridface.models.train import write_model_dir
+    from hybridface.training.train import write_model_dir
+    from hybridface.training.trainer import TrainConfig, train
 
     t0 = time.perf_counter()
     db, out = Path(db), Path(out)
@@ -252,14 +250,11 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
     tr = np.flatnonzero(~held)
     log.info("fit: %d faces of %d identities from %s (%d trained on, %d held out)%s", len(ids),
              len(np.unique(ids)), db, len(tr), int(held.sum()), f"; warm start from {init}" if init else "")
-    old_threads = torch.get_num_threads()
-    try:
-        net, info = fit_general(faces.images[tr], teacher=teacher[tr], labels=ids[tr].tolist(), loss="softmax",
-                                arch="paper", epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                preprocessing=spec, progress=progress, threads=threads,
-                                relation_weight=relation_weight, init_state=init_state)
-    finally:
-        torch.set_num_threads(old_threads)
+    config = TrainConfig.general(loss="softmax", arch="paper", epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                                 preprocessing=spec, progress=progress, threads=threads,
+                                 relation_weight=relation_weight)
+    result = train(config, faces.images[tr], teacher=teacher[tr], labels=ids[tr].tolist(), init_state=init_state)
+    net = result.net
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.fit-", dir=out.parent))
     tmp_db = out.parent / f".{out.name}.fit-{os.getpid()}-{int(time.time() * 1e6)}.db"
     try:
@@ -272,7 +267,7 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
             "augmentation": "strong (17 paper transforms p=0.5, random crop 80-100 %, brightness/contrast/colour "
                             "jitter, flip)",
             "optimizer": "Adam, one-cycle LR", "command": command or "Gallery.fit",
-            **{k: v for k, v in info.items() if k != "history"},
+            **result.summary(),
         }
         write_model_dir(net, work / "model", spec, {**training, "self_check": "pending"})
         enc = OnnxEncoder(work / "model")

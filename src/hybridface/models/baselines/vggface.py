@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from os import PathLike
 
-from hybridface.models._backbone import (
+from hybridface.models.baselines._backbone import (
     TorchFeatureEncoder,
     assign_state,
     load_or_random,

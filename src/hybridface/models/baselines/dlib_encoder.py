@@ -15,7 +15,7 @@ import numpy as np
 
 from hybridface.errors import MissingDependencyError, ModelFileError, require
 from hybridface.hashing import file_sha256
-from hybridface.models._backbone import to_uint8_batch
+from hybridface.models.base import to_uint8_batch
 from hybridface.models.base import ImageBatch, l2_normalize
 
 log = logging.getLogger(__name__)

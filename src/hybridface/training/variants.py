@@ -9,7 +9,7 @@
 exported network is exactly the unwrapped architecture (no extra layer, same ONNX graph).
 
 Every variant has the attributes the ONNX exporter reads (``convs``, ``fc1``, ``fc2``) and
-``features(x)``, so :func:`hybridface.models.export.export_onnx` writes it unchanged.
+``features(x)``, so :func:`hybridface.training.export.export_onnx` writes it unchanged.
 Only training imports this module (it needs torch).
 """
 
@@ -86,6 +86,10 @@ class BatchNormTrainer(nn.Module):
     @property
     def fc2(self) -> nn.Linear:
         return self.net.fc2
+
+    @property
+    def fc3(self) -> nn.Linear:
+        return self.net.fc3
 
     def features(self, x):
         for conv, bn in zip(self.net.convs, self.bns):

@@ -1,5 +1,5 @@
-"""Shared plumbing of the baseline encoders (VGG-Face, Inception V3): image batching, weight
-files and a generic "torch network → L2-normalised feature" `Encoder`.
+"""Shared plumbing of the baseline encoders (VGG-Face, Inception V3, the paper's weights): weight
+files, seeded initialisation and a generic "torch network → L2-normalised feature" `Encoder`.
 
 Only the baseline modules import this; it imports torch, so it is never imported by
 ``hybridface`` at package import.
@@ -8,52 +8,17 @@ Only the baseline modules import this; it imports torch, so it is never imported
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
 from hybridface.hashing import file_sha256
-from hybridface.errors import ConfigError, ModelFileError
-from hybridface.models.base import ImageBatch, l2_normalize
+from hybridface.errors import ModelFileError
+from hybridface.models.base import ImageBatch, l2_normalize, to_uint8_batch
 
 log = logging.getLogger(__name__)
-
-
-def _rgb_uint8(img: np.ndarray) -> np.ndarray:
-    if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
-        raise ConfigError(f"each image must be an (H, W, 3) uint8 RGB array, got {img.dtype} {img.shape}")
-    return img
-
-
-def to_uint8_batch(images: ImageBatch, size: tuple[int, int]) -> np.ndarray:
-    """Turn a uint8 ``(n, H, W, 3)`` batch or a list of paths / ``(H, W, 3)`` arrays into ``(n, h, w, 3)`` uint8 RGB at ``size``."""
-    import cv2
-
-    h, w = size
-    if isinstance(images, np.ndarray):
-        arr = images
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != 4 or arr.shape[-1] != 3:
-            raise ConfigError(f"images must be a (n, H, W, 3) RGB batch, got shape {arr.shape}")
-        if arr.dtype != np.uint8:
-            raise ConfigError(f"images must be uint8, got {arr.dtype}")
-        frames: Iterable[np.ndarray] = arr
-    else:
-        from hybridface.faces.io import load_image
-
-        frames = [_rgb_uint8(p) if isinstance(p, np.ndarray) else load_image(p) for p in images]
-    out = []
-    for img in frames:
-        if img.shape[:2] != (h, w):
-            interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR
-            img = cv2.resize(img, (w, h), interpolation=interp)
-        out.append(img)
-    if not out:
-        return np.zeros((0, h, w, 3), np.uint8)
-    return np.ascontiguousarray(np.stack(out), dtype=np.uint8)
 
 
 def read_state_dict(path: str | PathLike) -> dict:

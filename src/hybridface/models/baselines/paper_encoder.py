@@ -12,7 +12,8 @@ from os import PathLike
 from pathlib import Path
 
 from hybridface.hashing import file_sha256
-from hybridface.models._backbone import seeded_init
+from hybridface.config import SHARED_DIR
+from hybridface.models.baselines._backbone import seeded_init
 from hybridface.models.encoders import TorchEncoder
 from hybridface.models.preprocess import PreprocessSpec
 
@@ -23,7 +24,7 @@ def default_paper_npz() -> Path | None:
     """``$HYBRIDFACE_PAPER_WEIGHTS`` or ``../shared/reference/paper_compressed_vggface.npz`` if present."""
     env = os.environ.get("HYBRIDFACE_PAPER_WEIGHTS")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[4] / "shared" / "reference" / "paper_compressed_vggface.npz")
+    candidates.append(SHARED_DIR / "reference" / "paper_compressed_vggface.npz")
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -32,7 +33,7 @@ class PaperEncoder(TorchEncoder):
 
     def __init__(self, weights: str | PathLike | None = None, *, seed: int = 0, batch_size: int = 256) -> None:
         from hybridface.models.compressed import CompressedVGGFace
-        from hybridface.models.paper_weights import load_paper_weights
+        from hybridface.models.baselines.paper_weights import load_paper_weights
 
         path = Path(weights) if weights is not None else default_paper_npz()
         if path is not None:

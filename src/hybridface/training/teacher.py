@@ -1,6 +1,6 @@
 """Teacher descriptors for knowledge distillation, cached on disk.
 
-The teacher is dlib's 128-D ResNet descriptor (:class:`hybridface.models.dlib_encoder.DlibEncoder`),
+The teacher is dlib's 128-D ResNet descriptor (:class:`hybridface.models.baselines.dlib_encoder.DlibEncoder`),
 about 85 ms per face on one core, so every descriptor is computed once and stored as one small
 ``.npz`` file under ``<cache_dir>/<teacher id>/<key[:2]>/<key>.npz``. The key is the SHA-256 of
 the image file's bytes plus the crop parameters (detection policy, crop size, margin), so a
@@ -38,7 +38,7 @@ def load_teacher(name: str = "dlib"):
     if name not in TEACHERS:
         raise ConfigError(f"unknown teacher {name!r}; use one of {', '.join(TEACHERS)}")
     try:
-        from hybridface.models.dlib_encoder import DlibEncoder
+        from hybridface.models.baselines.dlib_encoder import DlibEncoder
 
         return DlibEncoder()
     except MissingDependencyError:
@@ -136,7 +136,7 @@ def teacher_descriptors(paths: Sequence[str | Path], *, cache_dir: str | Path, d
 
 def _dlib_teacher_id() -> str:
     """``dlib-resnet-<sha16>`` as :class:`DlibEncoder` names itself (without loading dlib)."""
-    from hybridface.models.dlib_encoder import default_model_files
+    from hybridface.models.baselines.dlib_encoder import default_model_files
 
     weights, _ = default_model_files()
     return f"dlib-resnet-{file_sha256(weights)[:16]}"

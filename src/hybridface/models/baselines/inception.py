@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from os import PathLike
 
-from hybridface.models._backbone import (
+from hybridface.models.baselines._backbone import (
     TorchFeatureEncoder,
     assign_state,
     load_or_random,
