@@ -84,6 +84,11 @@ def register(subparsers) -> None:
                    help="grey3 (the paper: grey level as three equal channels) or rgb")
     t.add_argument("--center-loss", type=float, default=None,
                    help="weight of a cosine centre loss on the 60-D feature, added to cross-entropy (0: none)")
+    t.add_argument("--loss", default=None, choices=("classifier", "arcface", "cosface", "softmax"),
+                   help="identity loss: classifier (the paper: cross-entropy through FC-K) or a margin/softmax "
+                   "head on the 60-D feature")
+    t.add_argument("--batchnorm", action="store_const", const=True, default=None,
+                   help="BatchNorm after each conv and FC-128 while training (folded into the weights after)")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
@@ -103,7 +108,8 @@ def register(subparsers) -> None:
 #: command-line flag -> TrainOptions field
 _TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "lr_schedule": "lr_schedule", "patience": "patience",
                 "val_fraction": "val_fraction", "augment_prob": "augment", "illumination": "illumination",
-                "channels": "channels", "center_loss": "center_loss"}
+                "channels": "channels", "center_loss": "center_loss", "loss": "loss",
+                "batchnorm": "batchnorm"}
 
 
 def _command(args: argparse.Namespace) -> str:
