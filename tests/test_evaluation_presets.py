@@ -44,3 +44,25 @@ def test_unknown_preset_lists_the_valid_ones(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "unknown preset 'fast'; use one of " in err and "vidtimit-paper" in err and err.count("\n") == 1
+
+
+def test_loss_and_batchnorm_flags_override_the_preset_and_are_recorded():
+    """`--loss` / `--batchnorm` reach the training options as overrides; at their defaults they are
+    not overrides (so models cached before the flags existed stay valid)."""
+    import argparse
+
+    from hybridface.cli.evaluate import _TRAIN_FLAGS, _command, register
+
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers())
+    args = ap.parse_args(["evaluate", "--protocol", "yale-augmented", "--data", "d", "--out", "o",
+                          "--loss", "arcface", "--batchnorm"])
+    yale = get_preset("yale-augmented")
+    train, _, _, over = apply_overrides(yale, train={f: getattr(args, k) for k, f in _TRAIN_FLAGS.items()})
+    assert (train.loss, train.batchnorm) == ("arcface", True) and over == {"loss": "arcface", "batchnorm": True}
+    plain = ap.parse_args(["evaluate", "--protocol", "yale-augmented", "--data", "d", "--out", "o"])
+    train, _, _, over = apply_overrides(yale, train={f: getattr(plain, k) for k, f in _TRAIN_FLAGS.items()})
+    assert (train.loss, train.batchnorm, over) == ("classifier", False, {})
+    assert " --batchnorm" in _command(args) and "--batchnorm True" not in _command(args)
+    with pytest.raises(SystemExit):
+        ap.parse_args(["evaluate", "--protocol", "yale-augmented", "--data", "d", "--out", "o", "--loss", "triplet"])

@@ -124,7 +124,9 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--preset", args.preset]
     for flag in ("top_n", "codewords", *_TRAIN_FLAGS):
         value = getattr(args, flag)
-        if value is not None:
+        if value is True:  # a switch (--batchnorm)
+            parts.append("--" + flag.replace("_", "-"))
+        elif value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
     if args.engine != "local":
         parts += ["--engine", args.engine] + (["--address", args.address] if args.address else [])
