@@ -14,8 +14,8 @@ from hybridface.protocols import PROTOCOLS
 def test_every_paper_protocol_has_its_recipe():
     # the recipes that produced the README's Table IV numbers (docs/results/<protocol>/report.md)
     yale = preset_for_protocol("yale-augmented")
-    assert (yale.train.epochs, yale.train.augment, yale.train.illumination, yale.train.channels) == (
-        40, 0.2, "tan_triggs", "grey3")
+    assert (yale.train.epochs, yale.train.augment, yale.train.illumination, yale.train.channels,
+            yale.train.batchnorm) == (80, 0.2, "tan_triggs", "grey3", True)
     vid = preset_for_protocol("vidtimit")
     assert (vid.train.epochs, vid.train.augment, vid.train.illumination, vid.train.channels, vid.codewords) == (
         100, 0.2, "none", "rgb", 1)
@@ -55,14 +55,14 @@ def test_loss_and_batchnorm_flags_override_the_preset_and_are_recorded():
 
     ap = argparse.ArgumentParser()
     register(ap.add_subparsers())
-    args = ap.parse_args(["evaluate", "--protocol", "yale-augmented", "--data", "d", "--out", "o",
+    args = ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o",
                           "--loss", "arcface", "--batchnorm"])
-    yale = get_preset("yale-augmented")
-    train, _, _, over = apply_overrides(yale, train={f: getattr(args, k) for k, f in _TRAIN_FLAGS.items()})
+    vid = get_preset("vidtimit")
+    train, _, _, over = apply_overrides(vid, train={f: getattr(args, k) for k, f in _TRAIN_FLAGS.items()})
     assert (train.loss, train.batchnorm) == ("arcface", True) and over == {"loss": "arcface", "batchnorm": True}
-    plain = ap.parse_args(["evaluate", "--protocol", "yale-augmented", "--data", "d", "--out", "o"])
-    train, _, _, over = apply_overrides(yale, train={f: getattr(plain, k) for k, f in _TRAIN_FLAGS.items()})
+    plain = ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o"])
+    train, _, _, over = apply_overrides(vid, train={f: getattr(plain, k) for k, f in _TRAIN_FLAGS.items()})
     assert (train.loss, train.batchnorm, over) == ("classifier", False, {})
     assert " --batchnorm" in _command(args) and "--batchnorm True" not in _command(args)
     with pytest.raises(SystemExit):
-        ap.parse_args(["evaluate", "--protocol", "yale-augmented", "--data", "d", "--out", "o", "--loss", "triplet"])
+        ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o", "--loss", "triplet"])

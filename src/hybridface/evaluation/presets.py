@@ -40,9 +40,12 @@ _VIDTIMIT_TRAIN = TrainOptions(epochs=100, channels="rgb", illumination="none", 
 #: preset name -> recipe (the protocol of the same name uses it by default)
 PRESETS: dict[str, Preset] = {
     "yale-augmented": Preset(
-        name="yale-augmented", train=TrainOptions(epochs=40, illumination="tan_triggs", augment=0.2),
+        name="yale-augmented",
+        train=TrainOptions(epochs=80, illumination="tan_triggs", augment=0.2, batchnorm=True),
         codewords=1, top_n=5,
-        note="README Table IV: 96.69 % exhaustive / 96.74 % hybrid (N = 5) on yale-augmented"),
+        note="README Table IV: 98.68 % exhaustive / 98.68 % hybrid (N = 5) on yale-augmented; BatchNorm while "
+             "training (folded: the same 25,713 parameters) and 80 epochs bought +2.0 points over the 40-epoch "
+             "plain recipe (96.69 %)"),
     "vidtimit": Preset(
         name="vidtimit", train=_VIDTIMIT_TRAIN, codewords=1, top_n=9,
         note="README Table IV: 98.21 % exhaustive on vidtimit (temporal); one centroid and N = 9 (of 13) keep "
