@@ -69,6 +69,14 @@ def _stream_sets(spec: ResNetSpec, width: float) -> list[np.ndarray]:
     return [kept[0], *per_block]
 
 
+def stream_channels(spec: ResNetSpec, *, stream_width: float) -> list[np.ndarray]:
+    """The teacher's channel indices a student of ``stream_width`` keeps in the residual stream
+    after the stem and after each block (``stream_width = 1``: all, in the teacher's order)."""
+    if stream_width == 1:  # whole streams: shortcuts and fc untouched
+        return [np.arange(spec.stem.weight.shape[0])] + [np.arange(b.conv2.weight.shape[0]) for b in spec.blocks]
+    return _stream_sets(spec, stream_width)
+
+
 def _slice(ca: ConvAffine, out_idx: np.ndarray, in_idx: np.ndarray | None) -> ConvAffine:
     w = ca.weight[out_idx]
     if in_idx is not None:
@@ -86,10 +94,7 @@ def prune_spec(spec: ResNetSpec, *, width: float, stream_width: float | None = N
         stream_width = width
     if not 0 < stream_width <= 1:
         raise ConfigError(f"stream_width must be in (0, 1], got {stream_width!r}")
-    if stream_width == 1:  # whole streams in the teacher's order: shortcuts and fc untouched
-        streams = [np.arange(spec.stem.weight.shape[0])] + [np.arange(b.conv2.weight.shape[0]) for b in spec.blocks]
-    else:
-        streams = _stream_sets(spec, stream_width)
+    streams = stream_channels(spec, stream_width=stream_width)
     stem = _slice(spec.stem, streams[0], None)
     blocks = []
     for i, b in enumerate(spec.blocks):
