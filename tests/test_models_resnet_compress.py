@@ -186,15 +186,16 @@ def tiny_fp32(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("per_channel", [True, False])
-@pytest.mark.parametrize("calibrate", ["minmax", "percentile", "entropy"])
-def test_quantize_onnx_options_agree_with_fp32(tmp_path, tiny_fp32, per_channel, calibrate):
+@pytest.mark.parametrize("per_channel, calibrate, ops", [
+    (True, "minmax", "all"), (False, "minmax", "all"), (True, "percentile", "all"), (False, "entropy", "all"),
+    (True, "percentile", "conv"), (False, "minmax", "conv")])
+def test_quantize_onnx_options_agree_with_fp32(tmp_path, tiny_fp32, per_channel, calibrate, ops):
     import onnxruntime as ort
 
     from hybridface.models.resnet_int8 import quantize_onnx
 
     out = tmp_path / "int8.onnx"
-    quantize_onnx(tiny_fp32, out, _chips(16, seed=2), per_channel=per_channel, calibrate=calibrate)
+    quantize_onnx(tiny_fp32, out, _chips(16, seed=2), per_channel=per_channel, calibrate=calibrate, ops=ops)
     chips = _chips(8, seed=3)
 
     def run(p):
@@ -205,11 +206,17 @@ def test_quantize_onnx_options_agree_with_fp32(tmp_path, tiny_fp32, per_channel,
     assert b.shape == (8, 16) and cos.min() > 0.95
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
-    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    graph = onnx.load(str(out)).graph
+    kinds = {n.op_type for n in graph.node}
+    assert "QuantizeLinear" in kinds and "DequantizeLinear" in kinds
+    # "conv": the fc (MatMul) reads a float input, no DequantizeLinear feeds it
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    fc_in = [made_by.get(i) for n in graph.node if n.op_type == "MatMul" for i in n.input]
+    assert ("DequantizeLinear" in fc_in) == (ops == "all")
 
 
-@pytest.mark.parametrize("kw, match", [({"calibrate": "kl"}, "calibrate"), ({"percentile": 10.0}, "percentile")])
+@pytest.mark.parametrize("kw, match", [({"calibrate": "kl"}, "calibrate"), ({"percentile": 10.0}, "percentile"),
+                                       ({"ops": "everything"}, "ops")])
 def test_quantize_onnx_bad_options_are_config_errors(tmp_path, tiny_fp32, kw, match):
     from hybridface.models.resnet_int8 import quantize_onnx
 
@@ -240,6 +247,6 @@ def test_hint_distillation_with_refit_runs_resumes_and_exports(tmp_path, dataset
     assert out["done"] and out["step"] == 2
     card = json.loads((run / "card.json").read_text())
     assert card["recipe"] == {"width": 0.125, "steps": 2, "stream_width": 1.0, "refit": 4, "hint": 1.0}
-    assert card["int8"]["calibration"].startswith("percentile")
+    assert card["int8"]["calibration"].startswith("percentile") and card["int8"]["quantized_ops"] == "conv"
     with pytest.raises(ConfigError, match="stream-width 1"):
         distill(tmp_path / "other", **{**kw, "stream_width": 0.5})

@@ -192,7 +192,7 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
 
 
 def export(run: Path, net, like, *, width: float, history: list, offset: np.ndarray | None = None,
-           recipe: dict | None = None, calibrate: str = "percentile") -> dict:
+           recipe: dict | None = None, calibrate: str = "percentile", quantize_ops: str = "conv") -> dict:
     """Write ``student.onnx``, ``student.int8.onnx`` (calibrated on the run's chips) and ``card.json``."""
     from hybridface.hashing import file_sha256
     from hybridface.models.card import library_versions
@@ -210,14 +210,15 @@ def export(run: Path, net, like, *, width: float, history: list, offset: np.ndar
     chips = np.load(run / "data" / "chips.npy", mmap_mode="r")
     calib = np.asarray(chips[np.linspace(0, len(chips) - 1, min(256, len(chips))).astype(int)])
     int8 = run / "student.int8.onnx"
-    quantize_onnx(fused, int8, calib, per_channel=True, calibrate=calibrate)
+    quantize_onnx(fused, int8, calib, per_channel=True, calibrate=calibrate, ops=quantize_ops)
     fused.unlink()
     card = {"model": f"resnet student, width {width}", "teacher": "dlib_face_recognition_resnet_model_v1",
             "parameters": count_parameters(spec), "input": "uint8 (n, 150, 150, 3) RGB aligned chip",
             "output": "float32 (n, 128) descriptor", "fp32": {"file": fp32.name, "bytes": fp32.stat().st_size,
                                                              "sha256": file_sha256(fp32)},
             "int8": {"file": int8.name, "bytes": int8.stat().st_size, "sha256": file_sha256(int8),
-                     "calibration": f"{calibrate}, per-channel weights, {len(calib)} chips"},
+                     "calibration": f"{calibrate}, per-channel weights, {len(calib)} chips",
+                     "quantized_ops": quantize_ops},
             "recipe": recipe or {},
             "training": {"steps": len(history), "final_loss": history[-1][1] if history else None,
                          "final_centred_cos": history[-1][2] if history else None,

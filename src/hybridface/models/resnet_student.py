@@ -170,3 +170,21 @@ def refit_conv2(student: ResNetSpec, teacher: ResNetSpec, chips: np.ndarray, *, 
             snet = build_torch(ResNetSpec(student.mean_rgb, student.stem, (b,), student.fc)).blocks[0]
             s_in, t_in = snet(s_in), tm(t_in)
     return ResNetSpec(student.mean_rgb, student.stem, tuple(blocks), student.fc, student.offset)
+
+
+def spec_from_onnx(path, like: ResNetSpec) -> ResNetSpec:
+    """Read an unfolded `build_onnx` graph (a student's ``student.onnx``) back into a spec; strides,
+    paddings and down-sampling come from ``like`` (the teacher: every student shares its layout)."""
+    import onnx
+    from onnx import numpy_helper
+
+    arr = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    if "stem.g" not in arr:
+        raise ConfigError(f"{path} is not an unfolded student graph (no stem.g); pass the fp32 student.onnx")
+
+    def ca(name: str, ref: ConvAffine) -> ConvAffine:
+        return ConvAffine(arr[f"{name}.w"], arr[f"{name}.b"], arr[f"{name}.g"].ravel(), arr[f"{name}.beta"].ravel(),
+                          ref.stride, ref.padding)
+
+    blocks = tuple(Block(ca(f"b{i}.1", b.conv1), ca(f"b{i}.2", b.conv2), b.down) for i, b in enumerate(like.blocks))
+    return ResNetSpec(like.mean_rgb, ca("stem", like.stem), blocks, arr["fc.w"], arr.get("offset"))
