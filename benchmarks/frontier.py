@@ -78,9 +78,11 @@ def chart(rotations: list[str], models: dict[str, dict], png: Path) -> None:
         for name, m in models.items():
             if not m["bytes"] or r not in m["rank1"]:
                 continue
-            ref = name in ("dlib", "resnet", "resnet-int8")
-            ax.scatter(m["bytes"], m["rank1"][r], s=40, marker="s" if ref else "o",
-                       color="tab:red" if name == "dlib" else ("tab:blue" if ref else "tab:green"))
+            family = ("tab:red" if name == "dlib" else "tab:blue" if name.startswith("resnet")
+                      else "tab:orange" if name in ("general", "paper") else "tab:green")
+            int8 = "int8" in name
+            ax.scatter(m["bytes"], m["rank1"][r], s=40, marker="s" if int8 else "o",
+                       facecolors=family if int8 or name == "dlib" else "none", edgecolors=family)
             ax.annotate(name, (m["bytes"], m["rank1"][r]), fontsize=7, xytext=(4, 3), textcoords="offset points")
         if "dlib" in models and r in models["dlib"]["rank1"]:
             d = models["dlib"]["rank1"][r]
@@ -93,6 +95,8 @@ def chart(rotations: list[str], models: dict[str, dict], png: Path) -> None:
         ax.set_xlabel("model file bytes (log)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Rank-1 % (dashed: dlib; dotted: dlib − 2)")
+    axes[-1].text(0.98, 0.02, "squares: int8, circles: fp32\nred dlib, blue resnet, green students,\norange paper net",
+                  transform=axes[-1].transAxes, ha="right", va="bottom", fontsize=7)
     fig.suptitle("Size vs Rank-1 on never-seen people (dotted verticals: 500 KB and 2 MB budgets)", fontsize=10)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)

@@ -123,9 +123,10 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         raise ConfigError(f"hint and refit must be ≥ 0, got hint={hint!r} refit={refit!r}")
     teacher_spec = resnet_spec(read_dlib_net(default_dat_path()))
     spec = prune_spec(teacher_spec, width=width, stream_width=stream_width)
-    if refit:
-        if (stream_width if stream_width is not None else width) != 1:
-            raise ConfigError("--refit needs --stream-width 1 (a student with whole residual streams)")
+    ckpt = run / "ckpt.pt"
+    if refit and (stream_width if stream_width is not None else width) != 1:
+        raise ConfigError("--refit needs --stream-width 1 (a student with whole residual streams)")
+    if refit and not ckpt.is_file():  # a resumed run loads its weights instead
         spec = refit_conv2(spec, teacher_spec, np.asarray(chips[np.linspace(0, len(chips) - 1, refit).astype(int)]))
     net = build_torch(spec).train()
     ends = stage_ends(spec)
@@ -140,7 +141,6 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
     step, history = 0, []
     rng = np.random.default_rng(seed)
-    ckpt = run / "ckpt.pt"
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         old = {k: state.get(k, {"stream_width": None, "refit": 0, "hint": 0.0}.get(k)) for k in setup}
