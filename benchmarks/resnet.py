@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--onnx", action="append", default=[], metavar="NAME=FILE.onnx",
                     help="also time a chip-input ONNX model (a resnet student) in the speed rounds")
+    ap.add_argument("--no-dlib", action="store_true", help="speed rounds without dlib's runtime (× dlib left out)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the speeds here (benchmarks/frontier.py reads it)")
     args = ap.parse_args(argv)
 
     import dlib  # the reference
@@ -100,28 +102,49 @@ def main(argv: list[str] | None = None) -> int:
                   f"{int(lm_diff.max())} px; chips (from dlib's landmarks): {100 * (chip_diff == 0).mean():.5f} % "
                   f"of values identical, max diff {int(chip_diff.max())}", ""]
     if args.rounds:
-        net = dlib.face_recognition_model_v1(default_model_files()[0])
-        engines = {
-            "dlib (its runtime)": lambda b: net.compute_face_descriptor(list(b), 0),
-            "resnet (ORT fp32)": fp32.descriptors,
-            "resnet-int8 (ORT)": int8.descriptors,
-        }
+        import os
+
+        load_before = os.getloadavg()
+        engines = {}
+        if not args.no_dlib:
+            net = dlib.face_recognition_model_v1(default_model_files()[0])
+            engines["dlib (its runtime)"] = lambda b: net.compute_face_descriptor(list(b), 0)
+        engines.update({"resnet (ORT fp32)": fp32.descriptors, "resnet-int8 (ORT)": int8.descriptors})
+        teacher = fp32.descriptors(chips)
+        agreement = {}
         for item in args.onnx:
             oname, opath = item.split("=", 1)
             engines[oname] = ResNetEncoder(opath, threads=args.threads).descriptors
+        for name, fn in list(engines.items())[1 if not args.no_dlib else 0:]:
+            d = fn(chips)  # agreement with the teacher (resnet fp32) on the same chips, raw and centred
+            mu = teacher.mean(0)
+            agreement[name] = {"cos": _agree(d, teacher)[1], "centred_cos": _agree(d - d.mean(0), teacher - mu)[1]}
         rates: dict[tuple[str, int], list[float]] = {}
         for r in range(args.rounds):
             for batch in (1, 64):
                 for name, fn in engines.items():
                     rates.setdefault((name, batch), []).append(_rate(fn, chips, batch, args.seconds))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-        base = {b: float(np.median(rates[("dlib (its runtime)", b)])) for b in (1, 64)}
+        load_after = os.getloadavg()
+        base = {b: float(np.median(rates[("dlib (its runtime)", b)])) if not args.no_dlib else float("nan")
+                for b in (1, 64)}
+        lines += [f"Agreement with resnet (fp32) on the {len(chips)} chips, mean cosine raw / centred: "
+                  + "; ".join(f"{k} {v['cos']:.4f} / {v['centred_cos']:.4f}" for k, v in agreement.items()), ""]
         lines += [f"Speed, {args.rounds} interleaved rounds, {args.threads} ORT thread(s), median faces/s "
-                  "(chips in, descriptors out):", "",
+                  f"(chips in, descriptors out); 1-min load average {load_before[0]:.1f} before, "
+                  f"{load_after[0]:.1f} after:", "",
                   "| engine | batch 1 | × dlib | batch 64 | × dlib |", "|---|---:|---:|---:|---:|"]
         for name in engines:
             m1, m64 = (float(np.median(rates[(name, b)])) for b in (1, 64))
             lines.append(f"| {name} | {m1:.1f} | {m1 / base[1]:.2f} | {m64:.1f} | {m64 / base[64]:.2f} |")
+        if args.json is not None:
+            import json
+
+            args.json.write_text(json.dumps({
+                "command": lines[0], "threads": args.threads, "rounds": args.rounds,
+                "load_average": [load_before[0], load_after[0]], "agreement_faces": len(chips), "agreement": agreement,
+                "faces_per_s": {name: {str(b): float(np.median(rates[(name, b)])) for b in (1, 64)} for name in engines},
+            }, indent=1) + "\n")
     print("\n".join(lines))
     return 0
 

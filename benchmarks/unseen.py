@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gallery-per-identity", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path(".cache/hybridface/unseen"))
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here (benchmarks/frontier.py reads it)")
     args = ap.parse_args(argv)
     from hybridface.models.encoders import load_model
     from hybridface.protocols.unseen import ROTATIONS, unseen
@@ -157,8 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             fps = _speed(enc, [crops[str(s.path)] for s in p[:32]]) if name not in ("dlib", "pixels") else float("nan")
             rows.append((h, name, len({s.identity for s in g}), len(g), len(p), sc, params, nbytes, fps))
             print(f"{h} {name}: {sc}", file=sys.stderr, flush=True)
+    command = f"python benchmarks/unseen.py {' '.join(argv if argv is not None else sys.argv[1:])}"
     print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}; "
-          f"command: python benchmarks/unseen.py {' '.join(argv if argv is not None else sys.argv[1:])}\n")
+          f"command: {command}\n")
+    if args.json is not None:
+        import json
+
+        args.json.write_text(json.dumps({"command": command, "rows": [
+            {"rotation": h, "model": name, "ids": ids, "gallery": ng, "probes": np_, **sc, "parameters": params,
+             "onnx_bytes": nbytes, "faces_per_s": None if fps != fps else fps}
+            for h, name, ids, ng, np_, sc, params, nbytes, fps in rows]}, indent=1) + "\n")
     print("| rotation | model | ids | gallery | probes | Rank-1 | Rank-5 | DIR@FAR 1 % | parameters | ONNX bytes | faces/s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for h, name, ids, ng, np_, sc, params, nbytes, fps in rows:

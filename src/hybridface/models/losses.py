@@ -106,3 +106,24 @@ def relational_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> tor
     s = F.normalize(student, dim=1)
     t = F.normalize(teacher, dim=1)
     return (s @ s.T - t @ t.T).pow(2).mean()
+
+
+def hint_loss(student: list[torch.Tensor], teacher: list[torch.Tensor],
+              channels: list[torch.Tensor] | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """Feature-matching ("hint") loss over stages: per stage, the MSE between the student's
+    feature map and the teacher's on the student's kept channels (``channels[i]``: indices into
+    the teacher's channels; ``None``: all), each channel divided by the teacher's variance of
+    that channel over the batch and positions; the mean over stages. Maps must agree in
+    batch and spatial size."""
+    if len(student) != len(teacher) or not student:
+        raise ValueError(f"hint_loss needs one teacher map per student map, got {len(student)} and {len(teacher)}")
+    total = student[0].new_zeros(())
+    for i, (s, t) in enumerate(zip(student, teacher)):
+        t = t.detach()
+        if channels is not None and channels[i] is not None:
+            t = t[:, channels[i]]
+        if s.shape != t.shape:
+            raise ValueError(f"hint_loss stage {i}: student map {tuple(s.shape)} vs teacher {tuple(t.shape)}")
+        var = t.var(dim=(0, 2, 3), unbiased=False) + eps
+        total = total + (((s - t) ** 2).mean(dim=(0, 2, 3)) / var).mean()
+    return total / len(student)

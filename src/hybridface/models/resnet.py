@@ -262,8 +262,9 @@ def build_onnx(spec: ResNetSpec, *, fold_affine: bool = False):
     if spec.offset is None:
         nodes.append(helper.make_node("MatMul", ["flat", const("fc.w", spec.fc)], [ONNX_OUTPUT]))
     else:
-        nodes.append(helper.make_node("MatMul", ["flat", const("fc.w", spec.fc)], ["proj"]))
-        nodes.append(helper.make_node("Add", ["proj", const("offset", spec.offset.astype(np.float32))], [ONNX_OUTPUT]))
+        nodes.append(helper.make_node("MatMul", ["flat", const("fc.w", spec.fc)], ["proj"], name="fc"))
+        nodes.append(helper.make_node("Add", ["proj", const("offset", spec.offset.astype(np.float32))], [ONNX_OUTPUT],
+                                      name="offset"))
     graph = helper.make_graph(
         nodes, "dlib_face_recognition_resnet_v1",
         [helper.make_tensor_value_info(ONNX_INPUT, TensorProto.UINT8, ["n", CHIP_SIZE, CHIP_SIZE, 3])],

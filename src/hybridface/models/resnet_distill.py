@@ -13,10 +13,18 @@ Loss: centred cosine ``1 − cos(s − s̄, t − c)`` (``c`` = the teacher's me
 data, ``s̄`` the student's batch mean: the common component all faces share would otherwise hide
 the differences, and a pruned student starts with another offset, which the export adds back)
 plus ``relation`` × relational loss on the same centred vectors, on
-`distill.strong_augment` ed chips (the teacher's target is that of the unaugmented chip).
+`distill.strong_augment` ed chips (the teacher's target is that of the unaugmented chip), plus,
+with ``hint > 0``, ``hint`` × `losses.hint_loss`: the student's residual stream at the end of
+each stage against the teacher's on the same augmented chips (the teacher runs alongside), on the
+kept stream channels, normalised by the teacher's per-channel variance.
+
+The student: `prune_spec` at ``width`` (inner channels) and ``stream_width`` (residual streams,
+default ``width``); ``refit > 0`` refits each conv2 by least squares on that many chips before
+training (`refit_conv2`, stream-preserving students only).
 
     python -m hybridface.models.resnet_distill RUN_DIR --data ../shared/datasets/unlabeled_faces/utkface \
         --faces 4000 --width 0.5 --steps 3000
+    python -m hybridface.models.resnet_distill RUN_DIR --data ... --width 0.3 --stream-width 1 --refit 128 --hint 1
 """
 
 from __future__ import annotations
@@ -74,35 +82,70 @@ def _save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def stage_ends(spec) -> list[int]:
+    """Indices of the blocks that end a stage (the next block down-samples, or the last block)."""
+    n = len(spec.blocks)
+    return [i for i in range(n) if i == n - 1 or spec.blocks[i + 1].down]
+
+
+def forward_stages(net, x, ends: list[int]):
+    """``build_torch`` module ``net`` on ``x``: (raw descriptor without offset, stage-end maps)."""
+    from torch.nn import functional as F
+
+    h, maps = F.max_pool2d(F.relu(net.stem(x)), 3, 2), []
+    for i, b in enumerate(net.blocks):
+        h = b(h)
+        if i in ends:
+            maps.append(h)
+    return net.fc(h.mean(dim=(2, 3))), maps
+
+
 def distill(run: str | Path, *, files: list[Path], width: float, steps: int, batch: int = 32, lr: float = 1e-4,
             relation: float = 1.0, save_every: int = 100, threads: int = 1, seed: int = 0,
-            time_limit_s: float | None = None, export_now: bool = False) -> dict:
+            time_limit_s: float | None = None, export_now: bool = False, stream_width: float | None = None,
+            refit: int = 0, hint: float = 0.0, calibrate: str = "percentile") -> dict:
     """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done
     (``export_now``: export the checkpoint as it is, however far it got)."""
     import torch
 
     from hybridface.faces.augment import strong_augment
     from hybridface.models.dlib_format import read_dlib_net
-    from hybridface.models.losses import relational_distill_loss
+    from hybridface.models.losses import hint_loss, relational_distill_loss
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
     from hybridface.models.dlib_format import default_dat_path
-    from hybridface.models.resnet_student import prune_spec
+    from hybridface.models.resnet_student import prune_spec, refit_conv2, stream_channels
 
     run = Path(run)
     torch.set_num_threads(int(threads))
     chips, teach = prepare_data(run, files, threads=threads)
     centre = torch.from_numpy(teach.mean(0))
-    spec = prune_spec(resnet_spec(read_dlib_net(default_dat_path())), width=width)
+    if hint < 0 or refit < 0:
+        raise ConfigError(f"hint and refit must be ≥ 0, got hint={hint!r} refit={refit!r}")
+    teacher_spec = resnet_spec(read_dlib_net(default_dat_path()))
+    spec = prune_spec(teacher_spec, width=width, stream_width=stream_width)
+    ckpt = run / "ckpt.pt"
+    if refit and (stream_width if stream_width is not None else width) != 1:
+        raise ConfigError("--refit needs --stream-width 1 (a student with whole residual streams)")
+    if refit and not ckpt.is_file():  # a resumed run loads its weights instead
+        spec = refit_conv2(spec, teacher_spec, np.asarray(chips[np.linspace(0, len(chips) - 1, refit).astype(int)]))
     net = build_torch(spec).train()
+    ends = stage_ends(spec)
+    if hint:
+        tnet = build_torch(teacher_spec).eval()
+        for p in tnet.parameters():
+            p.requires_grad_(False)
+        kept = stream_channels(teacher_spec, stream_width=stream_width if stream_width is not None else width)
+        hint_channels = [torch.from_numpy(kept[i + 1]) for i in ends]
+    setup = {"width": width, "steps": steps, "stream_width": stream_width, "refit": refit, "hint": hint}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
     step, history = 0, []
     rng = np.random.default_rng(seed)
-    ckpt = run / "ckpt.pt"
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
-        if state["width"] != width or state["steps"] != steps:
-            raise ConfigError(f"{ckpt} is a width={state['width']} / {state['steps']}-step run; use a new run directory")
+        old = {k: state.get(k, {"stream_width": None, "refit": 0, "hint": 0.0}.get(k)) for k in setup}
+        if old != setup:
+            raise ConfigError(f"{ckpt} is a run with {old}, not {setup}; use a new run directory")
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -114,12 +157,16 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         idx = np.sort(rng.choice(len(chips), size=batch, replace=False))
         x = torch.from_numpy(preprocess_chips(strong_augment(np.asarray(chips[idx]), rng, p_paper=0.2), spec.mean_rgb))
         t = torch.from_numpy(teach[idx])
-        s = net(x)
+        s, maps = forward_stages(net, x, ends)
         # centred: the teacher by its data mean, the student by its batch mean (a pruned student
         # starts with a different offset; the export adds the difference back)
         sc, tc = s - s.mean(0, keepdim=True), t - centre
         cos = torch.nn.functional.cosine_similarity(sc, tc, dim=1)
         loss = (1 - cos).mean() + relation * relational_distill_loss(sc, tc)
+        if hint:
+            with torch.no_grad():
+                _, tmaps = forward_stages(tnet, x, ends)
+            loss = loss + hint * hint_loss(maps, tmaps, hint_channels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -128,11 +175,11 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         history.append((step, float(loss.detach()), float(cos.detach().mean())))
         if step % save_every == 0 or step == steps:
             _save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                   "history": history, "rng": rng.bit_generator.state, "width": width, "steps": steps}, ckpt)
+                   "history": history, "rng": rng.bit_generator.state, **setup}, ckpt)
             log.info("step %d/%d loss %.4f centred cos %.4f", step, steps, *history[-1][1:])
         if time_limit_s is not None and time.monotonic() - t0 > time_limit_s and step < steps:
             _save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                   "history": history, "rng": rng.bit_generator.state, "width": width, "steps": steps}, ckpt)
+                   "history": history, "rng": rng.bit_generator.state, **setup}, ckpt)
             log.info("time limit: stopped at step %d (resumable)", step)
             return {"step": step, "done": False}
     with torch.no_grad():  # the offset that puts the student's mean where the teacher's is
@@ -140,15 +187,17 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         mu = np.concatenate([net.eval()(torch.from_numpy(preprocess_chips(np.asarray(chips[sample[i:i + 64]]),
                                                                            spec.mean_rgb))).numpy()
                              for i in range(0, len(sample), 64)]).mean(0)
-    return export(run, net, spec, width=width, history=history, offset=teach.mean(0) - mu)
+    return export(run, net, spec, width=width, history=history, offset=teach.mean(0) - mu, recipe=setup,
+                  calibrate=calibrate)
 
 
-def export(run: Path, net, like, *, width: float, history: list, offset: np.ndarray | None = None) -> dict:
+def export(run: Path, net, like, *, width: float, history: list, offset: np.ndarray | None = None,
+           recipe: dict | None = None, calibrate: str = "percentile", quantize_ops: str = "conv") -> dict:
     """Write ``student.onnx``, ``student.int8.onnx`` (calibrated on the run's chips) and ``card.json``."""
     from hybridface.hashing import file_sha256
     from hybridface.models.card import library_versions
     from hybridface.models.resnet import build_onnx
-    from hybridface.models.resnet_int8 import _ChipReader
+    from hybridface.models.resnet_int8 import quantize_onnx
     from hybridface.models.resnet_student import count_parameters, spec_from_torch
 
     from dataclasses import replace
@@ -158,21 +207,19 @@ def export(run: Path, net, like, *, width: float, history: list, offset: np.ndar
     fp32.write_bytes(build_onnx(spec).SerializeToString())
     fused = run / "fused.tmp.onnx"
     fused.write_bytes(build_onnx(spec, fold_affine=True).SerializeToString())
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     chips = np.load(run / "data" / "chips.npy", mmap_mode="r")
     calib = np.asarray(chips[np.linspace(0, len(chips) - 1, min(256, len(chips))).astype(int)])
     int8 = run / "student.int8.onnx"
-    quantize_static(str(fused), str(int8), _ChipReader(calib), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=["Conv", "MatMul", "Add", "AveragePool", "MaxPool", "GlobalAveragePool"],
-                    per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+    quantize_onnx(fused, int8, calib, per_channel=True, calibrate=calibrate, ops=quantize_ops)
     fused.unlink()
     card = {"model": f"resnet student, width {width}", "teacher": "dlib_face_recognition_resnet_model_v1",
             "parameters": count_parameters(spec), "input": "uint8 (n, 150, 150, 3) RGB aligned chip",
             "output": "float32 (n, 128) descriptor", "fp32": {"file": fp32.name, "bytes": fp32.stat().st_size,
                                                              "sha256": file_sha256(fp32)},
-            "int8": {"file": int8.name, "bytes": int8.stat().st_size, "sha256": file_sha256(int8)},
+            "int8": {"file": int8.name, "bytes": int8.stat().st_size, "sha256": file_sha256(int8),
+                     "calibration": f"{calibrate}, per-channel weights, {len(calib)} chips",
+                     "quantized_ops": quantize_ops},
+            "recipe": recipe or {},
             "training": {"steps": len(history), "final_loss": history[-1][1] if history else None,
                          "final_centred_cos": history[-1][2] if history else None,
                          "faces": int(len(chips))},
@@ -187,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, type=Path, help="folder of face crops (never an unseen hold-out)")
     ap.add_argument("--faces", type=int, default=4000)
     ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--stream-width", type=float, default=None, help="residual-stream fraction (default: --width)")
+    ap.add_argument("--refit", type=int, default=0, help="chips for the least-squares conv2 refit at init (0: off)")
+    ap.add_argument("--hint", type=float, default=0.0, help="weight of the per-stage hint loss (0: off)")
+    ap.add_argument("--calibrate", choices=("minmax", "percentile", "entropy"), default="percentile",
+                    help="int8 activation calibration of the export")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -201,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     files = calibration_files(args.data, n=args.faces)
     out = distill(args.run, files=files, width=args.width, steps=args.steps, batch=args.batch, lr=args.lr,
                   relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
-                  export_now=args.export_now)
+                  export_now=args.export_now, stream_width=args.stream_width, refit=args.refit, hint=args.hint,
+                  calibrate=args.calibrate)
     log.info("%s", {k: v for k, v in out.items() if k != "versions"})
     return 0
 

@@ -11,6 +11,14 @@
 * each block's inner channels (conv1 outputs) are ranked on their own;
 * the 256 → 128 projection keeps the rows of the kept final channels.
 
+``stream_width`` (default ``width``) sets the residual streams' fraction apart from the inner
+channels: ``stream_width = 1`` keeps every stream whole, in the teacher's order, so only each
+block's inner channels (conv1 outputs = conv2 inputs) are pruned and the shortcut path of the
+teacher survives untouched (pruning the streams too left the width-0.5 student at centred cosine
+0.03 with the teacher at initialisation). `refit_conv2` then refits each pruned block's conv2 by
+least squares on activations (He et al. 2017 channel pruning), so the block output is
+reconstructed from the kept inner channels.
+
 ``width = 1`` is the teacher up to a permutation of channels (a test checks the descriptors).
 `spec_from_torch` reads a (fine-tuned) `build_torch` module back into a `ResNetSpec`, so
 `build_onnx` exports students exactly as it exports the teacher.
@@ -61,6 +69,14 @@ def _stream_sets(spec: ResNetSpec, width: float) -> list[np.ndarray]:
     return [kept[0], *per_block]
 
 
+def stream_channels(spec: ResNetSpec, *, stream_width: float) -> list[np.ndarray]:
+    """The teacher's channel indices a student of ``stream_width`` keeps in the residual stream
+    after the stem and after each block (``stream_width = 1``: all, in the teacher's order)."""
+    if stream_width == 1:  # whole streams: shortcuts and fc untouched
+        return [np.arange(spec.stem.weight.shape[0])] + [np.arange(b.conv2.weight.shape[0]) for b in spec.blocks]
+    return _stream_sets(spec, stream_width)
+
+
 def _slice(ca: ConvAffine, out_idx: np.ndarray, in_idx: np.ndarray | None) -> ConvAffine:
     w = ca.weight[out_idx]
     if in_idx is not None:
@@ -69,11 +85,16 @@ def _slice(ca: ConvAffine, out_idx: np.ndarray, in_idx: np.ndarray | None) -> Co
                       ca.beta[out_idx].copy(), ca.stride, ca.padding)
 
 
-def prune_spec(spec: ResNetSpec, *, width: float) -> ResNetSpec:
-    """A student keeping ``width`` (0 < width ≤ 1) of the channels of every layer of ``spec``."""
+def prune_spec(spec: ResNetSpec, *, width: float, stream_width: float | None = None) -> ResNetSpec:
+    """A student keeping ``width`` (0 < width ≤ 1) of each block's inner channels and
+    ``stream_width`` (default ``width``) of the residual streams (stem, conv2 outputs, fc rows)."""
     if not 0 < width <= 1:
         raise ConfigError(f"width must be in (0, 1], got {width!r}")
-    streams = _stream_sets(spec, width)
+    if stream_width is None:
+        stream_width = width
+    if not 0 < stream_width <= 1:
+        raise ConfigError(f"stream_width must be in (0, 1], got {stream_width!r}")
+    streams = stream_channels(spec, stream_width=stream_width)
     stem = _slice(spec.stem, streams[0], None)
     blocks = []
     for i, b in enumerate(spec.blocks):
@@ -102,3 +123,68 @@ def spec_from_torch(module, like: ResNetSpec) -> ResNetSpec:
                    for mb, b in zip(module.blocks, like.blocks))
     fc = module.fc.weight.detach().cpu().numpy().T.astype(np.float32).copy()
     return ResNetSpec(like.mean_rgb, ca(module.stem, like.stem), blocks, np.ascontiguousarray(fc))
+
+
+def refit_conv2(student: ResNetSpec, teacher: ResNetSpec, chips: np.ndarray, *, positions: int = 20000,
+                ridge: float = 1e-3, seed: int = 0) -> ResNetSpec:
+    """Refit each block's conv2 (weights + bias) of a stream-preserving student (``stream_width=1``)
+    by ridge least squares: on ``chips``, the student's own kept inner activations (after its
+    refitted earlier blocks) should give the teacher's conv2 output (before the affine) on the
+    teacher's activations. ``positions`` spatial samples per block; blocks with all inner channels
+    kept are left as they are."""
+    import torch
+    from torch.nn import functional as F
+
+    from hybridface.models.resnet import build_torch, preprocess_chips
+
+    if student.fc.shape != teacher.fc.shape or len(student.blocks) != len(teacher.blocks):
+        raise ConfigError("refit_conv2 needs a student pruned with stream_width=1 from the same teacher")
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(preprocess_chips(np.asarray(chips), teacher.mean_rgb))
+    blocks = list(student.blocks)
+    with torch.no_grad():
+        tnet = build_torch(teacher)
+        t_in = F.max_pool2d(F.relu(tnet.stem(x)), 3, 2)
+        s_in = t_in
+        for i, (tb, b) in enumerate(zip(teacher.blocks, blocks)):
+            tm = tnet.blocks[i]
+            t_mid = F.relu(tm.conv1(t_in))
+            if b.conv1.weight.shape[0] < tb.conv1.weight.shape[0]:
+                target = tm.conv2.conv(t_mid)  # (n, c, h, w) conv + bias, before the affine
+                snet = build_torch(ResNetSpec(student.mean_rgb, student.stem, (b,), student.fc)).blocks[0]
+                s_mid = F.relu(snet.conv1(s_in))
+                k = b.conv2.weight.shape[2]
+                cols = F.unfold(s_mid, k, padding=b.conv2.padding)  # (n, kin*k*k, h*w)
+                n, f, hw = cols.shape
+                pick = rng.choice(n * hw, size=min(positions, n * hw), replace=False)
+                a = cols.permute(0, 2, 1).reshape(-1, f)[pick].double().numpy()
+                y = target.flatten(2).permute(0, 2, 1).reshape(n * hw, -1)[pick].double().numpy()
+                a1 = np.hstack([a, np.ones((len(a), 1))])
+                g = a1.T @ a1
+                g[np.diag_indices(f)] += ridge * np.trace(g[:f, :f]) / f
+                sol = np.linalg.solve(g, a1.T @ y)  # (f + 1, c)
+                w = sol[:-1].T.reshape(b.conv2.weight.shape).astype(np.float32)
+                c2 = ConvAffine(np.ascontiguousarray(w), sol[-1].astype(np.float32), b.conv2.gamma, b.conv2.beta,
+                                b.conv2.stride, b.conv2.padding)
+                blocks[i] = b = Block(b.conv1, c2, b.down)
+            snet = build_torch(ResNetSpec(student.mean_rgb, student.stem, (b,), student.fc)).blocks[0]
+            s_in, t_in = snet(s_in), tm(t_in)
+    return ResNetSpec(student.mean_rgb, student.stem, tuple(blocks), student.fc, student.offset)
+
+
+def spec_from_onnx(path, like: ResNetSpec) -> ResNetSpec:
+    """Read an unfolded `build_onnx` graph (a student's ``student.onnx``) back into a spec; strides,
+    paddings and down-sampling come from ``like`` (the teacher: every student shares its layout)."""
+    import onnx
+    from onnx import numpy_helper
+
+    arr = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    if "stem.g" not in arr:
+        raise ConfigError(f"{path} is not an unfolded student graph (no stem.g); pass the fp32 student.onnx")
+
+    def ca(name: str, ref: ConvAffine) -> ConvAffine:
+        return ConvAffine(arr[f"{name}.w"], arr[f"{name}.b"], arr[f"{name}.g"].ravel(), arr[f"{name}.beta"].ravel(),
+                          ref.stride, ref.padding)
+
+    blocks = tuple(Block(ca(f"b{i}.1", b.conv1), ca(f"b{i}.2", b.conv2), b.down) for i, b in enumerate(like.blocks))
+    return ResNetSpec(like.mean_rgb, ca("stem", like.stem), blocks, arr["fc.w"], arr.get("offset"))
