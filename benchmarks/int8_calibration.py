@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from hybridface.models.dlib_format import default_dat_path, read_dlib_net
     from hybridface.models.resnet import build_onnx, resnet_spec
     from hybridface.models.resnet_int8 import quantize_onnx
-    from hybridface.models.resnet_student import spec_from_onnx
+    from hybridface.training.resnet_student import spec_from_onnx
 
     chips = np.load(args.data / "chips.npy", mmap_mode="r")
     calib_idx = np.linspace(0, len(chips) - 1, args.calib).astype(int)  # what the export calibrates on

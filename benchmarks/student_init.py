@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hybridface.models.dlib_format import default_dat_path, read_dlib_net
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
-    from hybridface.models.resnet_student import count_parameters, prune_spec, refit_conv2
+    from hybridface.training.resnet_student import count_parameters, prune_spec, refit_conv2
 
     torch.set_num_threads(1)
     chips = np.load(args.data / "chips.npy", mmap_mode="r")

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hybridface.errors import ConfigError, DatasetError, MissingDependencyError  # noqa: E402
-from hybridface.models.losses import MarginHead, cosine_distill_loss, make_head, relational_distill_loss  # noqa: E402
+from hybridface.training.losses import MarginHead, cosine_distill_loss, make_head, relational_distill_loss  # noqa: E402
 
 
 def test_arcface_margin_applies_to_true_class_only():

@@ -65,7 +65,7 @@ def _run(spec, chips):
 
 
 def test_stream_preserving_pruning_at_full_width_is_the_teacher_exactly(spec):
-    from hybridface.models.resnet_student import prune_spec
+    from hybridface.training.resnet_student import prune_spec
 
     st = prune_spec(spec, width=1.0, stream_width=1.0)
     chips = _chips()
@@ -74,7 +74,7 @@ def test_stream_preserving_pruning_at_full_width_is_the_teacher_exactly(spec):
 
 @pytest.mark.parametrize("width", [0.3, 0.25])
 def test_stream_preserving_pruning_keeps_streams_and_counts_parameters(spec, width):
-    from hybridface.models.resnet_student import count_parameters, prune_spec
+    from hybridface.training.resnet_student import count_parameters, prune_spec
 
     st = prune_spec(spec, width=width, stream_width=1.0)
     assert np.array_equal(st.stem.weight, spec.stem.weight) and np.array_equal(st.fc, spec.fc)
@@ -93,7 +93,7 @@ def test_stream_preserving_pruning_keeps_streams_and_counts_parameters(spec, wid
 
 @pytest.mark.parametrize("kw", [{"stream_width": 0.0}, {"stream_width": 1.5}, {"stream_width": float("nan")}])
 def test_bad_stream_width_is_a_config_error(kw):
-    from hybridface.models.resnet_student import prune_spec
+    from hybridface.training.resnet_student import prune_spec
 
     with pytest.raises(ConfigError, match="stream_width"):
         prune_spec(tiny_spec(), width=0.5, **kw)
@@ -102,7 +102,7 @@ def test_bad_stream_width_is_a_config_error(kw):
 def test_refit_recovers_channels_that_carry_a_kept_channels_signal():
     """Pruned inner channels that are 0.5 × kept ones: plain pruning loses their share of conv2,
     the least-squares refit folds it back into the kept channels' weights."""
-    from hybridface.models.resnet_student import prune_spec, refit_conv2
+    from hybridface.training.resnet_student import prune_spec, refit_conv2
 
     teacher = tiny_spec(duplicate=True)
     st = prune_spec(teacher, width=0.5, stream_width=1.0)
@@ -118,7 +118,7 @@ def test_refit_recovers_channels_that_carry_a_kept_channels_signal():
 
 
 def test_refit_needs_whole_streams():
-    from hybridface.models.resnet_student import prune_spec, refit_conv2
+    from hybridface.training.resnet_student import prune_spec, refit_conv2
 
     teacher = tiny_spec()
     with pytest.raises(ConfigError, match="stream_width=1"):
@@ -129,7 +129,7 @@ def test_refit_needs_whole_streams():
 
 
 def test_hint_loss_is_zero_on_the_teacher_and_scale_free():
-    from hybridface.models.losses import hint_loss
+    from hybridface.training.losses import hint_loss
 
     g = torch.Generator().manual_seed(0)
     t = [torch.randn(4, 6, 5, 5, generator=g), torch.randn(4, 3, 2, 2, generator=g)]
@@ -143,7 +143,7 @@ def test_hint_loss_is_zero_on_the_teacher_and_scale_free():
 
 
 def test_hint_loss_matches_on_the_kept_channels_and_has_gradients():
-    from hybridface.models.losses import hint_loss
+    from hybridface.training.losses import hint_loss
 
     t = [torch.randn(2, 8, 3, 3)]
     keep = [torch.tensor([1, 4, 6])]
@@ -160,7 +160,7 @@ def test_hint_loss_matches_on_the_kept_channels_and_has_gradients():
 
 def test_stage_ends_and_forward_stages(spec):
     from hybridface.models.resnet import build_torch, preprocess_chips
-    from hybridface.models.resnet_distill import forward_stages, stage_ends
+    from hybridface.training.resnet_distill import forward_stages, stage_ends
 
     assert stage_ends(spec) == [2, 6, 9, 12, 13]
     tiny = tiny_spec()
@@ -232,7 +232,7 @@ def test_hint_distillation_with_refit_runs_resumes_and_exports(tmp_path, dataset
     pytest.importorskip("onnx")
     import json
 
-    from hybridface.models.resnet_distill import distill
+    from hybridface.training.resnet_distill import distill
     from hybridface.models.resnet_int8 import calibration_files
 
     monkeypatch.setenv("HYBRIDFACE_CACHE", str(tmp_path / "cache"))

@@ -28,7 +28,7 @@ def _chips(n: int = 4) -> np.ndarray:
 def test_full_width_student_is_the_teacher(spec):
     torch = pytest.importorskip("torch")
     from hybridface.models.resnet import build_torch, preprocess_chips
-    from hybridface.models.resnet_student import prune_spec
+    from hybridface.training.resnet_student import prune_spec
 
     x = torch.from_numpy(preprocess_chips(_chips(), spec.mean_rgb))
     with torch.no_grad():
@@ -39,7 +39,7 @@ def test_full_width_student_is_the_teacher(spec):
 
 @pytest.mark.parametrize("width", [0.5, 0.25, 0.125])
 def test_pruned_students_shapes_and_streams(spec, width):
-    from hybridface.models.resnet_student import count_parameters, prune_spec
+    from hybridface.training.resnet_student import count_parameters, prune_spec
 
     st = prune_spec(spec, width=width)
     assert st.stem.weight.shape == (round(32 * width), 3, 7, 7)
@@ -52,7 +52,7 @@ def test_pruned_students_shapes_and_streams(spec, width):
 
 def test_down_sampling_shortcuts_keep_their_channels(spec):
     """The next stage's kept channels start with the previous stage's, in order (zero-padded add)."""
-    from hybridface.models.resnet_student import _stream_sets
+    from hybridface.training.resnet_student import _stream_sets
 
     streams = _stream_sets(spec, 0.5)
     for i, b in enumerate(spec.blocks):
@@ -66,7 +66,7 @@ def test_student_exports_to_onnx_and_back(spec):
     import onnxruntime as ort
 
     from hybridface.models.resnet import build_onnx, build_torch, preprocess_chips
-    from hybridface.models.resnet_student import prune_spec, spec_from_torch
+    from hybridface.training.resnet_student import prune_spec, spec_from_torch
 
     st = prune_spec(spec, width=0.25)
     net = build_torch(st)
@@ -83,7 +83,7 @@ def test_student_exports_to_onnx_and_back(spec):
 
 @pytest.mark.parametrize("width", [0, -0.5, 1.5, float("nan")])
 def test_bad_width_is_a_config_error(spec, width):
-    from hybridface.models.resnet_student import prune_spec
+    from hybridface.training.resnet_student import prune_spec
 
     with pytest.raises(ConfigError, match="width"):
         prune_spec(spec, width=width)
@@ -96,7 +96,7 @@ def test_distillation_runs_resumes_and_exports(tmp_path, dataset, monkeypatch, s
 
     import onnxruntime as ort
 
-    from hybridface.models.resnet_distill import distill
+    from hybridface.training.resnet_distill import distill
     from hybridface.models.resnet_int8 import calibration_files
 
     monkeypatch.setenv("HYBRIDFACE_CACHE", str(tmp_path / "cache"))
@@ -123,7 +123,7 @@ def test_offset_is_added_by_both_ports(spec):
     import onnxruntime as ort
 
     from hybridface.models.resnet import build_onnx, build_torch, preprocess_chips
-    from hybridface.models.resnet_student import prune_spec
+    from hybridface.training.resnet_student import prune_spec
 
     st = prune_spec(spec, width=0.125)
     off = np.linspace(-1, 1, 128).astype(np.float32)

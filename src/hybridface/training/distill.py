@@ -4,7 +4,7 @@ Objectives (summed over the rows they apply to):
 
 * distillation (``teacher`` rows): the student's 60-D feature goes through a learned linear
   projection 60 → 128 (training only, dropped at export) and regresses the teacher's 128-D dlib
-  descriptor of the same face with :func:`~hybridface.models.losses.cosine_distill_loss`;
+  descriptor of the same face with :func:`~hybridface.training.losses.cosine_distill_loss`;
   no labels are needed, so unlabeled face photos can be used;
 * relational distillation (``relation_weight`` > 0, ``teacher`` rows): the batch's pairwise cosine
   matrix of the student's 60-D feature regresses that of the (centred) teacher descriptors;

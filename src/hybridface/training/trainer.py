@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUGMENTATIONS = ("none", "paper", "strong")
-#: ``classifier``: the network's own FC-K layer; the others: a separate head (:mod:`hybridface.models.losses`)
+#: ``classifier``: the network's own FC-K layer; the others: a separate head (:mod:`hybridface.training.losses`)
 LOSSES = ("classifier", "softmax", "arcface", "cosface")
 SPLITS = ("stratified", "random")
 EVAL_BATCH = 512
@@ -268,7 +268,7 @@ def _train(config, images, labels, groups, teacher, init_state) -> TrainResult:
     from torch.nn import functional as F
     from tqdm import tqdm
 
-    from hybridface.models.losses import cosine_distill_loss, make_head, relational_distill_loss
+    from hybridface.training.losses import cosine_distill_loss, make_head, relational_distill_loss
     from hybridface.training.variants import BatchNormTrainer, build_network, feature_parameters
 
     t0 = time.perf_counter()

@@ -22,9 +22,9 @@ The student: `prune_spec` at ``width`` (inner channels) and ``stream_width`` (re
 default ``width``); ``refit > 0`` refits each conv2 by least squares on that many chips before
 training (`refit_conv2`, stream-preserving students only).
 
-    python -m hybridface.models.resnet_distill RUN_DIR --data ../shared/datasets/unlabeled_faces/utkface \
+    python -m hybridface.training.resnet_distill RUN_DIR --data ../shared/datasets/unlabeled_faces/utkface \
         --faces 4000 --width 0.5 --steps 3000
-    python -m hybridface.models.resnet_distill RUN_DIR --data ... --width 0.3 --stream-width 1 --refit 128 --hint 1
+    python -m hybridface.training.resnet_distill RUN_DIR --data ... --width 0.3 --stream-width 1 --refit 128 --hint 1
 """
 
 from __future__ import annotations
@@ -110,10 +110,10 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
 
     from hybridface.faces.augment import strong_augment
     from hybridface.models.dlib_format import read_dlib_net
-    from hybridface.models.losses import hint_loss, relational_distill_loss
+    from hybridface.training.losses import hint_loss, relational_distill_loss
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
     from hybridface.models.dlib_format import default_dat_path
-    from hybridface.models.resnet_student import prune_spec, refit_conv2, stream_channels
+    from hybridface.training.resnet_student import prune_spec, refit_conv2, stream_channels
 
     run = Path(run)
     torch.set_num_threads(int(threads))
@@ -198,7 +198,7 @@ def export(run: Path, net, like, *, width: float, history: list, offset: np.ndar
     from hybridface.models.card import library_versions
     from hybridface.models.resnet import build_onnx
     from hybridface.models.resnet_int8 import quantize_onnx
-    from hybridface.models.resnet_student import count_parameters, spec_from_torch
+    from hybridface.training.resnet_student import count_parameters, spec_from_torch
 
     from dataclasses import replace
 
