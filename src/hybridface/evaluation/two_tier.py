@@ -1,6 +1,8 @@
 """The main job's story: enrol with the accurate model, fit the paper's network, identify with both.
 
-``run_two_tier("vidtimit", datasets_dir, workdir=...)``:
+``run_two_tier(protocol, datasets_dir, workdir=..., protocol_options={...})`` for any protocol of
+:data:`hybridface.protocols.PROTOCOLS` (``vidtimit``: the main job; ``yale-augmented``; ``unseen``
+with ``holdout=...``; ``folder`` with ``gallery_per_identity=1, order="first"``, ...):
 
 1. crops every gallery and probe frame of the protocol (its detect policy) and encodes it with the
    default encoder (dlib), in ``workers`` processes (dlib runs one face at a time per core);
@@ -132,8 +134,9 @@ def _onnx_parameters(path) -> int | None:
 def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | os.PathLike,
                  model: str | None = None, strategy: str = "hybrid", workers: int | None = None,
                  chunk: int = 64, fit_options: dict[str, Any] | None = None, seed: int = 0,
-                 progress: bool = True) -> TwoTierRun:
-    """Run the two tiers on ``protocol`` (see module docstring); galleries go to ``workdir``."""
+                 protocol_options: dict[str, Any] | None = None, progress: bool = True) -> TwoTierRun:
+    """Run the two tiers on ``protocol`` (built with ``protocol_options``; see module docstring);
+    galleries go to ``workdir`` as ``<protocol>.db`` and ``<protocol>-fit.db``."""
     from hybridface.api import open_gallery
     from hybridface.models.encoders import OnnxEncoder
     from hybridface.protocols import get_protocol
@@ -142,7 +145,7 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
     workers = workers or max(1, os.cpu_count() or 1)
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    split = get_protocol(protocol, Path(data_dir), seed=seed)
+    split = get_protocol(protocol, Path(data_dir), seed=seed, **(protocol_options or {}))
     log.info("%s", split.summary())
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
