@@ -54,3 +54,25 @@ def test_two_tier_takes_a_protocol_and_its_options(dataset, tmp_path, capsys):
                  "--protocol-option", "order=random"]) == 2
     assert "order='random'" in capsys.readouterr().err
     assert not (tmp_path / "w2" / "folder.db").exists()
+
+
+def test_two_tier_unseen_rotation_with_dataset_prefixed_identities(dataset, tmp_path, capsys):
+    """``unseen`` names identities ``<dataset>/<person>``; the galleries store them as ``<dataset>:<person>``
+    and the probes are scored against those names."""
+    src = dataset("vidtimit14")
+    vidtimit_slice(src, tmp_path, people=2, frames=8)
+    other = tmp_path / "att_orl" / "s1"  # a stand-in training side: unseen needs a second dataset
+    other.mkdir(parents=True)
+    for f in sorted((src / "fcft0").iterdir())[:2]:
+        (other / f.name).symlink_to(f)
+    assert main(["-q", "two-tier", "unseen", "--data", str(tmp_path), "--workdir", str(tmp_path / "w"),
+                 "--protocol-option", "holdout=vidtimit14", "--protocol-option", "gallery_per_identity=3",
+                 "--model", "general", "--epochs", "1", "--workers", "1", "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "gallery 6 samples" in out["summary"] and "probes 10 samples" in out["summary"]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "w" / "unseen.db") as db:
+        names = sorted(r[0] for r in db.execute("SELECT name FROM identities"))
+    assert names == ["vidtimit14:faks0", "vidtimit14:fcft0"]
+    assert out["rows"][0]["rank1"] > 0  # probes are matched to the stored names

@@ -113,6 +113,11 @@ def _encode_side(samples, detect: str, *, model: str | None, workers: int, chunk
     return crops, np.concatenate(vecs), errors, enc_s, model_id
 
 
+def _gallery_name(identity: str) -> str:
+    """A protocol identity as a gallery name (``unseen`` prefixes its dataset: ``att_orl/s1`` -> ``att_orl:s1``)."""
+    return identity.replace("/", ":")
+
+
 def _rank1_and_search(gallery, vecs: np.ndarray, names: list[str], n_probes: int, strategy: str):
     gallery.searcher(strategy=strategy)  # built outside the timed part
     t0 = time.perf_counter()
@@ -163,7 +168,7 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
     ok = [i for i, c in enumerate(g_crops) if c is not None]
     by_id: dict[str, list[int]] = defaultdict(list)
     for row, i in enumerate(ok):
-        by_id[g_side[i].identity].append(row)
+        by_id[_gallery_name(g_side[i].identity)].append(row)
     with open_gallery(db, create=True) as g:
         for ident, rows in by_id.items():
             g.enroll_vectors(ident, g_vecs[rows], model_id=model_id,
@@ -176,7 +181,7 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
     seconds["fit"] = time.perf_counter() - t0
 
     p_ok = [i for i, c in enumerate(p_crops) if c is not None]
-    p_names = [split.probes[i].identity for i in p_ok]
+    p_names = [_gallery_name(split.probes[i].identity) for i in p_ok]
     n_probes = len(split.probes)
     rows = []
     with open_gallery(db, readonly=True) as g:
