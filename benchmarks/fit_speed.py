@@ -3,11 +3,14 @@ and the fitted model's encode speed; write a markdown table.
 
     python benchmarks/fit_speed.py --data ../shared/datasets --work /tmp/fitspeed \\
         --md docs/results/fit/fit_speed.md [--faces 2000] [--add-fraction 0.01] [--threads 2]
+    python benchmarks/fit_speed.py --from G1.db G2.db ... --work /tmp/fitspeed --md ...
 
 1. builds (once; reused when ``WORK/g.db`` exists) a gallery of about ``--faces`` faces enrolled
    with the default encoder (dlib's ResNet on the ONNX port), faces kept: Extended Yale B (26 per
    person) and AT&T/ORL (10 per person) as ready crops, VidTIMIT frames (face detected) for the
-   rest: 92 identities;
+   rest: 92 identities. ``--from``: instead merge existing galleries of that encoder (their kept
+   faces and templates; identities prefixed with the file's stem), the largest subsampled evenly
+   so the total is ``--faces``: no encoding needed;
 2. copies it without its last ``ceil(add_fraction * identities)`` identities (G_old) and fits G_old
    from scratch (timed, ``fit``'s defaults);
 3. fits the full gallery again: a warm start from G_old's fit (timed);
@@ -69,12 +72,46 @@ def build_gallery(data: Path, work: Path, faces: int) -> Path:
     return db
 
 
+def merge_galleries(sources: list[Path], work: Path, faces: int) -> Path:
+    """``WORK/g.db``: the kept faces + templates of ``sources`` (one encoder), about ``faces`` in all."""
+    import numpy as np
+
+    from hybridface.api import open_gallery
+    from hybridface.training.fit import _load_gallery
+
+    db = work / "g.db"
+    if db.exists():
+        return db
+    loaded = [(src, *_load_gallery(src)) for src in sources]
+    total = sum(len(x[2]) for x in loaded)
+    big = max(range(len(loaded)), key=lambda i: len(loaded[i][2]))
+    keep_big = len(loaded[big][2]) - max(0, total - faces)
+    tmp = work / "g.building.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    with open_gallery(tmp, create=True) as g:
+        for i, (src, kept, teacher, ids, meta, model_id) in enumerate(loaded):
+            rows = np.arange(len(ids))
+            if i == big:
+                rows = np.unique(np.linspace(0, len(ids) - 1, keep_big).round().astype(int))
+            prefix = src.parent.name if src.stem in ("unseen", "g") else src.stem
+            for name in dict.fromkeys(ids[rows]):
+                r = rows[ids[rows] == name]
+                g.enroll_vectors(f"{prefix}:{name}", teacher[r], model_id=model_id,
+                                 sources=[meta[j][0] for j in r], hashes=[meta[j][1] for j in r],
+                                 faces=[kept.images[j] for j in r])
+    os.replace(tmp, db)
+    return db
+
+
 def main() -> None:
     from hybridface.api import open_gallery
     from hybridface.training.fit import fit_gallery
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="datasets folder (extended_yale_b, att_orl, vidtimit14)")
+    ap.add_argument("--data", type=Path, default=None, help="datasets folder (extended_yale_b, att_orl, vidtimit14)")
+    ap.add_argument("--from", dest="sources", type=Path, nargs="+", default=None,
+                    help="merge these galleries (kept faces, one encoder) instead of enrolling --data")
     ap.add_argument("--work", type=Path, required=True, help="work folder (the built gallery is reused)")
     ap.add_argument("--md", type=Path, default=None, help="markdown table to write")
     ap.add_argument("--faces", type=int, default=2000)
@@ -84,7 +121,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    db = build_gallery(args.data, args.work, args.faces)
+    if args.sources:
+        db = merge_galleries(args.sources, args.work, args.faces)
+    elif args.data:
+        db = build_gallery(args.data, args.work, args.faces)
+    else:
+        ap.error("give --data DATASETS or --from GALLERY ...")
     build_s = time.perf_counter() - t0
     old, g2 = args.work / "g_old.db", args.work / "g2.db"
     for p in (old, g2):

@@ -53,8 +53,9 @@ def cmd_two_tier(args) -> int:
     options = {k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()}
     workdir = args.workdir or tempfile.mkdtemp(prefix="hybridface-main-")
     fit_options = {"force": True, "threads": args.threads}
-    if args.epochs is not None:
-        fit_options["epochs"] = args.epochs
+    for key in ("epochs", "batch_size", "relation_weight"):
+        if getattr(args, key) is not None:
+            fit_options[key] = getattr(args, key)
     run = run_two_tier(args.protocol, args.data, workdir=workdir, model=args.model, strategy=args.strategy,
                        workers=args.workers, fit_options=fit_options, seed=args.seed, protocol_options=options,
                        progress=not args.json)
@@ -87,6 +88,8 @@ def register(sub) -> None:
     t.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy)
     t.add_argument("--workers", type=int, default=None, help="encoder processes (default: all cores)")
     t.add_argument("--epochs", type=int, default=None, help="fit epochs (default: fit's)")
+    t.add_argument("--batch-size", type=int, default=None, help="fit batch size (default: fit's)")
+    t.add_argument("--relation-weight", type=float, default=None, help="fit relational weight (default: fit's)")
     t.add_argument("--threads", type=int, default=None, help="torch threads for fit (default: all cores)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true")
