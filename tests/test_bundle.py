@@ -104,3 +104,49 @@ def test_bundle_runs_with_core_dependencies_only(g2, tmp_path_factory, capsys):
     assert r.returncode == 0, r.stderr[-2000:]
     got = [(a["identity"], round(a["distance"], 4)) for a in map(json.loads, r.stdout.strip().splitlines())]
     assert got == want
+    # the int8 model and templates too (no numba there: the re-scoring is plain numpy)
+    assert main(["identify", *probes, "--bundle", str(bundle), "--json", "--detect", "never", "--storage", "int8"]) == 0
+    want8 = [(a["identity"], round(a["distance"], 4)) for a in _answers(capsys)]
+    r = subprocess.run([str(py), "-m", "hybridface", "identify", *probes, "--bundle", str(bundle), "--json",
+                        "--detect", "never", "--storage", "int8"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [(a["identity"], round(a["distance"], 4)) for a in map(json.loads, r.stdout.strip().splitlines())] == want8
+
+
+def test_int8_bundle_templates_and_model(g2, capsys):
+    """``export --bundle`` also writes int8 templates; ``identify --bundle --storage int8`` uses the
+    int8 model and templates and re-scores its candidates against the float32 templates."""
+    import numpy as np
+
+    root, data, _ = g2
+    bundle = root / "dev8"
+    assert main(["export", str(root / "g2.db"), "--bundle", str(bundle), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert "gallery.int8.npz" in m["files"]
+    with np.load(bundle / "gallery.int8.npz") as z, np.load(bundle / "gallery.npz") as f:
+        assert z["codes"].dtype == np.int8 and z["codes"].shape == f["templates"].shape
+        approx = z["codes"] * z["scale"][None, :]
+        assert np.abs(approx - f["templates"]).max() <= z["scale"].max()  # at most one step per dimension
+    sizes = m["sizes"]
+    assert sizes["int8_bytes"] < sizes["fp32_bytes"] <= sizes["budget_bytes"] == 1_000_000 + 256 * 15
+    assert (bundle / "model.int8.onnx").stat().st_size < (bundle / "model.onnx").stat().st_size
+    probes = [str(data / p / f"{i:02d}.png") for p in ("ann", "bob", "cid") for i in (1, 3)]
+    assert main(["identify", *probes, "--bundle", str(bundle), "--json", "--k", "2", "--detect", "never",
+                 "--storage", "int8"]) == 0
+    got = _answers(capsys)
+    assert len(got) == 6 and all(a["identity"] is not None for a in got)
+    # the distances are float32 ones: the int8 model's probes against the float32 templates
+    from hybridface.bundle import load_bundle
+    from hybridface.faces.io import load_image
+    from hybridface.prepare import encode_crops
+
+    b = load_bundle(bundle, precision="int8")
+    assert b.precision == "int8" and b.exact is not None and b.encoder.path_.name == "model.int8.onnx"
+    vec = encode_crops(b.encoder, [load_image(probes[0])])[0]
+    best = b.exact.vectors[b.exact.rows(b.exact.index_of(got[0]["identity"]))] @ vec
+    assert got[0]["distance"] == pytest.approx(1 - best.max(), abs=1e-5)
+    # an old bundle without int8 templates: one clear line, exit 2
+    (bundle / "gallery.int8.npz").unlink()
+    capsys.readouterr()
+    assert main(["identify", probes[0], "--bundle", str(bundle), "--detect", "never", "--storage", "int8"]) == 2
+    assert "no int8 templates" in capsys.readouterr().err

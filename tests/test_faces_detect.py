@@ -15,6 +15,7 @@ from hybridface.faces.io import load_image
 FRONTAL = "faks0/faks0_1874.jpg"  # frontal face, found by dlib HOG
 PROFILE = "fcmh0/fcmh0_1929.jpg"  # head turned to full profile: HOG misses it, Haar profile finds it
 NOFACE = "fjas0/fjas0_2115.jpg"  # head bowed, only hair visible: no detector finds a face
+TILTED = "fjas0/fjas0_2021.jpg"  # head tilted far back: only the CNN (upsampled) finds it
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +148,16 @@ def test_every_backend_finds_the_frontal_face(vid):
         # normalised boxes agree with dlib's within a fraction of the face size
         assert abs((x + w / 2) - (rx + rw / 2)) < 0.25 * rw and abs((y + h / 2) - (ry + rh / 2)) < 0.3 * rh, det
         assert 0.6 < w / rw < 1.6, det
+
+
+def test_cascade_falls_back_to_the_cnn_only_when_the_fast_stages_find_nothing(vid):
+    img = load_image(vid(TILTED))
+    for det in ("dlib", "opencv"):
+        assert detect_faces(img, detector=det) == [], det
+    (d,) = detect_faces(img, detector="cascade")
+    assert d.detector == "dlib-cnn-fallback" and d.score > 0 and _inside(d.box, img.shape)
+    (crop,) = extract_faces(img, detect="largest", detector="cascade")
+    assert crop.image.shape == (60, 60, 3)
+    # a frontal face never reaches the slow stage
+    (f,) = detect_faces(load_image(vid(FRONTAL)), detector="cascade")
+    assert f.detector == "dlib"

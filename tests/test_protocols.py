@@ -164,3 +164,20 @@ def test_vidtimit_paper_too_few_frames_is_one_line(tmp_path, capsys):
     assert "at least 10 frames" in err and err.count("\n") == 1
     with pytest.raises(ConfigError, match="gallery_fraction"):
         get_protocol("vidtimit-paper", root, gallery_fraction=1.5)
+
+
+def test_folder_order_first_and_unknown_protocol_options(tmp_path):
+    from hybridface.errors import ConfigError
+    from hybridface.protocols import get_protocol
+
+    for person in ("a", "b"):
+        (tmp_path / person).mkdir()
+        for i in range(1, 5):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / person / f"{i}.png")
+    split = get_protocol("folder", tmp_path, gallery_per_identity=1, order="first", detect="never")
+    assert sorted(s.path.name for s in split.gallery) == ["1.png", "1.png"]
+    assert len(split.probes) == 6
+    with pytest.raises(ConfigError, match="order='shuffle'"):
+        get_protocol("folder", tmp_path, order="shuffle")
+    with pytest.raises(ConfigError, match=r"no option 'holdout'.*gallery_per_identity"):
+        get_protocol("folder", tmp_path, holdout="x")

@@ -48,12 +48,17 @@ def cmd_two_tier(args) -> int:
 
     from hybridface.evaluation.two_tier import format_table, run_two_tier
 
+    from hybridface.cli.evaluate import _option_value, _pairs
+
+    options = {k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()}
     workdir = args.workdir or tempfile.mkdtemp(prefix="hybridface-main-")
     fit_options = {"force": True, "threads": args.threads}
-    if args.epochs is not None:
-        fit_options["epochs"] = args.epochs
+    for key in ("epochs", "batch_size", "relation_weight"):
+        if getattr(args, key) is not None:
+            fit_options[key] = getattr(args, key)
     run = run_two_tier(args.protocol, args.data, workdir=workdir, model=args.model, strategy=args.strategy,
-                       workers=args.workers, fit_options=fit_options, seed=args.seed, progress=not args.json)
+                       workers=args.workers, fit_options=fit_options, seed=args.seed, protocol_options=options,
+                       progress=not args.json)
     if args.json:
         print(json.dumps({"summary": run.summary, "rows": [r.__dict__ for r in run.rows], "seconds": run.seconds,
                           "fit_check": run.fit_check}))
@@ -72,13 +77,19 @@ def register(sub) -> None:
                        description="Enrol a protocol's gallery side with the default (accurate) encoder, keeping "
                                    "the faces; fit the paper's network on it; identify the probe side with both "
                                    "galleries; print one table.")
-    t.add_argument("protocol", help="protocol name (vidtimit, yale-augmented, folder)")
+    t.add_argument("protocol", help="protocol name: vidtimit (the main job), yale-augmented, unseen, folder, "
+                                    "vidtimit-paper")
     t.add_argument("--data", required=True, help="datasets folder (or the dataset itself)")
+    t.add_argument("--protocol-option", action="append", metavar="KEY=VALUE",
+                   help="protocol parameter, repeatable (unseen: holdout=att_orl; folder: gallery_per_identity=1, "
+                        "order=first, detect=never)")
     t.add_argument("--workdir", default=None, help="folder for the two galleries (default: a new temp folder)")
     t.add_argument("--model", default=None, help="enrolment model (default: dlib when installed)")
     t.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy)
     t.add_argument("--workers", type=int, default=None, help="encoder processes (default: all cores)")
     t.add_argument("--epochs", type=int, default=None, help="fit epochs (default: fit's)")
+    t.add_argument("--batch-size", type=int, default=None, help="fit batch size (default: fit's)")
+    t.add_argument("--relation-weight", type=float, default=None, help="fit relational weight (default: fit's)")
     t.add_argument("--threads", type=int, default=None, help="torch threads for fit (default: all cores)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true")

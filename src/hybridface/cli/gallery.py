@@ -91,7 +91,7 @@ def cmd_identify(args) -> int:
         opts = search_options(args)
         answers = identify_bundle(args.bundle, probes, strategy=opts.strategy, top_n=opts.top_n,
                                   workers=opts.workers, k=opts.k, threshold=opts.threshold, detect=args.detect,
-                                  detector=args.detector)
+                                  detector=args.detector, precision="int8" if opts.storage == "int8" else "fp32")
     else:
         from hybridface.api import open_gallery
 
@@ -232,7 +232,8 @@ def _search_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=DEFAULTS.storage, metavar="{float32,int8}",
                    help="template storage of --strategy exhaustive: int8 also keeps int8 codes of the "
                         "templates, so searches of a few probes (k = 1) read ~4x fewer bytes with "
-                        "exactly the float32 answers, for +27 %% memory (needs numba; default: float32)")
+                        "exactly the float32 answers, for +27 %% memory (needs numba; default: float32); with "
+                        "--bundle: the bundle's int8 model and templates, candidates re-scored in float32")
 
 
 def engine_opts(p: argparse.ArgumentParser, *, engine_help: str) -> None:

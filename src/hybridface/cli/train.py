@@ -142,8 +142,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(json.dumps(m))
         else:
             print(f"bundle {args.bundle}: {m['identities']} identities, {m['templates']} templates, "
-                  f"{m['bytes']:,} bytes ({', '.join(m['files'])}); run it with: hybridface identify PROBES "
-                  f"--bundle {args.bundle}")
+                  f"{m['bytes']:,} bytes ({', '.join(m['files'])}); on a device it needs "
+                  f"{m['sizes']['fp32_bytes']:,} bytes (float32) or {m['sizes']['int8_bytes']:,} bytes (int8), "
+                  f"budget {m['sizes']['budget_bytes']:,}; run it with: hybridface identify PROBES "
+                  f"--bundle {args.bundle} [--storage int8]")
         return 0
 
     if not args.int8:

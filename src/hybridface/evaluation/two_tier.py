@@ -1,6 +1,8 @@
 """The main job's story: enrol with the accurate model, fit the paper's network, identify with both.
 
-``run_two_tier("vidtimit", datasets_dir, workdir=...)``:
+``run_two_tier(protocol, datasets_dir, workdir=..., protocol_options={...})`` for any protocol of
+:data:`hybridface.protocols.PROTOCOLS` (``vidtimit``: the main job; ``yale-augmented``; ``unseen``
+with ``holdout=...``; ``folder`` with ``gallery_per_identity=1, order="first"``, ...):
 
 1. crops every gallery and probe frame of the protocol (its detect policy) and encodes it with the
    default encoder (dlib), in ``workers`` processes (dlib runs one face at a time per core);
@@ -111,6 +113,11 @@ def _encode_side(samples, detect: str, *, model: str | None, workers: int, chunk
     return crops, np.concatenate(vecs), errors, enc_s, model_id
 
 
+def _gallery_name(identity: str) -> str:
+    """A protocol identity as a gallery name (``unseen`` prefixes its dataset: ``att_orl/s1`` -> ``att_orl:s1``)."""
+    return identity.replace("/", ":")
+
+
 def _rank1_and_search(gallery, vecs: np.ndarray, names: list[str], n_probes: int, strategy: str):
     gallery.searcher(strategy=strategy)  # built outside the timed part
     t0 = time.perf_counter()
@@ -132,8 +139,9 @@ def _onnx_parameters(path) -> int | None:
 def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | os.PathLike,
                  model: str | None = None, strategy: str = "hybrid", workers: int | None = None,
                  chunk: int = 64, fit_options: dict[str, Any] | None = None, seed: int = 0,
-                 progress: bool = True) -> TwoTierRun:
-    """Run the two tiers on ``protocol`` (see module docstring); galleries go to ``workdir``."""
+                 protocol_options: dict[str, Any] | None = None, progress: bool = True) -> TwoTierRun:
+    """Run the two tiers on ``protocol`` (built with ``protocol_options``; see module docstring);
+    galleries go to ``workdir`` as ``<protocol>.db`` and ``<protocol>-fit.db``."""
     from hybridface.api import open_gallery
     from hybridface.models.encoders import OnnxEncoder
     from hybridface.protocols import get_protocol
@@ -142,7 +150,7 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
     workers = workers or max(1, os.cpu_count() or 1)
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    split = get_protocol(protocol, Path(data_dir), seed=seed)
+    split = get_protocol(protocol, Path(data_dir), seed=seed, **(protocol_options or {}))
     log.info("%s", split.summary())
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -160,7 +168,7 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
     ok = [i for i, c in enumerate(g_crops) if c is not None]
     by_id: dict[str, list[int]] = defaultdict(list)
     for row, i in enumerate(ok):
-        by_id[g_side[i].identity].append(row)
+        by_id[_gallery_name(g_side[i].identity)].append(row)
     with open_gallery(db, create=True) as g:
         for ident, rows in by_id.items():
             g.enroll_vectors(ident, g_vecs[rows], model_id=model_id,
@@ -173,7 +181,7 @@ def run_two_tier(protocol: str, data_dir: str | os.PathLike, *, workdir: str | o
     seconds["fit"] = time.perf_counter() - t0
 
     p_ok = [i for i, c in enumerate(p_crops) if c is not None]
-    p_names = [split.probes[i].identity for i in p_ok]
+    p_names = [_gallery_name(split.probes[i].identity) for i in p_ok]
     n_probes = len(split.probes)
     rows = []
     with open_gallery(db, readonly=True) as g:

@@ -25,8 +25,9 @@ __all__ = ["CropCache", "CACHE_VERSION", "CachedCrops"]
 
 log = logging.getLogger(__name__)
 
-#: Bump when crop geometry changes, so old entries are not reused.
-CACHE_VERSION = 1
+#: Bump when crop geometry or a detector changes, so old entries are not reused
+#: (2: ``cascade`` gained its dlib CNN fallback stage).
+CACHE_VERSION = 2
 
 #: One cached image's crops: ``(images (n, s, s, 3) uint8, boxes (n, 4), scores (n,), landmarks (n, 2, 2) | NaN)``.
 CachedCrops = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]

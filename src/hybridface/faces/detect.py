@@ -8,8 +8,11 @@
 ``dlib``            dlib's HOG frontal detector + the 5-point landmark model (eye landmarks).
 ``dlib-cnn``        dlib's CNN (MMOD) detector + 5-point landmarks (slow on CPU, ~0.3 s/frame).
 ``cascade``         (default) dlib HOG (score ≥ 0) → Haar profile (both sides) → Haar frontal →
-                    weak dlib HOG (score ≥ ``WEAK_HOG_THRESHOLD``); the first stage that finds a
-                    face wins. Without dlib installed it degrades to ``opencv``.
+                    weak dlib HOG (score ≥ ``WEAK_HOG_THRESHOLD``) → dlib CNN (MMOD), upsampled
+                    once for images whose shorter side is under ``CNN_UPSAMPLE_BELOW`` px; the first
+                    stage that finds a face wins, so the slow CNN (0.3–2 s) runs only on images
+                    the fast stages found nothing in (heads bowed, tilted back or in profile).
+                    Without dlib installed it degrades to ``opencv``.
 
 Boxes are ``(x, y, w, h)`` floats in the input image's pixels, normalised to dlib's tight HOG
 box convention (brow to chin) so crops look alike whichever stage found the face: the Haar
@@ -31,7 +34,7 @@ import numpy as np
 
 from hybridface.errors import ConfigError, MissingDependencyError, ModelFileError
 
-__all__ = ["Detection", "detect_faces", "DETECTORS", "WEAK_HOG_THRESHOLD", "MAX_SIDE"]
+__all__ = ["Detection", "detect_faces", "DETECTORS", "WEAK_HOG_THRESHOLD", "MAX_SIDE", "CNN_UPSAMPLE_BELOW"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ MAX_SIDE = 640
 MIN_FACE_FRACTION = 0.2
 #: Last-resort HOG detections down to this (negative) score are accepted by ``cascade``.
 WEAK_HOG_THRESHOLD = -0.6
+#: ``cascade``'s last stage (dlib CNN) upsamples images whose shorter side is below this once: the CNN
+#: finds faces of >= ~80 px without upsampling, >= ~40 px with it (VidTIMIT frames are 256x192).
+CNN_UPSAMPLE_BELOW = 400
 #: Haar box → HOG-like box: (size factor, vertical centre shift in units of the output width).
 _HAAR_TO_HOG = {"frontal": (1 / 1.125, 0.103), "profile": (1 / 1.216, 0.13)}
 
@@ -171,14 +177,14 @@ def _dlib_hog(rgb: np.ndarray, threshold: float) -> list[Detection]:
     ]
 
 
-def _dlib_cnn(rgb: np.ndarray) -> list[Detection]:
-    dets = _MODELS.get("dlib-cnn")(rgb, 0)
+def _dlib_cnn(rgb: np.ndarray, upsample: int = 0, name: str = "dlib-cnn") -> list[Detection]:
+    dets = _MODELS.get("dlib-cnn")(rgb, int(upsample))
     return [
         Detection(
             (float(d.rect.left()), float(d.rect.top()), float(d.rect.width()), float(d.rect.height())),
             float(d.confidence),
             None,
-            "dlib-cnn",
+            name,
         )
         for d in dets
     ]
@@ -237,8 +243,12 @@ def _run(rgb: np.ndarray, grey: np.ndarray, detector: str, landmarks: bool) -> l
     dets = _haar(grey, "frontal")
     if dets:
         return _with_landmarks(rgb, dets) if landmarks else dets
-    weak = [Detection(d.box, d.score, None, "dlib-weak") for d in hog[:1]]
-    return _with_landmarks(rgb, weak) if landmarks else weak
+    if hog:
+        weak = [Detection(d.box, d.score, None, "dlib-weak") for d in hog[:1]]
+        return _with_landmarks(rgb, weak) if landmarks else weak
+    up = 1 if min(rgb.shape[:2]) < CNN_UPSAMPLE_BELOW else 0
+    cnn = _nms(_dlib_cnn(rgb, up, "dlib-cnn-fallback"))
+    return _with_landmarks(rgb, cnn) if landmarks else cnn
 
 
 def detect_faces(image: np.ndarray, *, detector: str = "cascade", landmarks: bool = True) -> list[Detection]:

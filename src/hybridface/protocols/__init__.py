@@ -48,5 +48,13 @@ def get_protocol(name: str, data_dir: str | Path, *, seed: int = 0, **options) -
     target = PROTOCOLS.get(name)
     if target is None:
         raise ConfigError(f"unknown protocol {name!r}; use one of {', '.join(PROTOCOLS)}")
+    import inspect
+
     module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)(Path(data_dir), seed=int(seed), **options)
+    fn = getattr(importlib.import_module(module), func)
+    known = [k for k in inspect.signature(fn).parameters if k not in ("data_dir", "seed")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"protocol {name!r} has no option {', '.join(map(repr, unknown))}; "
+                          f"its options are {', '.join(known) or '(none)'}")
+    return fn(Path(data_dir), seed=int(seed), **options)
