@@ -29,15 +29,6 @@ def rank1(gallery: np.ndarray, g_ids: np.ndarray, probes: np.ndarray, p_ids: np.
     return int((best.argmax(axis=1) == p_ids).sum())
 
 
-def _value(v: str):
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
-
-
 def main() -> None:
     import cv2
 
@@ -63,7 +54,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    opts = {k: _value(v) for k, v in (o.split("=", 1) for o in args.protocol_option)}
+    from hybridface.cli.evaluate import protocol_options
+
+    opts = protocol_options(args.protocol_option)
     split = get_protocol(args.protocol, args.data, seed=0, **opts)
     fitted_db = args.fit
     if args.refit is not None:

@@ -38,3 +38,16 @@ def reference_npz() -> Path:
     if not REFERENCE_NPZ.is_file():
         pytest.skip(f"paper reference weights not found at {REFERENCE_NPZ}")
     return REFERENCE_NPZ
+
+
+@pytest.fixture(scope="session")
+def resnet_teacher_spec():
+    """The ported dlib ResNet's layout and weights (skips without the installed ``.dat`` file)."""
+    from hybridface.errors import ModelFileError
+    from hybridface.models.dlib_format import default_dat_path, read_dlib_net
+    from hybridface.models.resnet import resnet_spec
+
+    try:
+        return resnet_spec(read_dlib_net(default_dat_path()))
+    except ModelFileError as exc:
+        pytest.skip(str(exc))

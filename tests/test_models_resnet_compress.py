@@ -6,20 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridface.errors import ConfigError, ModelFileError
+from hybridface.errors import ConfigError
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def spec():
-    from hybridface.models.dlib_format import default_dat_path, read_dlib_net
-    from hybridface.models.resnet import resnet_spec
-
-    try:
-        return resnet_spec(read_dlib_net(default_dat_path()))
-    except ModelFileError as exc:
-        pytest.skip(str(exc))
+def spec(resnet_teacher_spec):
+    return resnet_teacher_spec
 
 
 def _chips(n: int = 4, seed: int = 0) -> np.ndarray:

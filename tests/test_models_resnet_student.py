@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridface.errors import ConfigError, ModelFileError
+from hybridface.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def spec():
-    from hybridface.models.dlib_format import read_dlib_net
-    from hybridface.models.resnet import resnet_spec
-    from hybridface.models.dlib_format import default_dat_path
-
-    try:
-        return resnet_spec(read_dlib_net(default_dat_path()))
-    except ModelFileError as exc:
-        pytest.skip(str(exc))
+def spec(resnet_teacher_spec):
+    return resnet_teacher_spec
 
 
 def _chips(n: int = 4) -> np.ndarray:

@@ -42,6 +42,11 @@ def _option_value(v: str):
     return v
 
 
+def protocol_options(values: list[str] | None) -> dict[str, object]:
+    """``--protocol-option NAME=VALUE`` items as a dict, numbers parsed (a `ConfigError` otherwise)."""
+    return {k: _option_value(v) for k, v in _pairs(values, "--protocol-option").items()}
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
@@ -169,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         models=args.models, strategies=args.strategies, search=search,
         codewords=codewords, open_set=args.open_set, impostor_fraction=args.impostor_fraction,
         limit_probes=args.limit_probes, seed=args.seed, weights=_pairs(args.weights, "--weights"),
-        protocol_options={k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()},
+        protocol_options=protocol_options(args.protocol_option),
         train=train, preset=preset.name, overrides=overrides,
         scaling=_sizes(args.scaling), scaling_noise=args.scaling_noise, flip=args.flip,
         timing_probes=args.timing_probes, search_timing_probes=args.search_timing_probes,

@@ -48,9 +48,9 @@ def cmd_two_tier(args) -> int:
 
     from hybridface.evaluation.two_tier import format_table, run_two_tier
 
-    from hybridface.cli.evaluate import _option_value, _pairs
+    from hybridface.cli.evaluate import protocol_options
 
-    options = {k: _option_value(v) for k, v in _pairs(args.protocol_option, "--protocol-option").items()}
+    options = protocol_options(args.protocol_option)
     workdir = args.workdir or tempfile.mkdtemp(prefix="hybridface-main-")
     fit_options = {"force": True, "threads": args.threads}
     for key in ("epochs", "batch_size", "relation_weight"):
