@@ -161,3 +161,46 @@ def test_cascade_falls_back_to_the_cnn_only_when_the_fast_stages_find_nothing(vi
     # a frontal face never reaches the slow stage
     (f,) = detect_faces(load_image(vid(FRONTAL)), detector="cascade")
     assert f.detector == "dlib"
+
+
+def test_cascade_fast_never_runs_the_cnn_and_the_service_uses_it(vid, monkeypatch):
+    """`cascade-fast` (the REST service's detector) stops before the seconds-long CNN stage: an
+    upload without a face stays cheap. Same fast stages as `cascade` otherwise."""
+    pytest.importorskip("dlib")
+    from hybridface.faces import detect as det_mod
+    from hybridface.options import DEFAULTS
+
+    img = load_image(vid(TILTED))
+    assert DEFAULTS.service_detector == "cascade-fast" and DEFAULTS.detector == "cascade"
+
+    def no_cnn(*a, **k):
+        raise AssertionError("the CNN stage ran")
+
+    monkeypatch.setattr(det_mod, "_dlib_cnn", no_cnn)
+    assert detect_faces(img, detector="cascade-fast") == []
+    assert detect_faces(np.full((240, 320, 3), 128, np.uint8), detector="cascade-fast") == []
+    (f,) = detect_faces(load_image(vid(FRONTAL)), detector="cascade-fast")
+    assert f.detector == "dlib"
+    with pytest.raises(AssertionError, match="the CNN stage ran"):
+        detect_faces(img, detector="cascade")
+
+
+def test_the_service_crops_uploads_with_the_fast_cascade(tmp_path, monkeypatch):
+    """The REST backend's `faces` never reaches the CNN stage on an upload without a face."""
+    pytest.importorskip("dlib")
+    import cv2
+
+    from hybridface.faces import detect as det_mod
+    from hybridface.service.backend import GalleryService
+    from hybridface.service.limits import ServiceSettings
+
+    def no_cnn(*a, **k):
+        raise AssertionError("the CNN stage ran")
+
+    monkeypatch.setattr(det_mod, "_dlib_cnn", no_cnn)
+    ok, png = cv2.imencode(".png", np.full((240, 320, 3), 128, np.uint8))
+    from hybridface.errors import NoFaceError
+
+    svc = GalleryService(tmp_path / "g.db", ServiceSettings())
+    with pytest.raises(NoFaceError, match="no face found by detector 'cascade-fast'"):
+        svc.faces([("blank.png", png.tobytes())], "largest")

@@ -36,6 +36,7 @@ class Defaults:
     # faces
     detect: str = "largest"  # photos in, faces detected (``never`` treats a whole photo as a crop)
     detector: str = "cascade"
+    service_detector: str = "cascade-fast"  # REST: no seconds-long CNN pass on an upload without a face
     # model (``None`` = the shipped default model, see hybridface.models.encoders)
     model: str | None = None
     # search

@@ -13,6 +13,8 @@
                     stage that finds a face wins, so the slow CNN (0.3–2 s) runs only on images
                     the fast stages found nothing in (heads bowed, tilted back or in profile).
                     Without dlib installed it degrades to ``opencv``.
+``cascade-fast``    ``cascade`` without the CNN stage: a face-less image costs tens of ms, not
+                    seconds (the service's detector: an upload with no face must stay cheap).
 
 Boxes are ``(x, y, w, h)`` floats in the input image's pixels, normalised to dlib's tight HOG
 box convention (brow to chin) so crops look alike whichever stage found the face: the Haar
@@ -38,7 +40,7 @@ __all__ = ["Detection", "detect_faces", "DETECTORS", "WEAK_HOG_THRESHOLD", "MAX_
 
 log = logging.getLogger(__name__)
 
-DETECTORS = ("cascade", "opencv", "opencv-frontal", "opencv-profile", "dlib", "dlib-cnn")
+DETECTORS = ("cascade", "cascade-fast", "opencv", "opencv-frontal", "opencv-profile", "dlib", "dlib-cnn")
 #: Detection runs on a copy whose longer side is at most this many pixels.
 MAX_SIDE = 640
 #: Haar cascades look for faces at least this fraction of the shorter image side (24 px minimum).
@@ -246,6 +248,8 @@ def _run(rgb: np.ndarray, grey: np.ndarray, detector: str, landmarks: bool) -> l
     if hog:
         weak = [Detection(d.box, d.score, None, "dlib-weak") for d in hog[:1]]
         return _with_landmarks(rgb, weak) if landmarks else weak
+    if detector == "cascade-fast":
+        return []
     up = 1 if min(rgb.shape[:2]) < CNN_UPSAMPLE_BELOW else 0
     cnn = _nms(_dlib_cnn(rgb, up, "dlib-cnn-fallback"))
     return _with_landmarks(rgb, cnn) if landmarks else cnn

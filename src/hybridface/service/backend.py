@@ -12,7 +12,7 @@ from typing import Any
 
 from hybridface.errors import ConfigError, HybridFaceError, ImageDecodeError, UnknownIdentityError
 from hybridface.gallery.keys import KeyStore
-from hybridface.options import SearchOptions
+from hybridface.options import DEFAULTS, SearchOptions
 from hybridface.service.limits import (
     ConflictError,
     ServiceSettings,
@@ -111,7 +111,7 @@ class GalleryService:
                 except HybridFaceError as exc:
                     # load_image names "<bytes>"; name the upload instead.
                     raise type(exc)(str(exc).replace("<bytes>", repr(name))) from exc
-                crops = extract_faces(image, detect=detect, source=name)
+                crops = extract_faces(image, detect=detect, detector=DEFAULTS.service_detector, source=name)
                 del image
             finally:
                 self.pixels.release(held)
