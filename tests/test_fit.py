@@ -198,7 +198,9 @@ def test_killed_fit_leaves_g_unchanged_and_no_g2(gallery, tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "hybridface", "fit", "--db", str(db), "--out", str(out),
-                                 "--epochs", "500", "--threads", "1", "--force"], stdout=fh, stderr=fh, env=env)
+                                 "--epochs", "500", "--threads", "1", "--force"], stdout=fh, stderr=fh, env=env,
+                                # a shell's background job inherits SIGINT ignored: give the child Ctrl-C back
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while b"epoch 2 " not in log.read_bytes():
         assert proc.poll() is None and time.time() < deadline, log.read_text()
