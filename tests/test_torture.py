@@ -38,7 +38,8 @@ def test_the_checker_notices_a_change_no_client_acknowledged(tmp_path):
     code, s = _torture(out, "--rounds", "2", "--seconds", "0.8", "--server-kill", "0", "--seed", "4")
     assert code == 0 and s["writes"] > 0
     with sqlite3.connect(out / "gallery.db") as con:
-        victim = con.execute("SELECT id FROM identities WHERE name LIKE 'w0\\_%' ESCAPE '\\' LIMIT 1").fetchone()
+        # any library worker's identity (w0_..., w1_...): in a short round one worker may write none
+        victim = con.execute("SELECT id FROM identities WHERE name LIKE 'w_\\_%' ESCAPE '\\' LIMIT 1").fetchone()
         assert victim is not None
         for table in ("templates", "codebooks", "blocks"):
             con.execute(f"DELETE FROM {table} WHERE identity_id = ?", victim)
