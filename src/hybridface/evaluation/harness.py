@@ -135,6 +135,10 @@ def _load_encoder(name: str, cfg: EvalConfig, split: EvalSplit, crops60, progres
     return load_encoder(name, weights=weights), None
 
 
+#: face detector of the evaluation protocols (Table IV): ``cascade`` before its CNN fallback stage
+EVAL_DETECTOR = "cascade-fast"
+
+
 def _crops(paths: list[str], detect: str, size: int, cache_dir: Path, progress: bool) -> tuple[dict, int]:
     from hybridface.faces.crop import load_crops
 
@@ -144,7 +148,9 @@ def _crops(paths: list[str], detect: str, size: int, cache_dir: Path, progress: 
         cdir: Path | None = cache_dir / "crops"
     except ImportError:
         cdir = None
-    outcomes = load_crops(paths, detect=detect, size=size, cache_dir=cdir, progress=progress)
+    # the cascade without its CNN stage: the detector the README's Table IV numbers were made with
+    # (`hybridface two-tier` and enrolment use the full cascade)
+    outcomes = load_crops(paths, detect=detect, detector=EVAL_DETECTOR, size=size, cache_dir=cdir, progress=progress)
     crops = {o.path: o.crop.image for o in outcomes if o.crop is not None}
     return crops, len(paths) - len(crops)
 
