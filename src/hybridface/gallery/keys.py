@@ -122,7 +122,7 @@ class KeyStore:
         """All keys, revoked ones included, oldest first."""
         with self._connect() as con:
             rows = con.execute(
-                "SELECT key_id, name, scope, created, revoked FROM api_keys ORDER BY created, name"
+                "SELECT key_id, name, scope, created, revoked FROM api_keys ORDER BY created, rowid"
             ).fetchall()
         return [ApiKey(*row) for row in rows]
 
