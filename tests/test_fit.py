@@ -212,3 +212,14 @@ def test_killed_fit_leaves_g_unchanged_and_no_g2(gallery, tmp_path, sig):
     assert not any(p.name.startswith("g2.db") for p in tmp_path.iterdir())
     if sig == signal.SIGINT:
         assert _leftovers(tmp_path) == []
+
+
+def test_fit_with_batchnorm_folds_it_away(gallery, tmp_path):
+    """`--batchnorm`: BatchNorm while training only; the written model has the paper's parameters."""
+    db, data = gallery
+    rep = fit_gallery(db, tmp_path / "g2.db", epochs=2, force=True, batchnorm=True, progress=False, threads=1)
+    card = json.loads((rep.model_dir / "model.json").read_text())
+    assert card["training"]["batchnorm"] is True and card["training"]["feature_parameters"] == 24_798
+    with api.open_gallery(tmp_path / "g2.db", readonly=True) as g2:
+        ans = g2.identify([str(data / "ann" / "01.png")], strategy="exhaustive", detect="never")[0]
+        assert ans.status == "ok" and np.isfinite(ans.distance)

@@ -21,7 +21,7 @@ def cmd_fit(args) -> int:
 
     warm = False if args.no_warm_start else (args.warm_start or True)
     rep = fit_gallery(args.db, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                      relation_weight=args.relation_weight,
+                      relation_weight=args.relation_weight, batchnorm=args.batchnorm,
                       hold_out=args.hold_out, max_drop=args.max_drop, force=args.force, int8=args.int8,
                       warm_start=warm, channels=args.channels, illumination=args.illumination,
                       codewords=args.codewords, seed=args.seed, threads=args.threads, progress=not args.json,
@@ -53,7 +53,7 @@ def cmd_two_tier(args) -> int:
     options = protocol_options(args.protocol_option)
     workdir = args.workdir or tempfile.mkdtemp(prefix="hybridface-main-")
     fit_options = {"force": True, "threads": args.threads}
-    for key in ("epochs", "batch_size", "relation_weight"):
+    for key in ("epochs", "batch_size", "relation_weight", "batchnorm"):
         if getattr(args, key) is not None:
             fit_options[key] = getattr(args, key)
     run = run_two_tier(args.protocol, args.data, workdir=workdir, model=args.model, strategy=args.strategy,
@@ -90,6 +90,8 @@ def register(sub) -> None:
     t.add_argument("--epochs", type=int, default=None, help="fit epochs (default: fit's)")
     t.add_argument("--batch-size", type=int, default=None, help="fit batch size (default: fit's)")
     t.add_argument("--relation-weight", type=float, default=None, help="fit relational weight (default: fit's)")
+    t.add_argument("--batchnorm", action="store_const", const=True, default=None,
+                   help="fit with BatchNorm while training (folded after; default: fit's)")
     t.add_argument("--threads", type=int, default=None, help="torch threads for fit (default: all cores)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true")
@@ -108,6 +110,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--relation-weight", type=float, default=1.0,
                    help="weight of the relational (pairwise-cosine) distillation term (default 1.0)")
+    p.add_argument("--batchnorm", action="store_true",
+                   help="BatchNorm after every conv and FC-128 while training, folded into the weights after "
+                   "(the same parameters at inference)")
     p.add_argument("--hold-out", type=float, default=0.2, help="share of each identity's faces held out for the "
                    "self-check (the last ones enrolled; default 0.2)")
     p.add_argument("--max-drop", type=float, default=2.0, help="Rank-1 points the fitted model may lose to the "

@@ -197,7 +197,8 @@ def _write_gallery(path: Path, encoder, faces, ids: np.ndarray, meta, *, model_r
 def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | None = None,
                 lr: float | None = None, batch_size: int = 128, hold_out: float = 0.2, max_drop: float = 2.0,
                 force: bool = False, int8: bool = False, warm_start: str | os.PathLike | bool = True,
-                relation_weight: float = 1.0, channels: str = "rgb", illumination: str = "none",
+                relation_weight: float = 1.0, batchnorm: bool = False, channels: str = "rgb",
+                illumination: str = "none",
                 codewords: int = 1, seed: int = 0, threads: int | None = None, progress: bool = True,
                 command: str | None = None) -> FitReport:
     """Train the paper's network on gallery ``db``'s kept faces and write the gallery ``out`` (see module doc).
@@ -206,7 +207,8 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
     ``True`` = from the model of an existing fitted ``out`` when there is one; ``False`` = from
     scratch; a model directory = from that model. ``hold_out``: share of each identity's faces held
     out for the self-check; ``relation_weight``: weight of the relational distillation term (on the
-    VidTIMIT main job at 100 epochs, 1.0 gave 96.57 % probe Rank-1 and 5.0 gave 96.41 %); ``max_drop``:
+    VidTIMIT main job at 100 epochs, 1.0 gave 96.57 % probe Rank-1 and 5.0 gave 96.41 %); ``batchnorm``:
+    BatchNorm while training, folded into the weights after (same parameters); ``max_drop``:
     points of held-out Rank-1 the fitted model may lose to the
     gallery's encoder; ``force``: write even when the check fails (the card says so).
     """
@@ -252,7 +254,7 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
              len(np.unique(ids)), db, len(tr), int(held.sum()), f"; warm start from {init}" if init else "")
     config = TrainConfig.general(loss="softmax", arch="paper", epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                                  preprocessing=spec, progress=progress, threads=threads,
-                                 relation_weight=relation_weight)
+                                 relation_weight=relation_weight, batchnorm=batchnorm)
     result = train(config, faces.images[tr], teacher=teacher[tr], labels=ids[tr].tolist(), init_state=init_state)
     net = result.net
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.fit-", dir=out.parent))
@@ -262,7 +264,7 @@ def fit_gallery(db: str | os.PathLike, out: str | os.PathLike, *, epochs: int | 
             "data": f"kept faces of gallery {db.resolve()}", "objective": {"loss": "softmax", "teacher": g_model},
             "gallery": str(db.resolve()), "gallery_model_id": g_model, "gallery_identities": int(len(np.unique(ids))),
             "gallery_faces": int(len(ids)), "held_out_share": hold_out, "epochs": epochs, "lr": lr,
-            "batch_size": batch_size, "seed": seed, "relation_weight": relation_weight,
+            "batch_size": batch_size, "seed": seed, "relation_weight": relation_weight, "batchnorm": batchnorm,
             "warm_start": str(init) if init is not None else None,
             "augmentation": "strong (17 paper transforms p=0.5, random crop 80-100 %, brightness/contrast/colour "
                             "jitter, flip)",
