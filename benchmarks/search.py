@@ -162,7 +162,7 @@ def build(method: str, matrix, args, threads: int):
         cells = s._cells
         extra = s.matrix.codewords.nbytes + s.matrix.codeword_labels.nbytes
         if cells is not None:
-            extra += cells.centres.nbytes + cells.codewords.nbytes + cells.identity.nbytes
+            extra += cells.centres.nbytes + cells.codewords.nbytes + cells.scan.nbytes + cells.identity.nbytes
         t = _ours_top1(s)
         return t, t.evals, (x.nbytes + labels.nbytes + matrix.template_ids.nbytes + extra) / n
     if method == "exhaustive-int8":

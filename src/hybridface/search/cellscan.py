@@ -14,6 +14,8 @@ rounding of any summation order.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from hybridface.search.rerank import band_tolerance
@@ -187,7 +189,7 @@ def cells_band_top1(
     (the kernel releases the GIL)."""
     kernel = cell_kernel()
     n = probes.shape[0]
-    tol = np.float32(band_tolerance(probes.shape[1]))
+    tol = _tolerance(probes.shape[1])
     pc = int(min(probe_cells, cells.num_cells))
     step = max(1, min(PROBE_BLOCK, -(-n // max(workers, 1))))
 
@@ -213,22 +215,20 @@ def cells_band_top1(
 
 
 def single_band_row(probe: np.ndarray, cells: CodewordCells, vectors: np.ndarray, offsets: np.ndarray, *,
-                    size: int, probe_cells: int) -> tuple[int, int, int] | None:
-    """One ``(1, d)`` unit probe's certified band when it is a single row: ``(row, identity,
-    evaluations)``; ``None`` when the band holds several rows or no template was reached (the
-    caller then takes the general path). The same kernel as :func:`cells_band_top1`, without
-    its per-call blocks and output arrays: one probe is what an identify request sends."""
+                    size: int, probe_cells: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """One ``(1, d)`` unit probe's certified band when it is a single row: ``(rows, identities,
+    evaluations)`` (length-1 arrays, as :func:`cells_band_top1`'s); ``None`` when the band holds
+    several rows or no template was reached (the caller then takes the general path). The same
+    kernel, without its per-call blocks and output arrays: one probe is what an identify request sends."""
     out = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.int64))
     cnt, ev, missing = cell_kernel()(probe, probe @ cells.centres.T, probe_cells, cells.scan, cells.identity,
                                      cells.offsets, size, vectors, offsets, _tolerance(probe.shape[1]), *out, 0,
                                      False)
     if cnt != 1 or missing:
         return None
-    return int(out[1][0]), int(out[3][0]), int(ev)
+    return out[1], out[3], int(ev)
 
 
-def _tolerance(d: int, _cache: dict = {}) -> np.float32:  # noqa: B006 - a deliberate per-process cache
-    t = _cache.get(d)
-    if t is None:
-        t = _cache[d] = np.float32(band_tolerance(d))
-    return t
+@functools.lru_cache(maxsize=None)
+def _tolerance(d: int) -> np.float32:
+    return np.float32(band_tolerance(d))

@@ -198,23 +198,22 @@ class Indexed:
             one = cellscan.single_band_row(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
                                            probe_cells=self.probe_cells)
             if one is not None:
-                row, ident, ev = one
-                dot = np.einsum("ij,ij->i", mat.vectors[row : row + 1], p, dtype=np.float64)  # as exact_top1
-                return SearchResult(identities=np.array([[ident]], np.int64),
-                                    distances=(1.0 - dot).astype(np.float32)[:, None],
-                                    template_ids=mat.template_ids[row : row + 1, None].astype(np.int64),
-                                    distance_evaluations=ev + 1)
+                return self._one_row_each(p, *one)
         band, ev, missing = cellscan.cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
                                             probe_cells=self.probe_cells, workers=self.workers)
         if missing:  # some probe saw no template (empty cells): the general path answers it
             return None
         if len(band[0]) == p.shape[0]:  # one band row per probe, in probe order: re-score just it
-            rows = band[1]
-            dots = np.einsum("ij,ij->i", mat.vectors[rows], p, dtype=np.float64)  # as exact_top1
-            return SearchResult(identities=band[3][:, None], distances=(1.0 - dots).astype(np.float32)[:, None],
-                                template_ids=mat.template_ids[rows][:, None], distance_evaluations=ev + len(rows))
+            return self._one_row_each(p, band[1], band[3], ev)
         ids, dist, tids, ev2 = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band[:3])
         return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=ev + ev2)
+
+    def _one_row_each(self, p: np.ndarray, rows: np.ndarray, identities: np.ndarray, ev: int) -> SearchResult:
+        """k = 1 when each probe's certified band is the one row ``rows[i]``: its float64 re-score."""
+        mat = self.matrix
+        dots = np.einsum("ij,ij->i", mat.vectors[rows], p, dtype=np.float64)  # as exact_top1
+        return SearchResult(identities=identities[:, None], distances=(1.0 - dots).astype(np.float32)[:, None],
+                            template_ids=mat.template_ids[rows][:, None], distance_evaluations=ev + len(rows))
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
         p = prepare(self.matrix, probes, k)
