@@ -103,9 +103,10 @@ def forward_stages(net, x, ends: list[int]):
 def distill(run: str | Path, *, files: list[Path], width: float, steps: int, batch: int = 32, lr: float = 1e-4,
             relation: float = 1.0, save_every: int = 100, threads: int = 1, seed: int = 0,
             time_limit_s: float | None = None, export_now: bool = False, stream_width: float | None = None,
-            refit: int = 0, hint: float = 0.0, calibrate: str = "percentile") -> dict:
+            refit: int = 0, hint: float = 0.0, calibrate: str = "percentile", init: str | Path | None = None) -> dict:
     """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done
-    (``export_now``: export the checkpoint as it is, however far it got)."""
+    (``export_now``: export the checkpoint as it is, however far it got). ``init``: start from the
+    student weights of another run directory of the same shape (new optimiser and schedule)."""
     import torch
 
     from hybridface.faces.augment import strong_augment
@@ -126,9 +127,18 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     ckpt = run / "ckpt.pt"
     if refit and (stream_width if stream_width is not None else width) != 1:
         raise ConfigError("--refit needs --stream-width 1 (a student with whole residual streams)")
-    if refit and not ckpt.is_file():  # a resumed run loads its weights instead
+    init_state = None
+    if init is not None and not ckpt.is_file():
+        init_state = torch.load(Path(init) / "ckpt.pt", weights_only=False)
+        shape = {k: init_state.get(k) for k in ("width", "stream_width")}
+        if shape != {"width": width, "stream_width": stream_width}:
+            raise ConfigError(f"--init {init} is a student with {shape}, not width={width} stream_width={stream_width}")
+    if refit and not ckpt.is_file() and init_state is None:  # resumed or initialised runs load weights instead
         spec = refit_conv2(spec, teacher_spec, np.asarray(chips[np.linspace(0, len(chips) - 1, refit).astype(int)]))
     net = build_torch(spec).train()
+    if init_state is not None:
+        net.load_state_dict(init_state["net"])
+        log.info("initialised from %s (step %d)", init, init_state["step"])
     ends = stage_ends(spec)
     if hint:
         tnet = build_torch(teacher_spec).eval()
@@ -136,14 +146,15 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
             p.requires_grad_(False)
         kept = stream_channels(teacher_spec, stream_width=stream_width if stream_width is not None else width)
         hint_channels = [torch.from_numpy(kept[i + 1]) for i in ends]
-    setup = {"width": width, "steps": steps, "stream_width": stream_width, "refit": refit, "hint": hint}
+    setup = {"width": width, "steps": steps, "stream_width": stream_width, "refit": refit, "hint": hint,
+             "init": None if init is None else str(init)}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
     step, history = 0, []
     rng = np.random.default_rng(seed)
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
-        old = {k: state.get(k, {"stream_width": None, "refit": 0, "hint": 0.0}.get(k)) for k in setup}
+        old = {k: state.get(k, {"stream_width": None, "refit": 0, "hint": 0.0, "init": None}.get(k)) for k in setup}
         if old != setup:
             raise ConfigError(f"{ckpt} is a run with {old}, not {setup}; use a new run directory")
         net.load_state_dict(state["net"])
@@ -237,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stream-width", type=float, default=None, help="residual-stream fraction (default: --width)")
     ap.add_argument("--refit", type=int, default=0, help="chips for the least-squares conv2 refit at init (0: off)")
     ap.add_argument("--hint", type=float, default=0.0, help="weight of the per-stage hint loss (0: off)")
+    ap.add_argument("--init", type=Path, default=None, help="run directory whose student weights to start from")
     ap.add_argument("--calibrate", choices=("minmax", "percentile", "entropy"), default="percentile",
                     help="int8 activation calibration of the export")
     ap.add_argument("--steps", type=int, default=3000)
@@ -254,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     out = distill(args.run, files=files, width=args.width, steps=args.steps, batch=args.batch, lr=args.lr,
                   relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
                   export_now=args.export_now, stream_width=args.stream_width, refit=args.refit, hint=args.hint,
-                  calibrate=args.calibrate)
+                  calibrate=args.calibrate, init=args.init)
     log.info("%s", {k: v for k, v in out.items() if k != "versions"})
     return 0
 
