@@ -40,6 +40,30 @@ def test_compiled_cells_visiting_every_cell_is_exhaustive():
     assert_same(full.search(probes, 1), Exhaustive(matrix).search(probes, 1))
 
 
+def test_int8_cell_codes_keep_the_answer_an_exact_rerank(monkeypatch):
+    """Past INT8_SCAN_BYTES the kernel scans int8 codeword codes: the shortlist's scores are
+    approximate, but every answer is still the exact float64 re-score of a shortlisted template,
+    one probe alone answers as in a batch, and the answers match the float32 scan's."""
+    pytest.importorskip("numba")
+    from hybridface.search import shortlist
+
+    matrix, probes = clustered(600, 5, 400, d=60, seed=7)
+    flt = Hybrid(matrix, top_n=6, workers=1, cells=32, probe_cells=6)
+    monkeypatch.setattr(shortlist, "INT8_SCAN_BYTES", 0)  # every gallery gets codes
+    i8 = Hybrid(matrix, top_n=6, workers=1, cells=32, probe_cells=6)
+    assert i8._cells.scan8.dtype == np.int8 and i8._cells.scan8.shape[0] == len(i8._codewords)
+    assert i8._cells.scan.shape[0] == 0 and flt._cells.scan8.shape[0] == 0  # one copy each
+    got, want = i8.search(probes, 1), flt.search(probes, 1)
+    assert (got.identities == want.identities).mean() >= 0.99
+    pos = np.searchsorted(matrix.template_ids, got.template_ids[:, 0])
+    unit = probes / np.linalg.norm(probes, axis=1, keepdims=True)
+    dots = np.einsum("ij,ij->i", matrix.vectors[pos], unit.astype(np.float32), dtype=np.float64)
+    np.testing.assert_allclose(got.distances[:, 0], (1 - dots).astype(np.float32), atol=1e-6)
+    for i in range(0, 400, 37):  # the single-probe path answers as the batch does
+        one = i8.search(probes[i:i + 1], 1)
+        assert one.identities[0, 0] == got.identities[i, 0] and one.template_ids[0, 0] == got.template_ids[i, 0]
+
+
 def test_tuning_reaches_the_target_recall_on_held_out_queries():
     pytest.importorskip("numba")
     matrix, probes = clustered(2000, 4, 800, d=24, seed=1, noise=0.35)

@@ -15,6 +15,7 @@ rounding of any summation order.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -30,12 +31,26 @@ CELL_MAJOR_MIN = 8
 BAND_PER_PROBE = 4
 
 
-def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
+def _sift_down_impl(sc, ix, i, n):  # pragma: no cover - runs compiled, called by the kernel
+    """Restore the min-heap below ``i`` (worst = lowest score, then highest index)."""
+    while True:
+        lo = i
+        for ch in (2 * i + 1, 2 * i + 2):
+            if ch < n and (sc[ch] < sc[lo] or (sc[ch] == sc[lo] and ix[ch] > ix[lo])):
+                lo = ch
+        if lo == i:
+            return
+        sc[i], sc[lo] = sc[lo], sc[i]
+        ix[i], ix[lo] = ix[lo], ix[i]
+        i = lo
+
+
+def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors, offsets, tol,
             out_pr, out_row, out_sc, out_id, probe_base, cell_major):  # pragma: no cover - runs compiled
     """Band rows of every probe of the block; returns ``(entries, evaluations, probes without rows)``.
 
     ``cw (c, dp)``: the codewords, cell after cell (each cell one contiguous block), zero-padded
-    to ``dp >= d`` columns. With
+    to ``dp >= d`` columns; ``cw8``/``cw_scale``: their int8 codes, scanned instead when not empty. With
     ``cell_major`` the (probe, visited cell) pairs are walked cell by cell, so a cell's codewords
     are read once for all the block's probes that visit it (batches); otherwise probe by probe,
     nearest cell first (a few probes). Writes at most ``len(out_pr)`` entries; when the count
@@ -49,30 +64,30 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
     missing = 0
     pcn = min(pc, n_cells)
     pair_cell = np.empty(n * pcn, np.int64)
-    # (1) each probe's pc nearest cells, nearest first, ties to the lower cell index: an insertion
-    # list of the pc best (score descending, index ascending), no sort of all the cells
-    sel_sc = np.empty(pcn, np.float32)
+    # (1) each probe's pc nearest cells, ties to the lower cell index: a binary min-heap of the pc
+    # best so far (root = the worst of them; a later cell with an equal score loses, as its index
+    # is higher)
+    heap_sc = np.empty(pcn, np.float32)
+    heap_ix = np.empty(pcn, np.int64)
     for i in range(n):
         base = i * pcn
         if pcn >= n_cells:  # every cell, in index order
             for c in range(n_cells):
                 pair_cell[base + c] = c
             continue
-        k = 0
-        for c in range(n_cells):
-            v = near[i, c]
-            if k == pcn and v <= sel_sc[k - 1]:
-                continue
-            t = k if k < pcn else pcn - 1
-            while t > 0 and sel_sc[t - 1] < v:
-                if t < pcn:
-                    sel_sc[t] = sel_sc[t - 1]
-                    pair_cell[base + t] = pair_cell[base + t - 1]
-                t -= 1
-            sel_sc[t] = v
-            pair_cell[base + t] = c
-            if k < pcn:
-                k += 1
+        row = near[i]
+        for c in range(pcn):  # heapify the first pc cells
+            heap_sc[c] = row[c]
+            heap_ix[c] = c
+        for c in range(pcn // 2 - 1, -1, -1):
+            _sift_down(heap_sc, heap_ix, c, pcn)
+        for c in range(pcn, n_cells):
+            if row[c] > heap_sc[0]:
+                heap_sc[0] = row[c]
+                heap_ix[0] = c
+                _sift_down(heap_sc, heap_ix, 0, pcn)
+        for t in range(pcn):  # heap order: the visit order changes no result but exact score ties
+            pair_cell[base + t] = heap_ix[t]
     # the walk over (probe, cell) pairs: probe-major as built, or counting-sorted by cell
     walk = np.arange(n * pcn)
     if cell_major:
@@ -88,6 +103,7 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
     # (2) per probe, the `size` best distinct identities by codeword in its visited cells
     # (``cw`` is zero-padded to ``dp`` columns: a whole number of SIMD blocks, no scalar tail)
     dp = cw.shape[1]
+    use8 = cw8.shape[0] > 0
     padded = np.zeros((n, dp), np.float32)
     padded[:, :d] = probes
     top_id = np.full((n, size), -1, np.int64)
@@ -98,11 +114,17 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
         i = t // pcn
         c = pair_cell[t]
         p = padded[i]
+        thr = top_sc[i, worst[i]]
         for j in range(cw_off[c], cw_off[c + 1]):
             s = np.float32(0.0)
-            for q in range(dp):
-                s += cw[j, q] * p[q]
-            if s <= top_sc[i, worst[i]]:
+            if use8:
+                for q in range(dp):
+                    s += np.float32(cw8[j, q]) * p[q]
+                s *= cw_scale[j]
+            else:
+                for q in range(dp):
+                    s += cw[j, q] * p[q]
+            if s <= thr:
                 continue
             u = cw_ident[j]
             pos = -1
@@ -121,6 +143,7 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
                 if top_sc[i, x] < top_sc[i, wi]:
                     wi = x
             worst[i] = wi
+            thr = top_sc[i, wi]
         evals += cw_off[c + 1] - cw_off[c]
     evals += n * n_cells
     # (3) their template rows in float32, (4) the certified band around each probe's best
@@ -169,6 +192,10 @@ def _kernel(probes, near, pc, cw, cw_ident, cw_off, size, vectors, offsets, tol,
 
 def cell_kernel():
     """The compiled :func:`_kernel`, or ``None`` without Numba (callers then use NumPy paths)."""
+    helper = compiled(_sift_down_impl)
+    if helper is None:
+        return None
+    globals()["_sift_down"] = helper  # the kernel calls the compiled helper (a global, resolved when it compiles)
     return compiled(_kernel, fastmath={"reassoc", "contract", "nnan", "nsz"})
 
 
@@ -200,7 +227,8 @@ def cells_band_top1(
         while True:
             out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32),
                    np.empty(cap, np.int64))
-            cnt, ev, missing = kernel(p, near, pc, cells.scan, cells.identity, cells.offsets, size, vectors,
+            cnt, ev, missing = kernel(p, near, pc, cells.scan, cells.scan8, cells.scale, cells.identity, cells.offsets,
+                                      size, vectors,
                                       offsets, tol, *out, a, len(p) > CELL_MAJOR_MIN)
             if cnt <= cap:
                 return out[0][:cnt], out[1][:cnt], out[2][:cnt], out[3][:cnt], int(ev), int(missing)
@@ -215,18 +243,24 @@ def cells_band_top1(
 
 
 def single_band_row(probe: np.ndarray, cells: CodewordCells, vectors: np.ndarray, offsets: np.ndarray, *,
-                    size: int, probe_cells: int) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """One ``(1, d)`` unit probe's certified band when it is a single row: ``(rows, identities,
-    evaluations)`` (length-1 arrays, as :func:`cells_band_top1`'s); ``None`` when the band holds
-    several rows or no template was reached (the caller then takes the general path). The same
-    kernel, without its per-call blocks and output arrays: one probe is what an identify request sends."""
-    out = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.int64))
-    cnt, ev, missing = cell_kernel()(probe, probe @ cells.centres.T, probe_cells, cells.scan, cells.identity,
-                                     cells.offsets, size, vectors, offsets, _tolerance(probe.shape[1]), *out, 0,
+                    size: int, probe_cells: int) -> tuple[int, int, int] | None:
+    """One ``(1, d)`` unit probe's certified band when it is a single row: ``(row, identity,
+    evaluations)``; ``None`` when the band holds several rows or no template was reached (the
+    caller then takes the general path). The same kernel, writing into this thread's reused
+    one-entry output arrays: one probe is what an identify request sends, and its cost is overhead."""
+    out = getattr(_ONE, "out", None)
+    if out is None:
+        out = _ONE.out = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.int64))
+    cnt, ev, missing = cell_kernel()(probe, probe @ cells.centres.T, probe_cells, cells.scan, cells.scan8,
+                                     cells.scale, cells.identity, cells.offsets, size, vectors, offsets, _tolerance(probe.shape[1]), *out, 0,
                                      False)
     if cnt != 1 or missing:
         return None
-    return out[1], out[3], int(ev)
+    return int(out[1][0]), int(out[3][0]), int(ev)
+
+
+#: per-thread output arrays of `single_band_row` (searches run on many threads in the service)
+_ONE = threading.local()
 
 
 @functools.lru_cache(maxsize=None)

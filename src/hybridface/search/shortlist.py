@@ -108,6 +108,9 @@ FEW_PROBES = 4
 
 #: Codeword rows of the compiled scan are padded to a multiple of this many float32 columns.
 SCAN_ALIGN = 32
+#: Cells whose float32 scan is larger than this also get int8 codes, and the compiled kernel scans
+#: those: past the caches the scan is bound by memory, and int8 reads a quarter of the bytes.
+INT8_SCAN_BYTES = 8 << 20
 #: At most this many codewords train the cells (at least 8 per cell): bounds the LBG fit at 10M.
 MAX_TRAIN = 65_536
 
@@ -121,9 +124,14 @@ class CodewordCells:
         codewords: ``(c, d)`` float32 codewords, cell after cell.
         identity: ``(c,)`` int64 identity index of each of those codewords.
         offsets: ``(C + 1,)`` int64 cell boundaries in ``codewords``.
-        scan: ``(c, SCAN_ALIGN·⌈d / SCAN_ALIGN⌉)`` the same codewords zero-padded to whole SIMD
+        scan: ``(c, SCAN_ALIGN·⌈d / SCAN_ALIGN⌉)`` (``(0, ...)`` with int8 codes) the same codewords zero-padded to whole SIMD
             blocks, for the compiled scan (:mod:`~hybridface.search.cellscan`): a dimension with
             no scalar remainder runs about twice as fast.
+        scan8: ``(c, same columns)`` int8 codes of ``scan`` (symmetric, one scale per codeword),
+            or an empty ``(0, columns)`` array: the kernel scans these when present (the
+            shortlist's codeword scores are then approximate; the answer stays the exact re-rank
+            of the shortlisted templates).
+        scale: ``(c,)`` float32 scale of each code row (empty without codes).
     """
 
     centres: np.ndarray
@@ -131,6 +139,8 @@ class CodewordCells:
     identity: np.ndarray
     offsets: np.ndarray
     scan: np.ndarray
+    scan8: np.ndarray
+    scale: np.ndarray
 
     @property
     def num_cells(self) -> int:
@@ -138,11 +148,13 @@ class CodewordCells:
 
 
 def fit_cells(
-    codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 32, max_iter: int = 20, seed: int = 0
+    codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 32, max_iter: int = 20, seed: int = 0,
+    int8: bool | None = None,
 ) -> CodewordCells:
     """LBG cells of ``codewords`` (``identity[i]`` owns codeword ``i``), fitted on at most
     ``sample * cells`` of them (fewer, but >= 8 per cell, beyond `MAX_TRAIN`); every codeword goes
-    to its nearest centre."""
+    to its nearest centre. ``int8``: also int8 scan codes (default: when the float32 scan is over
+    `INT8_SCAN_BYTES`)."""
     from hybridface.index.lbg import lbg
 
     rng = np.random.default_rng(seed)
@@ -159,12 +171,24 @@ def fit_cells(
     d = codewords.shape[1]
     scan = np.zeros((n, -(-d // SCAN_ALIGN) * SCAN_ALIGN), np.float32)
     scan[:, :d] = codewords[order]
+    if int8 is None:
+        int8 = scan.nbytes > INT8_SCAN_BYTES
+    scale = (np.abs(scan).max(axis=1) / 127).astype(np.float32) if int8 else np.zeros(0, np.float32)
+    scan8 = np.zeros((0, scan.shape[1]), np.int8)
+    if int8:  # the kernel scans only the codes: no float32 copy
+        safe = np.where(scale > 0, scale, 1)[:, None]
+        scan8 = np.rint(scan / safe).astype(np.int8)
+        codewords, scan = np.ascontiguousarray(scan[:, :d]), np.zeros((0, scan.shape[1]), np.float32)
+    else:
+        codewords = np.ascontiguousarray(scan[:, :d])
     return CodewordCells(
         centres=centres,
-        codewords=np.ascontiguousarray(scan[:, :d]),
+        codewords=codewords,
         scan=scan,
         identity=np.asarray(identity, np.int64)[order],
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        scan8=scan8,
+        scale=scale,
     )
 
 

@@ -198,7 +198,12 @@ class Indexed:
             one = cellscan.single_band_row(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
                                            probe_cells=self.probe_cells)
             if one is not None:
-                return self._one_row_each(p, *one)
+                row, ident, ev = one
+                dot = np.einsum("j,j->", mat.vectors[row], p[0], dtype=np.float64)  # = _one_row_each's
+                return SearchResult(identities=np.array([[ident]], np.int64),
+                                    distances=np.array([[1.0 - dot]], np.float32),
+                                    template_ids=np.array([[mat.template_ids[row]]], np.int64),
+                                    distance_evaluations=ev + 1)
         band, ev, missing = cellscan.cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
                                             probe_cells=self.probe_cells, workers=self.workers)
         if missing:  # some probe saw no template (empty cells): the general path answers it
