@@ -18,12 +18,14 @@ from search_data import assert_same, clustered
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_compiled_cells_equal_the_numpy_cells_path(monkeypatch):
+@pytest.mark.parametrize("spill", [1, 2])
+def test_compiled_cells_equal_the_numpy_cells_path(monkeypatch, spill):
     pytest.importorskip("numba")
     from hybridface.search import cellscan
 
     matrix, probes = clustered(400, 5, 300, d=32, seed=3)
-    fast = [Indexed(matrix, top_n=8, cells=16, probe_cells=4), Hybrid(matrix, top_n=8, workers=2, cells=16, probe_cells=4)]
+    fast = [Indexed(matrix, top_n=8, cells=16, probe_cells=4, spill=spill),
+            Hybrid(matrix, top_n=8, workers=2, cells=16, probe_cells=4, spill=spill)]
     got = [s.search(probes, 1) for s in fast] + [fast[0].search(probes[:1], 1)]
     monkeypatch.setattr(cellscan, "cell_kernel", lambda: None)  # force the NumPy shortlist path
     want = [s.search(probes, 1) for s in fast] + [fast[0].search(probes[:1], 1)]
@@ -51,7 +53,7 @@ def test_int8_cell_codes_keep_the_answer_an_exact_rerank(monkeypatch):
     flt = Hybrid(matrix, top_n=6, workers=1, cells=32, probe_cells=6)
     monkeypatch.setattr(shortlist, "INT8_SCAN_BYTES", 0)  # every gallery gets codes
     i8 = Hybrid(matrix, top_n=6, workers=1, cells=32, probe_cells=6)
-    assert i8._cells.scan8.dtype == np.int8 and i8._cells.scan8.shape[0] == len(i8._codewords)
+    assert i8._cells.scan8.dtype == np.int8 and i8._cells.scan8.shape[0] == len(i8._cells.identity)
     assert i8._cells.scan.shape[0] == 0 and flt._cells.scan8.shape[0] == 0  # one copy each
     got, want = i8.search(probes, 1), flt.search(probes, 1)
     assert (got.identities == want.identities).mean() >= 0.99
@@ -62,6 +64,20 @@ def test_int8_cell_codes_keep_the_answer_an_exact_rerank(monkeypatch):
     for i in range(0, 400, 37):  # the single-probe path answers as the batch does
         one = i8.search(probes[i:i + 1], 1)
         assert one.identities[0, 0] == got.identities[i, 0] and one.template_ids[0, 0] == got.template_ids[i, 0]
+
+
+def test_spilled_codewords_are_found_in_fewer_cells():
+    """Filing each codeword in its 2 nearest cells: the scan holds 2 copies, and the same cells
+    visited find the exact answer at least as often (here: strictly more often)."""
+    pytest.importorskip("numba")
+    matrix, probes = clustered(3000, 4, 600, d=24, seed=5, noise=0.35)
+    exact = Exhaustive(matrix).search(probes, 1).identities[:, 0]
+    one, two = (Hybrid(matrix, top_n=5, workers=1, cells=64, probe_cells=2, spill=s) for s in (1, 2))
+    assert two._cells.identity.shape[0] == 2 * one._cells.identity.shape[0]
+    r1, r2 = ((s.search(probes, 1).identities[:, 0] == exact).mean() for s in (one, two))
+    assert r2 > r1
+    with pytest.raises(Exception, match="spill"):
+        Hybrid(matrix, cells=64, spill=0)
 
 
 def test_tuning_reaches_the_target_recall_on_held_out_queries():
@@ -85,7 +101,7 @@ def test_recall_outside_zero_one_is_one_line(bad):
 
 
 def test_default_cells():
-    assert default_cells(10) == 1 and default_cells(10_000) == 256 and default_cells(100_000) == 1024
+    assert default_cells(10) == 1 and default_cells(10_000) == 512 and default_cells(100_000) == 2048
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:

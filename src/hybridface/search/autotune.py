@@ -1,7 +1,9 @@
 """Auto-tuned LBG cells for a target recall: the cheapest ``(top_n, probe_cells)`` that reaches it.
 
-``cells`` defaults to a power of two near ``3 * sqrt(codewords)`` (the coarse level's usual
-balance between centre and codeword comparisons). On tuning queries the caller supplies (held
+``cells`` defaults to a power of two near ``6 * sqrt(codewords)`` (finer than the usual
+``sqrt`` balance between centre and codeword comparisons: with each codeword filed in two cells,
+finer cells cut the codewords a probe scans more than they add centres; measured in
+docs/search.md). On tuning queries the caller supplies (held
 out from the queries it will time), each ``top_n`` of a small grid is tried with ``probe_cells``
 doubling from 1 until recall@1 against exhaustive search reaches the target (a larger ``top_n``
 only while it needs fewer cells than the best so far); the pair with the lowest measured time
@@ -52,10 +54,10 @@ def check_recall(recall: float) -> float:
 
 
 def default_cells(num_codewords: int) -> int:
-    """A power of two near ``3 * sqrt(num_codewords)``, at most ``num_codewords // 8`` (>= 1)."""
+    """A power of two near ``6 * sqrt(num_codewords)``, at most ``num_codewords // 8`` (>= 1)."""
     if num_codewords < 16:
         return 1
-    target = 3.0 * math.sqrt(num_codewords)
+    target = 6.0 * math.sqrt(num_codewords)
     cells = 2 ** round(math.log2(target))
     return int(max(1, min(cells, num_codewords // 8)))
 

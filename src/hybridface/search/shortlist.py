@@ -111,6 +111,9 @@ SCAN_ALIGN = 32
 #: Cells whose float32 scan is larger than this also get int8 codes, and the compiled kernel scans
 #: those: past the caches the scan is bound by memory, and int8 reads a quarter of the bytes.
 INT8_SCAN_BYTES = 8 << 20
+#: Each codeword is filed in this many of its nearest cells: a probe near the border of a cell
+#: still finds it among the cells it visits, so it visits fewer (measured in docs/search.md).
+CELL_SPILL = 2
 #: At most this many codewords train the cells (at least 8 per cell): bounds the LBG fit at 10M.
 MAX_TRAIN = 65_536
 
@@ -149,12 +152,13 @@ class CodewordCells:
 
 def fit_cells(
     codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 32, max_iter: int = 20, seed: int = 0,
-    int8: bool | None = None,
+    int8: bool | None = None, spill: int = 1,
 ) -> CodewordCells:
     """LBG cells of ``codewords`` (``identity[i]`` owns codeword ``i``), fitted on at most
     ``sample * cells`` of them (fewer, but >= 8 per cell, beyond `MAX_TRAIN`); every codeword goes
     to its nearest centre. ``int8``: also int8 scan codes (default: when the float32 scan is over
-    `INT8_SCAN_BYTES`)."""
+    `INT8_SCAN_BYTES`). ``spill``: each codeword also goes to its next ``spill - 1`` nearest
+    cells (a probe then finds it in more of the cells it visits; the scan holds ``spill`` copies)."""
     from hybridface.index.lbg import lbg
 
     rng = np.random.default_rng(seed)
@@ -162,15 +166,22 @@ def fit_cells(
     sample = max(8, min(sample, MAX_TRAIN // max(cells, 1)))  # bounded fit time at very many cells
     train = codewords if n <= sample * cells else codewords[np.sort(rng.choice(n, sample * cells, replace=False))]
     centres = np.ascontiguousarray(lbg(train, cells, max_iter=max_iter, seed=seed), np.float32)
-    assign = np.empty(n, np.int64)
+    spill = int(min(max(1, spill), len(centres)))
+    assign = np.empty((n, spill), np.int64)
     step = max(1, (8 << 20) // (4 * max(len(centres), 1)))
     for s in range(0, n, step):
-        assign[s : s + step] = (codewords[s : s + step] @ centres.T).argmax(axis=1)
+        sims = codewords[s : s + step] @ centres.T
+        if spill == 1:
+            assign[s : s + step, 0] = sims.argmax(axis=1)
+        else:
+            assign[s : s + step] = np.argpartition(-sims, spill - 1, axis=1)[:, :spill]
+    assign = assign.ravel()
     order = np.argsort(assign, kind="stable")
     counts = np.bincount(assign, minlength=len(centres))
+    rows = order // spill  # the codeword of each scan row
     d = codewords.shape[1]
-    scan = np.zeros((n, -(-d // SCAN_ALIGN) * SCAN_ALIGN), np.float32)
-    scan[:, :d] = codewords[order]
+    scan = np.zeros((len(rows), -(-d // SCAN_ALIGN) * SCAN_ALIGN), np.float32)
+    scan[:, :d] = codewords[rows]
     if int8 is None:
         int8 = scan.nbytes > INT8_SCAN_BYTES
     scale = (np.abs(scan).max(axis=1) / 127).astype(np.float32) if int8 else np.zeros(0, np.float32)
@@ -185,7 +196,7 @@ def fit_cells(
         centres=centres,
         codewords=codewords,
         scan=scan,
-        identity=np.asarray(identity, np.int64)[order],
+        identity=np.asarray(identity, np.int64)[rows],
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         scan8=scan8,
         scale=scale,

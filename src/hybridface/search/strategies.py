@@ -101,7 +101,8 @@ class Indexed:
 
     ``cells`` (optional, for very large galleries): group the codewords into that many LBG cells
     (:mod:`~hybridface.search.shortlist`) and compare each probe only with the codewords of its
-    ``probe_cells`` nearest cells in step 1, instead of with all of them.
+    ``probe_cells`` nearest cells in step 1, instead of with all of them. ``spill``: each codeword
+    is filed in its ``spill`` nearest cells (default `~hybridface.search.shortlist.CELL_SPILL`).
     """
 
     name = "indexed"
@@ -114,6 +115,7 @@ class Indexed:
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         cells: int | None = None,
         probe_cells: int = 16,
+        spill: int | None = None,
     ):
         self.top_n = check_positive("top_n", top_n)
         self.block_bytes = check_positive("block_bytes", block_bytes)
@@ -133,10 +135,12 @@ class Indexed:
         self._max_per_identity = int(counts.max()) if len(counts) else 1
         self._cells = None
         if cells is not None and cells < len(self._codewords):
-            from hybridface.search.shortlist import fit_cells
+            from hybridface.search.shortlist import CELL_SPILL, fit_cells
 
+            spill = CELL_SPILL if spill is None else check_positive("spill", spill)
             owner = np.repeat(np.arange(matrix.num_identities, dtype=np.int64), counts)
-            self._cells = fit_cells(self._codewords, owner, cells)
+            self._cells = fit_cells(self._codewords, owner, cells, spill=spill)
+            self._max_per_identity *= min(spill, cells)  # the NumPy path merges the copies too
 
     def shortlist(self, probes: np.ndarray, size: int) -> tuple[np.ndarray, int]:
         """``(n, min(size, m))`` identity indices nearest by codeword, best first; evaluations."""
@@ -288,8 +292,10 @@ class Hybrid(Indexed):
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         cells: int | None = None,
         probe_cells: int = 16,
+        spill: int | None = None,
     ):
-        super().__init__(matrix, top_n=top_n, block_bytes=block_bytes, cells=cells, probe_cells=probe_cells)
+        super().__init__(matrix, top_n=top_n, block_bytes=block_bytes, cells=cells, probe_cells=probe_cells,
+                         spill=spill)
         self.workers = check_positive("workers", workers)
 
     def search(self, probes: np.ndarray, k: int = 1) -> SearchResult:
