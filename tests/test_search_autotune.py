@@ -141,3 +141,11 @@ def test_single_probe_lean_path_equals_the_batch_answer(monkeypatch):
             assert got.distances[0, 0] == batch.distances[i, 0]
             assert got.template_ids[0, 0] == batch.template_ids[i, 0]
             assert got.identities.dtype == np.int64 and got.distances.dtype == np.float32
+
+
+def test_reaching_a_recall_needs_confidence_not_a_touch():
+    from hybridface.search.autotune import reaches
+
+    assert not reaches(0.99, 500, 0.99)  # touching the target on 500 queries is not enough
+    assert reaches(0.998, 2000, 0.99) and not reaches(0.992, 2000, 0.99)
+    assert reaches(1.0, 10, 1.0) and not reaches(0.999, 100000, 1.0)
