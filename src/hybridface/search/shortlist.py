@@ -151,7 +151,7 @@ class CodewordCells:
 
 
 def fit_cells(
-    codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 32, max_iter: int = 20, seed: int = 0,
+    codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 16, max_iter: int = 8, seed: int = 0,
     int8: bool | None = None, spill: int = 1,
 ) -> CodewordCells:
     """LBG cells of ``codewords`` (``identity[i]`` owns codeword ``i``), fitted on at most
