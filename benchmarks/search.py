@@ -224,12 +224,25 @@ def build(method: str, matrix, args, threads: int):
         want = make_searcher("exhaustive", matrix).search(args.tune_queries, 1).identities[:, 0]
         knob, top = ("nprobe", nlist) if method == "faiss-ivf" else ("efSearch", 4096)
         v = 1 if method == "faiss-ivf" else 16
-        while True:
-            setattr(index if method == "faiss-ivf" else index.hnsw, knob, v)
-            rec = float((top1(args.tune_queries) == want).mean())
-            if reaches(rec, len(want), args.recall) or v >= top:
-                break
+        target = index if method == "faiss-ivf" else index.hnsw
+
+        def recall_at(value: int) -> float:
+            setattr(target, knob, value)
+            return float((top1(args.tune_queries) == want).mean())
+
+        rec = recall_at(v)
+        while not reaches(rec, len(want), args.recall) and v < top:
             v = min(2 * v, top)
+            rec = recall_at(v)
+        lo = v // 2  # then bisect down, as tune_cells does
+        while v - lo > 1 and v > 2:
+            mid = (lo + v) // 2
+            r = recall_at(mid)
+            if reaches(r, len(want), args.recall):
+                v, rec = mid, r
+            else:
+                lo = mid
+        setattr(target, knob, v)
         args.faiss_tuned[method] = (knob, v, rec)
         if method == "faiss-ivf":
             evals = nlist + n * v / nlist
@@ -412,7 +425,7 @@ def _faiss_text(args, method: str, knob: str, default: int) -> str:
     got = getattr(args, "faiss_tuned", {}).get(method)
     if got is None:
         return f"{knob} = {default}"
-    return (f"{knob} = {got[1]}, tuned like ours (doubling until recall@1 >= {args.recall} with 90 % confidence on the same held-out "
+    return (f"{knob} = {got[1]}, tuned like ours (doubling, then bisecting, to the fewest reaching recall@1 >= {args.recall} with 90 % confidence on the same held-out "
             f"queries, tuning counted in its build time; tuning recall {got[2]:.3f})")
 
 

@@ -5,8 +5,8 @@
 finer cells cut the codewords a probe scans more than they add centres; measured in
 docs/search.md). On tuning queries the caller supplies (held
 out from the queries it will time), each ``top_n`` of a small grid is tried with ``probe_cells``
-doubling from 1 until recall@1 against exhaustive search reaches the target with 90 %
-confidence (`reaches`: so use a few thousand tuning queries for targets near 1; a larger ``top_n``
+doubling from 1 (then bisected down) until recall@1 against exhaustive search reaches the
+target with 90 % confidence (`reaches`: so use a few thousand tuning queries for targets near 1; a larger ``top_n``
 only while it needs fewer cells than the best so far); the pair with the lowest measured time
 wins. Recall is measured, not promised: on other queries it can differ.
 """
@@ -79,6 +79,24 @@ def default_cells(num_codewords: int) -> int:
     return int(max(1, min(cells, num_codewords // 8)))
 
 
+def _narrow(s, q: np.ndarray, exact: np.ndarray, target: float, top_n: int, lo: int, hi: int, rec: float,
+            spq: float) -> tuple[int, float, float]:
+    """The fewest cells in ``(lo, hi]`` that reach ``target`` (``hi`` does, ``lo`` does not), by
+    bisection: doubling alone can overshoot by up to 2x the cells; returns ``(cells, recall, s/query)``."""
+    while hi - lo > 1 and hi > 2:
+        mid = (lo + hi) // 2
+        s.top_n, s.probe_cells = top_n, mid
+        t0 = time.perf_counter()
+        got = s.search(q, 1).identities[:, 0]
+        t = (time.perf_counter() - t0) / len(q)
+        r = float((got == exact).mean())
+        if reaches(r, len(q), target):
+            hi, rec, spq = mid, r, t
+        else:
+            lo = mid
+    return hi, rec, spq
+
+
 def tune_cells(
     matrix: TemplateMatrix,
     queries: np.ndarray,
@@ -113,6 +131,7 @@ def tune_cells(
             spq = (time.perf_counter() - t0) / len(q)
             rec = float((got == exact).mean())
             if reaches(rec, len(q), target):
+                pc, rec, spq = _narrow(s, q, exact, target, top_n, pc // 2, pc, rec, spq)
                 if best is None or spq < best.seconds_per_query:
                     best = CellTuning(cells, top_n, pc, rec, spq)
                 break

@@ -115,7 +115,7 @@ INT8_SCAN_BYTES = 8 << 20
 #: still finds it among the cells it visits, so it visits fewer (measured in docs/search.md).
 CELL_SPILL = 2
 #: At most this many codewords train the cells (at least 8 per cell): bounds the LBG fit at 10M.
-MAX_TRAIN = 65_536
+MAX_TRAIN = 32_768
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class CodewordCells:
 
 
 def fit_cells(
-    codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 16, max_iter: int = 8, seed: int = 0,
+    codewords: np.ndarray, identity: np.ndarray, cells: int, *, sample: int = 32, max_iter: int = 8, seed: int = 0,
     int8: bool | None = None, spill: int = 1,
 ) -> CodewordCells:
     """LBG cells of ``codewords`` (``identity[i]`` owns codeword ``i``), fitted on at most
