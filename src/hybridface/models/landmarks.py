@@ -159,22 +159,29 @@ def parse_shape_predictor(data: bytes, *, name: str = "<bytes>") -> ShapeModel:
 def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares similarity ``dst ≈ A @ src + t`` (Umeyama 1991, eqs. 34-43), float64."""
     src = np.asarray(src, np.float64)
+    ms = src.mean(0)
+    s0 = src - ms
+    a, md = _similarity_centred(s0, (s0 ** 2).sum(1).mean(), dst)
+    return a, md - a @ ms
+
+
+def _similarity_centred(s0: np.ndarray, var: float, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, mean of dst)`` of `similarity` given the centred source ``s0`` and its variance ``var``."""
     dst = np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    s0, d0 = src - ms, dst - md
-    var = (s0 ** 2).sum(1).mean()
-    cov = d0.T @ s0 / len(src)
+    md = dst.mean(0)
+    d0 = dst - md
+    cov = d0.T @ s0 / len(s0)
     u, d, vt = np.linalg.svd(cov)
     s = np.eye(2)
-    if np.linalg.det(cov) < 0 or (np.linalg.det(cov) == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
+    det = np.linalg.det(cov)
+    if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
         if d[1] < d[0]:
             s[1, 1] = -1
         else:
             s[0, 0] = -1
     rot = u @ s @ vt
     c = (d * np.diag(s)).sum() / var if var != 0 else 1.0
-    a = c * rot
-    return a, md - a @ ms
+    return c * rot, md
 
 
 def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> ShapeModel:
@@ -209,9 +216,12 @@ class ShapePredictor:
     Args:
         path: the predictor ``.dat`` (default: ``face_recognition_models``' 5-point model).
         cache_dir: where the parsed arrays are cached (default: the model cache).
+        compiled: run the cascade with the Numba kernel (`hybridface.models.align_kernels`,
+            bit-identical); ``False``, or Numba missing, runs the NumPy code.
     """
 
-    def __init__(self, path: str | PathLike | None = None, *, cache_dir: str | PathLike | None = None) -> None:
+    def __init__(self, path: str | PathLike | None = None, *, cache_dir: str | PathLike | None = None,
+                 compiled: bool = True) -> None:
         if path is None:
             from hybridface.models.dlib_format import default_dat_path
 
@@ -221,9 +231,35 @@ class ShapePredictor:
             raise ModelFileError(f"shape predictor {p} does not exist; {INSTALL_HINT}")
         self.model_ = load_shape_model(p, cache_dir=cache_dir)
         self.num_parts = len(self.model_.initial_shape)
+        self.compiled = bool(compiled)
+        init = np.asarray(self.model_.initial_shape, np.float64)  # `similarity`'s source terms, once
+        self._init_centred = init - init.mean(0)
+        self._init_var = (self._init_centred ** 2).sum(1).mean()
 
     def predict_one(self, image: np.ndarray, box) -> np.ndarray:
         """``(parts, 2)`` int landmarks (x, y) of the face in ``box`` = (left, top, right, bottom)."""
+        from hybridface.models.align_kernels import kernel
+
+        step = kernel("cascade_step") if self.compiled else None
+        if step is None:
+            return self._predict_numpy(image, box)
+        m = self.model_
+        left, top, right, bottom = (float(v) for v in box)
+        img = image if image.ndim == 3 else image[:, :, None]
+        div = 3 if image.ndim == 3 else 1
+        shape = m.initial_shape.astype(np.float32).copy()
+        flat = shape.reshape(-1)  # a view: the kernel adds the leaves in place
+        feats = np.empty(m.deltas.shape[1], np.float32)
+        for c in range(len(m.leaves)):
+            a, _ = _similarity_centred(self._init_centred, self._init_var, shape)
+            prod = m.deltas[c] @ a.astype(np.float32).T  # in NumPy: BLAS may fuse multiply-adds
+            step(img, div, left, top, right - left, bottom - top, prod, m.anchor_idx[c], flat,
+                 m.split_idx[c], m.split_thresh[c], m.leaves[c], feats)
+        origin, scale = np.array([left, top]), np.array([right - left, bottom - top])
+        return np.floor(origin + shape.astype(np.float64) * scale + 0.5).astype(np.int64)
+
+    def _predict_numpy(self, image: np.ndarray, box) -> np.ndarray:
+        """`predict_one` in NumPy (the reference the compiled cascade is checked against)."""
         m = self.model_
         left, top, right, bottom = (float(v) for v in box)
         scale = np.array([right - left, bottom - top])
