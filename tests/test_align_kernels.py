@@ -65,10 +65,36 @@ def test_compiled_landmarks_are_bit_identical_on_real_faces(photos, predictors):
     assert len(images) >= 900 and ours.dtype == theirs.dtype == np.int64
     bad = np.flatnonzero((ours != theirs).any(axis=(1, 2)))
     assert bad.size == 0, f"{bad.size} of {len(images)} differ, first {bad[:5]}"
+    # a batch of one size (the encoders' crops) runs all faces through each cascade at once
+    crops = np.stack([im for im in images if im.shape == (150, 150, 3)])
+    box = np.tile([0, 0, 149, 149.0], (len(crops), 1))
+    assert len(crops) >= 200 and np.array_equal(fast.predict(crops, box), ref.predict(crops, box))
+    grey = crops[:40].sum(axis=3, dtype=np.uint16).__floordiv__(3).astype(np.uint8)
+    assert np.array_equal(fast.predict(grey, box[:40]), ref.predict(grey, box[:40]))
+    assert np.array_equal(fast.predict(crops[:40], box[:40]), np.stack([fast.predict_one(c, b) for c, b in zip(crops[:40], box)]))
     # non-contiguous and read-only views take the same path
     view = images[0][::-1, ::-1]
     view.flags.writeable = False
     assert np.array_equal(fast.predict_one(view, boxes[0]), ref.predict_one(view, boxes[0]))
+
+
+def test_stacked_similarity_is_bit_identical_to_one_at_a_time():
+    """The batch path solves every face's Umeyama similarity in one stacked call: same bits."""
+    from hybridface.models.landmarks import _similarity_centred, similarity
+
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(5, 2))
+    s0 = src - src.mean(0)
+    var = (s0 ** 2).sum(1).mean()
+    dst = np.concatenate([src @ rng.normal(size=(300, 2, 2)) + rng.normal(size=(300, 1, 2)),
+                          rng.normal(size=(100, 5, 2)), np.zeros((1, 5, 2)), np.ones((1, 5, 2)),
+                          src[None] * [1, -1]], dtype=np.float32)  # also degenerate and mirrored
+    a, md = _similarity_centred(s0, var, dst)
+    for i in range(len(dst)):
+        ai, mi = _similarity_centred(s0, var, dst[i])
+        assert np.array_equal(a[i], ai) and np.array_equal(md[i], mi), i
+    a1, t1 = similarity(src, dst[0])
+    assert a1.shape == (2, 2) and t1.shape == (2,) and np.array_equal(a1, a[0])
 
 
 def test_compiled_chips_are_bit_identical_on_real_faces(photos, predictors):

@@ -20,40 +20,44 @@ from typing import Any
 import numpy as np
 
 
-def cascade_step(image: np.ndarray, div: int, ox: float, oy: float, sx: float, sy: float,
-                 prod: np.ndarray, anchor: np.ndarray, shape: np.ndarray, split_idx: np.ndarray,
-                 split_thresh: np.ndarray, leaves: np.ndarray, feats: np.ndarray) -> None:
-    """One cascade of dlib's shape predictor, updating the flat float32 ``shape`` in place.
+def cascade_step(images: np.ndarray, div: int, ox: np.ndarray, oy: np.ndarray, sx: np.ndarray,
+                 sy: np.ndarray, prod: np.ndarray, anchor: np.ndarray, shapes: np.ndarray,
+                 split_idx: np.ndarray, split_thresh: np.ndarray, leaves: np.ndarray,
+                 feats: np.ndarray) -> None:
+    """One cascade of dlib's shape predictor for ``n`` faces, updating ``shapes`` in place.
 
-    ``image`` is ``(H, W, C)`` uint8 (grey = channel sum ``// div``); ``prod`` ``(F, 2)`` float32 is
-    ``deltas @ A.T``; the feature point ``f`` is ``prod[f] + shape[anchor[f]]`` (normalised), in
-    pixels ``floor(origin + p * scale + 0.5)``; ``feats`` ``(F,)`` float32 is scratch.
+    ``images`` ``(n, H, W, C)`` uint8 (grey = channel sum ``// div``); face ``i`` has box origin
+    ``(ox[i], oy[i])``, size ``(sx[i], sy[i])``, flat float32 shape ``shapes[i]`` and
+    ``prod[i]`` ``(F, 2)`` float32 = ``deltas @ A_i.T``: its feature point ``f`` is
+    ``prod[i, f] + shape[anchor[f]]`` (normalised), in pixels ``floor(origin + p * size + 0.5)``.
+    ``feats`` ``(F,)`` float32 is scratch.
     """
-    h, w, nc = image.shape
-    for f in range(prod.shape[0]):
-        a = anchor[f]
-        px = prod[f, 0] + shape[2 * a]
-        py = prod[f, 1] + shape[2 * a + 1]
-        x = math.floor(ox + np.float64(px) * sx + 0.5)
-        y = math.floor(oy + np.float64(py) * sy + 0.5)
-        v = np.float32(0.0)
-        if x >= 0 and x < w and y >= 0 and y < h:
-            xi, yi = int(x), int(y)
-            s = np.int32(0)
-            for k in range(nc):
-                s += np.int32(image[yi, xi, k])
-            v = np.float32(s // div)
-        feats[f] = v
+    _, h, w, nc = images.shape
     n_splits = split_idx.shape[1]
-    dim = shape.shape[0]
-    for t in range(split_idx.shape[0]):
-        node = 0
-        while node < n_splits:
-            d = feats[split_idx[t, node, 0]] - feats[split_idx[t, node, 1]]
-            node = 2 * node + 1 if d > split_thresh[t, node] else 2 * node + 2
-        leaf = node - n_splits
-        for k in range(dim):
-            shape[k] += leaves[t, leaf, k]
+    dim = shapes.shape[1]
+    for i in range(images.shape[0]):
+        for f in range(prod.shape[1]):
+            a = anchor[f]
+            px = prod[i, f, 0] + shapes[i, 2 * a]
+            py = prod[i, f, 1] + shapes[i, 2 * a + 1]
+            x = math.floor(ox[i] + np.float64(px) * sx[i] + 0.5)
+            y = math.floor(oy[i] + np.float64(py) * sy[i] + 0.5)
+            v = np.float32(0.0)
+            if x >= 0 and x < w and y >= 0 and y < h:
+                xi, yi = int(x), int(y)
+                s = np.int32(0)
+                for k in range(nc):
+                    s += np.int32(images[i, yi, xi, k])
+                v = np.float32(s // div)
+            feats[f] = v
+        for t in range(split_idx.shape[0]):
+            node = 0
+            while node < n_splits:
+                d = feats[split_idx[t, node, 0]] - feats[split_idx[t, node, 1]]
+                node = 2 * node + 1 if d > split_thresh[t, node] else 2 * node + 2
+            leaf = node - n_splits
+            for k in range(dim):
+                shapes[i, k] += leaves[t, leaf, k]
 
 
 def chip_sample(image: np.ndarray, cx: float, cy: float, c: float, s: float, u: np.ndarray,

@@ -166,22 +166,29 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _similarity_centred(s0: np.ndarray, var: float, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, mean of dst)`` of `similarity` given the centred source ``s0`` and its variance ``var``."""
+    """``(A, mean of dst)`` of `similarity` given the centred source ``s0`` and its variance ``var``.
+
+    ``dst`` may be a stack ``(..., n, 2)``: NumPy's linalg and matmul run the same routine on each
+    matrix, so every ``A`` is bit-identical to the one ``dst`` alone gives.
+    """
     dst = np.asarray(dst, np.float64)
-    md = dst.mean(0)
-    d0 = dst - md
-    cov = d0.T @ s0 / len(s0)
+    md = dst.mean(-2)
+    d0 = dst - md[..., None, :]
+    cov = np.swapaxes(d0, -1, -2) @ s0 / len(s0)
     u, d, vt = np.linalg.svd(cov)
-    s = np.eye(2)
+    s = np.zeros(cov.shape)
+    s[..., 0, 0] = s[..., 1, 1] = 1
     det = np.linalg.det(cov)
-    if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-        if d[1] < d[0]:
-            s[1, 1] = -1
-        else:
-            s[0, 0] = -1
+    flip = det < 0
+    if np.any(det == 0):
+        flip |= (det == 0) & (np.linalg.det(u) * np.linalg.det(vt) < 0)
+    if np.any(flip):
+        second = d[..., 1] < d[..., 0]
+        s[..., 1, 1] = np.where(flip & second, -1.0, s[..., 1, 1])
+        s[..., 0, 0] = np.where(flip & ~second, -1.0, s[..., 0, 0])
     rot = u @ s @ vt
-    c = (d * np.diag(s)).sum() / var if var != 0 else 1.0
-    return c * rot, md
+    c = (d * np.diagonal(s, axis1=-2, axis2=-1)).sum(-1) / var if var != 0 else np.ones(d.shape[:-1])
+    return np.asarray(c)[..., None, None] * rot, md
 
 
 def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> ShapeModel:
@@ -243,20 +250,25 @@ class ShapePredictor:
         step = kernel("cascade_step") if self.compiled else None
         if step is None:
             return self._predict_numpy(image, box)
-        m = self.model_
-        left, top, right, bottom = (float(v) for v in box)
         img = image if image.ndim == 3 else image[:, :, None]
-        div = 3 if image.ndim == 3 else 1
-        shape = m.initial_shape.astype(np.float32).copy()
-        flat = shape.reshape(-1)  # a view: the kernel adds the leaves in place
+        return self._predict_compiled(step, img[None], 3 if image.ndim == 3 else 1,
+                                      np.asarray([box], np.float64))[0]
+
+    def _predict_compiled(self, step, images: np.ndarray, div: int, boxes: np.ndarray) -> np.ndarray:
+        """`predict_one` of ``n`` faces at once: ``images`` ``(n, H, W, C)``, ``boxes`` ``(n, 4)`` float64."""
+        m = self.model_
+        left, top = boxes[:, 0], boxes[:, 1]
+        width, height = boxes[:, 2] - left, boxes[:, 3] - top
+        shapes = np.repeat(m.initial_shape.astype(np.float32)[None], len(images), axis=0)
+        flat = shapes.reshape(len(images), -1)  # a view: the kernel adds the leaves in place
         feats = np.empty(m.deltas.shape[1], np.float32)
         for c in range(len(m.leaves)):
-            a, _ = _similarity_centred(self._init_centred, self._init_var, shape)
-            prod = m.deltas[c] @ a.astype(np.float32).T  # in NumPy: BLAS may fuse multiply-adds
-            step(img, div, left, top, right - left, bottom - top, prod, m.anchor_idx[c], flat,
+            a, _ = _similarity_centred(self._init_centred, self._init_var, shapes)
+            prod = m.deltas[c] @ np.swapaxes(a.astype(np.float32), 1, 2)  # NumPy: BLAS may fuse multiply-adds
+            step(images, div, left, top, width, height, prod, m.anchor_idx[c], flat,
                  m.split_idx[c], m.split_thresh[c], m.leaves[c], feats)
-        origin, scale = np.array([left, top]), np.array([right - left, bottom - top])
-        return np.floor(origin + shape.astype(np.float64) * scale + 0.5).astype(np.int64)
+        origin, scale = np.stack([left, top], 1)[:, None], np.stack([width, height], 1)[:, None]
+        return np.floor(origin + shapes.astype(np.float64) * scale + 0.5).astype(np.int64)
 
     def _predict_numpy(self, image: np.ndarray, box) -> np.ndarray:
         """`predict_one` in NumPy (the reference the compiled cascade is checked against)."""
@@ -293,10 +305,18 @@ class ShapePredictor:
         boxes = np.asarray(boxes, np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != len(images):
             raise ConfigError(f"boxes must be (n, 4) (left, top, right, bottom), one per image; got {boxes.shape}")
-        out = np.zeros((len(images), self.num_parts, 2), np.int64)
-        for i, (img, box) in enumerate(zip(images, boxes)):
-            img = np.asarray(img)
+        imgs = [np.asarray(img) for img in images]
+        for img in imgs:
             if img.dtype != np.uint8 or img.ndim not in (2, 3):
                 raise ConfigError(f"images must be uint8 (H, W) or (H, W, 3), got {img.dtype} {img.shape}")
+        from hybridface.models.align_kernels import kernel
+
+        step = kernel("cascade_step") if self.compiled else None
+        if step is not None and imgs and len({img.shape for img in imgs}) == 1:  # one batch, one pass
+            batch = images if isinstance(images, np.ndarray) and images.ndim in (3, 4) else np.stack(imgs)
+            div = 3 if batch.ndim == 4 else 1
+            return self._predict_compiled(step, batch if div == 3 else batch[..., None], div, boxes)
+        out = np.zeros((len(imgs), self.num_parts, 2), np.int64)
+        for i, (img, box) in enumerate(zip(imgs, boxes)):
             out[i] = self.predict_one(img, box)
         return out
