@@ -14,7 +14,6 @@ Numba and the callers keep their NumPy code.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -40,8 +39,8 @@ def cascade_step(images: np.ndarray, div: int, ox: np.ndarray, oy: np.ndarray, s
             a = anchor[f]
             px = prod[i, f, 0] + shapes[i, 2 * a]
             py = prod[i, f, 1] + shapes[i, 2 * a + 1]
-            x = math.floor(ox[i] + np.float64(px) * sx[i] + 0.5)
-            y = math.floor(oy[i] + np.float64(py) * sy[i] + 0.5)
+            x = np.floor(ox[i] + np.float64(px) * sx[i] + 0.5)  # float: NaN/huge compare False
+            y = np.floor(oy[i] + np.float64(py) * sy[i] + 0.5)
             v = np.float32(0.0)
             if x >= 0 and x < w and y >= 0 and y < h:
                 xi, yi = int(x), int(y)
@@ -75,8 +74,8 @@ def chip_sample(image: np.ndarray, cx: float, cy: float, c: float, s: float, u: 
             ux = u[j]
             x = cx + c * ux - s * uy
             y = cy + s * ux + c * uy
-            left = math.floor(x)
-            top = math.floor(y)
+            left = np.floor(x)  # float, compared before any int conversion (NaN: outside)
+            top = np.floor(y)
             if not (left >= 0 and top >= 0 and left + 1 < w and top + 1 < h):
                 for k in range(3):
                     out[i, j, k] = 0

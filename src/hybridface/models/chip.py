@@ -33,6 +33,8 @@ def chip_geometry(landmarks: np.ndarray, *, size: int = 150, padding: float = 0.
     pts = np.asarray(landmarks, np.float64)
     if pts.shape != (5, 2):
         raise ConfigError(f"landmarks must be (5, 2) (x, y) points, got {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise ConfigError("landmarks must be finite (x, y) pixel coordinates; got NaN or inf")
     src = (padding + MEAN_FACE_5) / (2 * padding + 1) * size
     a, t = similarity(src, pts)
     p = a @ np.array([1.0, 0.0])

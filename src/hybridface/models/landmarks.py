@@ -305,6 +305,8 @@ class ShapePredictor:
         boxes = np.asarray(boxes, np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != len(images):
             raise ConfigError(f"boxes must be (n, 4) (left, top, right, bottom), one per image; got {boxes.shape}")
+        if not np.isfinite(boxes).all():
+            raise ConfigError("boxes must be finite pixel coordinates (left, top, right, bottom); got NaN or inf")
         imgs = [np.asarray(img) for img in images]
         for img in imgs:
             if img.dtype != np.uint8 or img.ndim not in (2, 3):
