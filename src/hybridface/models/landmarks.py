@@ -11,6 +11,11 @@ format (`hybridface.models.dlib_format`) and predicts landmarks the way dlib's
 * every tree of the cascade compares two of those pixels with its split thresholds (complete
   trees, node ``i`` → ``2i + 1`` when the difference is greater, else ``2i + 2``) and adds its
   leaf's shape increment; all trees of a cascade are evaluated at once here.
+
+By default the pixel reads, tree walk and leaf sums run in a Numba kernel
+(`hybridface.models.align_kernels.cascade_step`) that gives the same bits as the NumPy code
+(kept as ``compiled=False`` and as the fallback without Numba); a batch of images of one size
+goes through each cascade together (the per-face similarities as one stacked LAPACK call).
 """
 
 from __future__ import annotations
