@@ -13,6 +13,12 @@ runtime is single-threaded per call); the median over rounds of faces/s.
 
     python benchmarks/resnet.py --data ../shared/datasets --parity 1000 --rounds 5 --threads 1
     python benchmarks/resnet.py --data ../shared/datasets --parity 0 --rounds 5 --onnx small=RUN/student.int8.onnx
+
+Batch enrolment (``--encode-batch N``): ``encode`` of N face crops (150x150, ``cascade-fast``
+on the same images) split into its stages: landmarks (our shape-predictor port), chips, ONNX
+Runtime (``resnet``, ``resnet-int8`` and any ``--onnx``); best of ``--rounds`` (at least 3).
+
+    python benchmarks/resnet.py --data ../shared/datasets --parity 0 --rounds 0 --encode-batch 64
 """
 
 from __future__ import annotations
@@ -46,6 +52,40 @@ def _rate(fn, chips: np.ndarray, batch: int, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _encode_split(files: list[Path], encoders: dict, batch: int, rounds: int) -> list[str]:
+    """Markdown rows: ms per batch of ``batch`` crops for landmarks, chips, ORT and the whole ``encode``."""
+    from hybridface.models.chip import face_chips
+    from hybridface.prepare import prepare_images
+
+    crops = [p.crop for p in prepare_images(files, detect="largest", detector="cascade-fast", size=150)
+             if p.crop is not None][:batch]
+    crops = np.stack(crops)
+    first = next(iter(encoders.values()))
+    first.encode(crops[:1])  # loads the predictor, compiles the kernels
+    h, w = first.input_size
+    boxes = np.tile(np.array([0, 0, w - 1, h - 1], np.float64), (len(crops), 1))
+
+    def best(fn, *a) -> float:
+        out = []
+        for _ in range(max(3, rounds)):
+            t0 = time.perf_counter()
+            fn(*a)
+            out.append(time.perf_counter() - t0)
+        return 1e3 * min(out)
+
+    marks = first._predictor.predict(crops, boxes)
+    chips = face_chips(crops, marks)
+    t_lm, t_chip = best(first._predictor.predict, crops, boxes), best(face_chips, crops, marks)
+    lines = [f"Batch enrolment: `encode` of {len(crops)} face crops (150x150), best of {max(3, rounds)}, ms per batch; "
+             f"landmarks {t_lm:.1f} ms, chips {t_chip:.1f} ms:", "",
+             "| encoder | landmarks | chips | ORT | encode (all) | alignment share |", "|---|---:|---:|---:|---:|---:|"]
+    for name, enc in encoders.items():
+        t_ort, t_all = best(enc.descriptors, chips), best(enc.encode, crops)
+        lines.append(f"| {name} | {t_lm:.1f} | {t_chip:.1f} | {t_ort:.1f} | {t_all:.1f} | "
+                     f"{100 * (t_lm + t_chip) / t_all:.0f} % |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path)
@@ -57,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onnx", action="append", default=[], metavar="NAME=FILE.onnx",
                     help="also time a chip-input ONNX model (a resnet student) in the speed rounds")
     ap.add_argument("--no-dlib", action="store_true", help="speed rounds without dlib's runtime (× dlib left out)")
+    ap.add_argument("--encode-batch", type=int, default=0, metavar="N",
+                    help="also time encode of N face crops split into landmarks / chips / ORT (0: skip)")
     ap.add_argument("--json", type=Path, default=None, help="also write the speeds here (benchmarks/frontier.py reads it)")
     args = ap.parse_args(argv)
 
@@ -101,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"landmarks: {100 * (lm_diff == 0).mean():.1f} % of faces identical to dlib's, max diff "
                   f"{int(lm_diff.max())} px; chips (from dlib's landmarks): {100 * (chip_diff == 0).mean():.5f} % "
                   f"of values identical, max diff {int(chip_diff.max())}", ""]
+    if args.encode_batch:
+        encs = {"resnet (ORT fp32)": fp32, "resnet-int8 (ORT)": int8}
+        encs.update({k: ResNetEncoder(v, threads=args.threads) for k, v in (x.split("=", 1) for x in args.onnx)})
+        lines += _encode_split(sample_files(args.data, 2 * args.encode_batch, seed=args.seed), encs,
+                               args.encode_batch, args.rounds)
     if args.rounds:
         import os
 

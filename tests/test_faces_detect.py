@@ -204,3 +204,31 @@ def test_the_service_crops_uploads_with_the_fast_cascade(tmp_path, monkeypatch):
     svc = GalleryService(tmp_path / "g.db", ServiceSettings())
     with pytest.raises(NoFaceError, match="no face found by detector 'cascade-fast'"):
         svc.faces([("blank.png", png.tobytes())], "largest")
+
+
+def test_opencv_detectors_import_dlib_only_to_add_eyes(vid):
+    """dlib is imported by the OpenCV back-ends only when a frontal face was found and eyes were
+    asked for; the profile cascade and empty images never load it (core-only runtime)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("dlib")
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from hybridface.faces.detect import detect_faces
+        from hybridface.faces.io import load_image
+        img = load_image({str(vid(FRONTAL))!r})
+        blank = np.full((192, 256, 3), 128, np.uint8)
+        assert detect_faces(img, detector="opencv-profile") is not None
+        assert detect_faces(blank, detector="opencv") == []
+        assert detect_faces(blank, detector="opencv-frontal") == []
+        assert detect_faces(img, detector="opencv-frontal", landmarks=False)
+        assert "dlib" not in sys.modules, "dlib imported without being asked for"
+        (d,) = detect_faces(img, detector="opencv-frontal")
+        assert d.landmarks is not None and "dlib" in sys.modules
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

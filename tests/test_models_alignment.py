@@ -136,6 +136,10 @@ def test_bad_landmarks_images_and_boxes_are_config_errors(predictor):
         predictor.predict([img], np.zeros((1, 3)))
     with pytest.raises(ConfigError, match="uint8"):
         predictor.predict([img.astype(np.float64)], np.zeros((1, 4)))
+    with pytest.raises(ConfigError, match="finite"):
+        predictor.predict([img], [[0, 0, np.nan, 99]])
+    with pytest.raises(ConfigError, match="finite"):
+        face_chips([img], np.full((1, 5, 2), np.inf))
 
 
 def test_missing_or_damaged_predictor_names_the_install_command(tmp_path, predictor):

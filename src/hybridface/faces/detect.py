@@ -215,16 +215,17 @@ def _with_landmarks(rgb: np.ndarray, dets: list[Detection]) -> list[Detection]:
 
 
 def _run(rgb: np.ndarray, grey: np.ndarray, detector: str, landmarks: bool) -> list[Detection]:
-    lm = landmarks and _have_dlib()  # Haar frontal boxes get eyes from dlib's 5-point model if present
+    # Haar frontal boxes get eyes from dlib's 5-point model if dlib is installed; dlib is imported
+    # only then (a face found, eyes asked for), never for the profile cascade or an empty image
     if detector == "opencv-frontal":
         dets = _haar(grey, "frontal")
-        return _with_landmarks(rgb, dets) if lm else dets
+        return _with_landmarks(rgb, dets) if dets and landmarks and _have_dlib() else dets
     if detector == "opencv-profile":
         return _haar(grey, "profile")
     if detector == "opencv":
         dets = _haar(grey, "frontal")
         if dets:
-            return _with_landmarks(rgb, dets) if lm else dets
+            return _with_landmarks(rgb, dets) if landmarks and _have_dlib() else dets
         return _haar(grey, "profile")
     if detector == "dlib":
         dets = _nms(_dlib_hog(rgb, 0.0))

@@ -33,6 +33,8 @@ def chip_geometry(landmarks: np.ndarray, *, size: int = 150, padding: float = 0.
     pts = np.asarray(landmarks, np.float64)
     if pts.shape != (5, 2):
         raise ConfigError(f"landmarks must be (5, 2) (x, y) points, got {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise ConfigError("landmarks must be finite (x, y) pixel coordinates; got NaN or inf")
     src = (padding + MEAN_FACE_5) / (2 * padding + 1) * size
     a, t = similarity(src, pts)
     p = a @ np.array([1.0, 0.0])
@@ -57,8 +59,13 @@ def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def face_chip(image: np.ndarray, landmarks: np.ndarray, *, size: int = 150, padding: float = 0.25) -> np.ndarray:
-    """The ``(size, size, 3)`` uint8 chip of one RGB image given its 5 landmarks."""
+def face_chip(image: np.ndarray, landmarks: np.ndarray, *, size: int = 150, padding: float = 0.25,
+              compiled: bool = True) -> np.ndarray:
+    """The ``(size, size, 3)`` uint8 chip of one RGB image given its 5 landmarks.
+
+    ``compiled`` samples with the Numba kernel (`hybridface.models.align_kernels`, bit-identical);
+    ``False``, or Numba missing, with NumPy.
+    """
     import cv2
 
     img = np.asarray(image)
@@ -74,17 +81,27 @@ def face_chip(image: np.ndarray, landmarks: np.ndarray, *, size: int = 150, padd
         centre, half = centre * shrink, half * shrink
     c, s = math.cos(angle), math.sin(angle)
     u = np.arange(size, dtype=np.float64) / (size - 1) * 2 * half - half  # chip pixel → rect offset
+    if compiled:
+        from hybridface.models.align_kernels import kernel
+
+        sample = kernel("chip_sample")
+        if sample is not None:
+            out = np.empty((size, size, 3), np.uint8)
+            sample(img, float(centre[0]), float(centre[1]), c, s, u, out)
+            return out
     ux, uy = np.meshgrid(u, u)
     x = centre[0] + c * ux - s * uy
     y = centre[1] + s * ux + c * uy
     return _bilinear(img, x, y)
 
 
-def face_chips(images, landmarks: np.ndarray, *, size: int = 150, padding: float = 0.25) -> np.ndarray:
-    """``(n, size, size, 3)`` uint8 chips of ``images[i]`` with ``landmarks[i]`` ``(5, 2)``."""
+def face_chips(images, landmarks: np.ndarray, *, size: int = 150, padding: float = 0.25,
+               compiled: bool = True) -> np.ndarray:
+    """``(n, size, size, 3)`` uint8 chips of ``images[i]`` with ``landmarks[i]`` ``(5, 2)`` (see `face_chip`)."""
     landmarks = np.asarray(landmarks)
     if landmarks.ndim != 3 or len(landmarks) != len(images):
         raise ConfigError(f"landmarks must be (n, 5, 2), one set per image; got {landmarks.shape}")
     if len(images) == 0:
         return np.zeros((0, size, size, 3), np.uint8)
-    return np.stack([face_chip(img, lm, size=size, padding=padding) for img, lm in zip(images, landmarks)])
+    return np.stack([face_chip(img, lm, size=size, padding=padding, compiled=compiled)
+                     for img, lm in zip(images, landmarks)])

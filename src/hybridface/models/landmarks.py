@@ -11,6 +11,11 @@ format (`hybridface.models.dlib_format`) and predicts landmarks the way dlib's
 * every tree of the cascade compares two of those pixels with its split thresholds (complete
   trees, node ``i`` → ``2i + 1`` when the difference is greater, else ``2i + 2``) and adds its
   leaf's shape increment; all trees of a cascade are evaluated at once here.
+
+By default the pixel reads, tree walk and leaf sums run in a Numba kernel
+(`hybridface.models.align_kernels.cascade_step`) that gives the same bits as the NumPy code
+(kept as ``compiled=False`` and as the fallback without Numba); a batch of images of one size
+goes through each cascade together (the per-face similarities as one stacked LAPACK call).
 """
 
 from __future__ import annotations
@@ -159,22 +164,36 @@ def parse_shape_predictor(data: bytes, *, name: str = "<bytes>") -> ShapeModel:
 def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares similarity ``dst ≈ A @ src + t`` (Umeyama 1991, eqs. 34-43), float64."""
     src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    s0, d0 = src - ms, dst - md
-    var = (s0 ** 2).sum(1).mean()
-    cov = d0.T @ s0 / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    s = np.eye(2)
-    if np.linalg.det(cov) < 0 or (np.linalg.det(cov) == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-        if d[1] < d[0]:
-            s[1, 1] = -1
-        else:
-            s[0, 0] = -1
-    rot = u @ s @ vt
-    c = (d * np.diag(s)).sum() / var if var != 0 else 1.0
-    a = c * rot
+    ms = src.mean(0)
+    s0 = src - ms
+    a, md = _similarity_centred(s0, (s0 ** 2).sum(1).mean(), dst)
     return a, md - a @ ms
+
+
+def _similarity_centred(s0: np.ndarray, var: float, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, mean of dst)`` of `similarity` given the centred source ``s0`` and its variance ``var``.
+
+    ``dst`` may be a stack ``(..., n, 2)``: NumPy's linalg and matmul run the same routine on each
+    matrix, so every ``A`` is bit-identical to the one ``dst`` alone gives.
+    """
+    dst = np.asarray(dst, np.float64)
+    md = np.add.reduce(dst, axis=-2) / dst.shape[-2]  # = dst.mean(-2), without its wrapper's cost
+    d0 = dst - md[..., None, :]
+    cov = np.swapaxes(d0, -1, -2) @ s0 / len(s0)
+    u, d, vt = np.linalg.svd(cov)
+    s = np.zeros(cov.shape)
+    s[..., 0, 0] = s[..., 1, 1] = 1
+    det = np.linalg.det(cov)
+    flip = det < 0
+    if (det == 0).any():
+        flip |= (det == 0) & (np.linalg.det(u) * np.linalg.det(vt) < 0)
+    if flip.any():
+        second = d[..., 1] < d[..., 0]
+        s[..., 1, 1] = np.where(flip & second, -1.0, s[..., 1, 1])
+        s[..., 0, 0] = np.where(flip & ~second, -1.0, s[..., 0, 0])
+    rot = u @ s @ vt
+    c = (d * np.diagonal(s, axis1=-2, axis2=-1)).sum(-1) / var if var != 0 else np.ones(d.shape[:-1])
+    return np.asarray(c)[..., None, None] * rot, md
 
 
 def load_shape_model(path: Path, *, cache_dir: str | PathLike | None = None) -> ShapeModel:
@@ -209,9 +228,12 @@ class ShapePredictor:
     Args:
         path: the predictor ``.dat`` (default: ``face_recognition_models``' 5-point model).
         cache_dir: where the parsed arrays are cached (default: the model cache).
+        compiled: run the cascade with the Numba kernel (`hybridface.models.align_kernels`,
+            bit-identical); ``False``, or Numba missing, runs the NumPy code.
     """
 
-    def __init__(self, path: str | PathLike | None = None, *, cache_dir: str | PathLike | None = None) -> None:
+    def __init__(self, path: str | PathLike | None = None, *, cache_dir: str | PathLike | None = None,
+                 compiled: bool = True) -> None:
         if path is None:
             from hybridface.models.dlib_format import default_dat_path
 
@@ -221,9 +243,40 @@ class ShapePredictor:
             raise ModelFileError(f"shape predictor {p} does not exist; {INSTALL_HINT}")
         self.model_ = load_shape_model(p, cache_dir=cache_dir)
         self.num_parts = len(self.model_.initial_shape)
+        self.compiled = bool(compiled)
+        init = np.asarray(self.model_.initial_shape, np.float64)  # `similarity`'s source terms, once
+        self._init_centred = init - init.mean(0)
+        self._init_var = (self._init_centred ** 2).sum(1).mean()
 
     def predict_one(self, image: np.ndarray, box) -> np.ndarray:
         """``(parts, 2)`` int landmarks (x, y) of the face in ``box`` = (left, top, right, bottom)."""
+        from hybridface.models.align_kernels import kernel
+
+        step = kernel("cascade_step") if self.compiled else None
+        if step is None:
+            return self._predict_numpy(image, box)
+        img = image if image.ndim == 3 else image[:, :, None]
+        return self._predict_compiled(step, img[None], 3 if image.ndim == 3 else 1,
+                                      np.asarray([box], np.float64))[0]
+
+    def _predict_compiled(self, step, images: np.ndarray, div: int, boxes: np.ndarray) -> np.ndarray:
+        """`predict_one` of ``n`` faces at once: ``images`` ``(n, H, W, C)``, ``boxes`` ``(n, 4)`` float64."""
+        m = self.model_
+        left, top = boxes[:, 0], boxes[:, 1]
+        width, height = boxes[:, 2] - left, boxes[:, 3] - top
+        shapes = np.repeat(m.initial_shape.astype(np.float32)[None], len(images), axis=0)
+        flat = shapes.reshape(len(images), -1)  # a view: the kernel adds the leaves in place
+        feats = np.empty(m.deltas.shape[1], np.float32)
+        for c in range(len(m.leaves)):
+            a, _ = _similarity_centred(self._init_centred, self._init_var, shapes)
+            prod = m.deltas[c] @ np.swapaxes(a.astype(np.float32), 1, 2)  # NumPy: BLAS may fuse multiply-adds
+            step(images, div, left, top, width, height, prod, m.anchor_idx[c], flat,
+                 m.split_idx[c], m.split_thresh[c], m.leaves[c], feats)
+        origin, scale = np.stack([left, top], 1)[:, None], np.stack([width, height], 1)[:, None]
+        return np.floor(origin + shapes.astype(np.float64) * scale + 0.5).astype(np.int64)
+
+    def _predict_numpy(self, image: np.ndarray, box) -> np.ndarray:
+        """`predict_one` in NumPy (the reference the compiled cascade is checked against)."""
         m = self.model_
         left, top, right, bottom = (float(v) for v in box)
         scale = np.array([right - left, bottom - top])
@@ -257,10 +310,20 @@ class ShapePredictor:
         boxes = np.asarray(boxes, np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != len(images):
             raise ConfigError(f"boxes must be (n, 4) (left, top, right, bottom), one per image; got {boxes.shape}")
-        out = np.zeros((len(images), self.num_parts, 2), np.int64)
-        for i, (img, box) in enumerate(zip(images, boxes)):
-            img = np.asarray(img)
+        if not np.isfinite(boxes).all():
+            raise ConfigError("boxes must be finite pixel coordinates (left, top, right, bottom); got NaN or inf")
+        imgs = [np.asarray(img) for img in images]
+        for img in imgs:
             if img.dtype != np.uint8 or img.ndim not in (2, 3):
                 raise ConfigError(f"images must be uint8 (H, W) or (H, W, 3), got {img.dtype} {img.shape}")
+        from hybridface.models.align_kernels import kernel
+
+        step = kernel("cascade_step") if self.compiled else None
+        if step is not None and imgs and len({img.shape for img in imgs}) == 1:  # one batch, one pass
+            batch = images if isinstance(images, np.ndarray) and images.ndim in (3, 4) else np.stack(imgs)
+            div = 3 if batch.ndim == 4 else 1
+            return self._predict_compiled(step, batch if div == 3 else batch[..., None], div, boxes)
+        out = np.zeros((len(imgs), self.num_parts, 2), np.int64)
+        for i, (img, box) in enumerate(zip(imgs, boxes)):
             out[i] = self.predict_one(img, box)
         return out
