@@ -192,11 +192,18 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
 
 def cell_kernel():
     """The compiled :func:`_kernel`, or ``None`` without Numba (callers then use NumPy paths)."""
-    helper = compiled(_sift_down_impl)
-    if helper is None:
-        return None
-    globals()["_sift_down"] = helper  # the kernel calls the compiled helper (a global, resolved when it compiles)
-    return compiled(_kernel, fastmath={"reassoc", "contract", "nnan", "nsz"})
+    kernel = _BUILT.get("kernel", False)
+    if kernel is False:  # first call: compile the helper the kernel calls (a global resolved when it compiles)
+        helper = compiled(_sift_down_impl)
+        if helper is not None:
+            globals()["_sift_down"] = helper
+        kernel = None if helper is None else compiled(_kernel, fastmath={"reassoc", "contract", "nnan", "nsz"})
+        _BUILT["kernel"] = kernel
+    return kernel
+
+
+#: `cell_kernel`'s result once built (a single-probe call asks for it twice)
+_BUILT: dict[str, object] = {}
 
 
 def cells_band_top1(
