@@ -266,6 +266,32 @@ def export(run: Path, net, like, *, width: float, history: list, offset: np.ndar
     return {"step": len(history), "done": True, **card}
 
 
+def ship(run: str | Path, *, name: str, weights_dir: str | Path) -> Path:
+    """Copy an exported run's ``student.int8.onnx`` to ``weights_dir/<name>.int8.onnx`` and its card,
+    named and pointing at that file, to ``weights_dir/<name>.json`` (what `zoo.load_encoder(name)`
+    loads and checks). Returns the ONNX path."""
+    import shutil
+
+    from hybridface.hashing import file_sha256
+
+    run, out = Path(run), Path(weights_dir)
+    src, card_path = run / "student.int8.onnx", run / "card.json"
+    if not src.is_file() or not card_path.is_file():
+        raise ConfigError(f"{run} has no exported student (student.int8.onnx + card.json); run it to the end "
+                          f"or with --export-now first")
+    card = json.loads(card_path.read_text())
+    if card["int8"]["sha256"] != file_sha256(src):
+        raise ConfigError(f"{src} does not match {card_path}; export the run again")
+    dst = out / f"{name}.int8.onnx"
+    shutil.copyfile(src, dst)
+    # model_id: what `ResNetEncoder` calls this file, so a gallery enrolled with it reopens with it
+    card = {"name": name, "model_id": f"resnet-{card['int8']['sha256'][:16]}", **card,
+            "int8": {**card["int8"], "file": dst.name}, "run": str(run)}
+    card["fp32"] = {**card["fp32"], "shipped": False}
+    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return dst
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="distil a pruned student of the dlib ResNet port (resumable)")
     ap.add_argument("run", type=Path)
@@ -289,8 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=None, help="seconds; stop (resumable) after this")
     ap.add_argument("--export-now", action="store_true", help="export the checkpoint as it is (no training)")
+    ap.add_argument("--ship", metavar="NAME", default=None,
+                    help="only copy the run's exported int8 student + card to --ship-dir as NAME (e.g. resnet-tiny)")
+    ap.add_argument("--ship-dir", type=Path, default=None, help="e.g. src/hybridface/models/weights")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.ship:
+        if args.ship_dir is None:
+            ap.error("--ship needs --ship-dir")
+        log.info("wrote %s", ship(args.run, name=args.ship, weights_dir=args.ship_dir))
+        return 0
     from hybridface.models.resnet_int8 import calibration_files
 
     files = calibration_files(args.data, n=args.faces)
