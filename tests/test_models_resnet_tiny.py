@@ -248,3 +248,45 @@ def test_resnet_small_missing_or_shipped():
     else:
         with pytest.raises(ModelFileError, match="resnet-small model file is missing"):
             load_encoder("resnet-small")
+
+
+def test_cli_enrols_and_identifies_with_resnet_tiny(dataset, tmp_path, capsys):
+    """``--model resnet-tiny`` through the CLI; the gallery then reopens with its own model."""
+    import json
+    import shutil
+
+    from hybridface.cli import main
+
+    src = dataset("att_orl")
+    people = sorted(p for p in src.iterdir() if p.is_dir())[:3]
+    gallery, probes = tmp_path / "g", tmp_path / "p"
+    for person in people:
+        imgs = sorted(person.iterdir())
+        (gallery / person.name).mkdir(parents=True)
+        for f in imgs[:2]:
+            shutil.copy(f, gallery / person.name / f.name)
+        probes.mkdir(exist_ok=True)
+        shutil.copy(imgs[5], probes / f"{person.name}{imgs[5].suffix}")
+    db = str(tmp_path / "g.db")
+    assert main(["enroll", "--detect", "never", str(gallery), "--db", db, "--model", "resnet-tiny", "--json"]) == 0
+    assert sum(json.loads(line)["added"] for line in capsys.readouterr().out.strip().splitlines()) == 6
+    assert main(["identify", "--detect", "never", str(probes), "--db", db, "--strategy", "exhaustive", "--json"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(answers) == 3 and all(a["status"] == "ok" for a in answers)
+    assert sum(a["identity"] == a["probe"].rsplit("/", 1)[-1].split(".")[0] for a in answers) >= 2
+
+
+def test_cli_missing_student_is_one_line_exit_2(dataset, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import hybridface.models.encoders as encoders
+    from hybridface.cli import main
+
+    monkeypatch.setattr(encoders, "WEIGHTS_DIR", tmp_path)
+    (tmp_path / "faces" / "a").mkdir(parents=True)
+    face = sorted(dataset("att_orl").glob("*/*"))[0]
+    shutil.copy(face, tmp_path / "faces" / "a" / face.name)
+    assert main(["enroll", "--detect", "never", str(tmp_path / "faces"), "--db", str(tmp_path / "g.db"),
+                 "--model", "resnet-small"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resnet-small model file is missing" in err[0]
