@@ -1,10 +1,12 @@
 """Speed and size of candidate ``resnet-tiny`` architectures, before training any of them.
 
 Each candidate is `prune_spec` of the teacher (inner ``width``, ``stream_width``, kept ``blocks``,
-``input_side``), exported as the distillation exports a student (fp32, affine folded, int8
-conv-only percentile per-channel, calibrated on ``--calib`` chips), then timed with ONNX Runtime
-on 1 thread at batch 1 and 64 (chips in, descriptors out), candidates interleaved round by round;
-the median over rounds. Weights are the pruned teacher's (untrained): speed does not depend on them.
+``input_side``), exported as the distillation exports a student (fp32, affine folded; int8 QDQ
+conv-only percentile per-channel, calibrated on ``--calib`` chips; int8 weight-only), then timed
+with ONNX Runtime on 1 thread at batch 1 and 64 (chips in, descriptors out), candidates
+interleaved round by round; the median over rounds. The weight-only file is timed twice: opened
+as `ResNetEncoder` opens it (``session.disable_quant_qdq``: the dequantisation folded into float
+weights at load) and with a default session (dequantised every call). Weights are the pruned teacher's (untrained): speed does not depend on them.
 
     python benchmarks/tiny_candidates.py --chips RUN/data/chips.npy --rounds 3 \
         --candidate "w0.25-all:0.25:0.25:all:150" --candidate "w0.25-5b-112:0.25:0.25:0,3,7,10,13:112"
@@ -22,6 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+#: fp32 (affine folded), int8 QDQ conv-only, int8 weight-only as ResNetEncoder opens it, and in a default session
+KINDS = ("fp32", "int8", "w8", "w8 default session")
 
 
 def _rate(sess, chips: np.ndarray, batch: int, seconds: float) -> float:
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from hybridface.models.dlib_format import default_dat_path, read_dlib_net
     from hybridface.models.ort import cpu_session
     from hybridface.models.resnet import build_onnx, resnet_spec
-    from hybridface.models.resnet_int8 import quantize_onnx
+    from hybridface.models.resnet_int8 import quantize_onnx, quantize_weights
     from hybridface.training.resnet_student import count_parameters, prune_spec
 
     chips_all = np.load(args.chips, mmap_mode="r")
@@ -64,20 +70,25 @@ def main(argv: list[str] | None = None) -> int:
         fp32.write_bytes(build_onnx(spec).SerializeToString())
         fused.write_bytes(build_onnx(spec, fold_affine=True).SerializeToString())
         quantize_onnx(fused, int8, chips[:args.calib], per_channel=True, calibrate="percentile", ops="conv")
-        rows[name] = {"params": count_parameters(spec), "fp32": (fp32, []), "int8": (int8, [])}
+        w8 = out / f"{name}.w8.onnx"
+        quantize_weights(fused, w8)
+        rows[name] = {"params": count_parameters(spec), "fp32": (fused, []), "int8": (int8, []), "w8": (w8, []),
+                      "w8 default session": (w8, [])}
     for _ in range(args.rounds):
         for name, r in rows.items():
-            for kind in ("fp32", "int8"):
-                sess = cpu_session(r[kind][0], threads=1)
+            for kind in KINDS:
+                fold = {"session.disable_quant_qdq": "1"} if kind == "w8" else None
+                sess = cpu_session(r[kind][0], threads=1, config=fold)
                 r[kind][1].append((_rate(sess, chips, 1, args.seconds), _rate(sess, chips, 64, args.seconds)))
     print(f"{platform.processor() or platform.machine()}, 1 ORT thread, {args.rounds} rounds x {args.seconds} s, "
           f"median faces/s")
-    print("| candidate | parameters | int8 bytes | fp32 b1 | fp32 b64 | int8 b1 | int8 b64 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| candidate | parameters | int8 QDQ bytes | int8 weights bytes | "
+          + " | ".join(f"{k} b1 | {k} b64" for k in KINDS) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * (2 * len(KINDS)))
     for name, r in rows.items():
-        med = {k: [statistics.median(x[j] for x in r[k][1]) for j in (0, 1)] for k in ("fp32", "int8")}
-        print(f"| {name} | {r['params']:,} | {r['int8'][0].stat().st_size:,} | {med['fp32'][0]:,.0f} | "
-              f"{med['fp32'][1]:,.0f} | {med['int8'][0]:,.0f} | {med['int8'][1]:,.0f} |")
+        med = {k: [statistics.median(x[j] for x in r[k][1]) for j in (0, 1)] for k in KINDS}
+        print(f"| {name} | {r['params']:,} | {r['int8'][0].stat().st_size:,} | {r['w8'][0].stat().st_size:,} | "
+              + " | ".join(f"{med[k][0]:,.0f} | {med[k][1]:,.0f}" for k in KINDS) + " |")
     return 0
 
 
