@@ -290,3 +290,21 @@ def test_cli_missing_student_is_one_line_exit_2(dataset, tmp_path, monkeypatch, 
                  "--model", "resnet-small"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "resnet-small model file is missing" in err[0]
+
+
+def test_resnet_teacher_shares_dlibs_id_and_descriptors(dataset, tmp_path, monkeypatch):
+    """``--teacher resnet``: the ported network as distillation teacher (no dlib at run time); it is
+    dlib's network, so it carries dlib's id and fills the same descriptor cache."""
+    from hybridface.training.teacher import TEACHERS, _dlib_teacher_id, load_teacher, teacher_descriptors
+
+    monkeypatch.setenv("HYBRIDFACE_CACHE", str(tmp_path / "cache"))
+    assert "resnet" in TEACHERS
+    t = load_teacher("resnet")
+    assert t.model_id == _dlib_teacher_id()
+    files = sorted(dataset("att_orl").glob("*/*"))[:2]
+    d, found = teacher_descriptors(files, cache_dir=tmp_path / "teacher", name="resnet")
+    assert found.all() and d.shape == (2, 128) and np.isfinite(d).all()
+    again, found2 = teacher_descriptors(files, cache_dir=tmp_path / "teacher", compute=False)  # dlib's id: cached
+    assert found2.all() and np.array_equal(again, d)
+    with pytest.raises(ConfigError, match="unknown teacher"):
+        teacher_descriptors(files, cache_dir=tmp_path / "other", name="resnet-tiny")
