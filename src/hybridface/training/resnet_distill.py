@@ -327,12 +327,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from hybridface.models.resnet_int8 import calibration_files
 
+    try:
+        blocks = None if args.blocks is None else tuple(int(b) for b in args.blocks.split(","))
+    except ValueError:
+        ap.error(f"--blocks takes comma-separated block indices, e.g. 0,1,3,4,7,10,13; got {args.blocks!r}")
     files = calibration_files(args.data, n=args.faces)
     out = distill(args.run, files=files, width=args.width, steps=args.steps, batch=args.batch, lr=args.lr,
                   relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
                   export_now=args.export_now, stream_width=args.stream_width, refit=args.refit, hint=args.hint,
                   calibrate=args.calibrate, init=args.init, input_side=args.input_side, quantize=args.quantize,
-                  blocks=None if args.blocks is None else tuple(int(b) for b in args.blocks.split(",")))
+                  blocks=blocks)
     log.info("%s", {k: v for k, v in out.items() if k != "versions"})
     return 0
 
