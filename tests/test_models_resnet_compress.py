@@ -240,7 +240,8 @@ def test_hint_distillation_with_refit_runs_resumes_and_exports(tmp_path, dataset
     out = distill(run, **kw)
     assert out["done"] and out["step"] == 2
     card = json.loads((run / "card.json").read_text())
-    assert card["recipe"] == {"width": 0.125, "steps": 2, "stream_width": 1.0, "refit": 4, "hint": 1.0}
+    assert card["recipe"] == {"width": 0.125, "steps": 2, "stream_width": 1.0, "refit": 4, "hint": 1.0, "init": None,
+                              "blocks": None, "input_side": 150}
     assert card["int8"]["calibration"].startswith("percentile") and card["int8"]["quantized_ops"] == "conv"
     with pytest.raises(ConfigError, match="stream-width 1"):
         distill(tmp_path / "other", **{**kw, "stream_width": 0.5})

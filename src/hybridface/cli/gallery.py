@@ -14,8 +14,9 @@ from hybridface.errors import ConfigError
 from hybridface.options import DEFAULTS, DETECT, STRATEGIES, SearchOptions
 
 MODEL_HELP = ("model directory, .onnx, or a zoo name: dlib (the default when installed; an existing gallery "
-              "uses its own model), general, classifier (compressed, experimental for people the model "
-              "never saw), paper")
+              "uses its own model), resnet / resnet-int8 (dlib's network on ONNX Runtime), resnet-small / "
+              "resnet-tiny (shipped distilled students), general, classifier (compressed, experimental for "
+              "people the model never saw), paper")
 
 
 def _emit(args, obj: dict, line: str) -> None:

@@ -14,12 +14,15 @@ from hybridface.errors import ConfigError
 
 
 def add_general_arguments(p: argparse.ArgumentParser) -> None:
+    from hybridface.training.teacher import TEACHERS
+
     g = p.add_argument_group("general model (distillation / metric learning; see docs/general_model.md)")
     g.add_argument("--loss", choices=("softmax", "arcface", "cosface"),
                    help="identity loss on the 60-D feature with strong augmentation (labelled DATA_DIRs)")
-    g.add_argument("--teacher", choices=("dlib",),
-                   help="distil the dlib 128-D descriptor (needs hybridface[dlib]) on --unlabeled images and on the "
-                        "labelled DATA_DIRs / --holdout training side (label-free unless --loss is given too)")
+    g.add_argument("--teacher", choices=TEACHERS,
+                   help="distil the dlib 128-D descriptor on --unlabeled images and on the labelled DATA_DIRs / "
+                        "--holdout training side (label-free unless --loss is given too): dlib (needs "
+                        "hybridface[dlib]) or resnet (the same network on ONNX Runtime; shares dlib's cache)")
     g.add_argument("--unlabeled", metavar="DIR", help="folder of unlabeled face crops for distillation")
     g.add_argument("--unlabeled-limit", type=int, default=None, metavar="N",
                    help="seeded random subset of N unlabeled images (default: all)")

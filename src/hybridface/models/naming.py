@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 #: The models shipped inside the package (``weights/<name>.json`` cards).
-SHIPPED = ("general", "classifier")
+SHIPPED = ("general", "classifier", "resnet-small", "resnet-tiny")
 
 
 def shipped_name(model_id: str | None) -> str | None:
-    """The shipped model (``general``, ``classifier``) whose card has this id, else ``None``."""
+    """The shipped model (``general``, ``classifier``, ``resnet-tiny``, ...) whose card has this id, else ``None``."""
     if not model_id:
         return None
     from hybridface.models.encoders import WEIGHTS_DIR

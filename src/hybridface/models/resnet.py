@@ -62,6 +62,7 @@ class ResNetSpec:
     blocks: tuple[Block, ...]
     fc: np.ndarray  # (256, 128): descriptor = pooled @ fc
     offset: np.ndarray | None = None  # (128,) added last (students: teacher mean - student mean)
+    input_side: int = CHIP_SIZE  # side the 150x150 chip is resized to (bilinear) before the stem
 
 
 def _mismatch(what: str) -> DlibFormatError:
@@ -184,6 +185,8 @@ def build_torch(spec: ResNetSpec):
             self.fc.weight.data.copy_(torch.from_numpy(spec.fc.T.copy()))
 
         def forward(self, x):
+            if spec.input_side != CHIP_SIZE:  # same as the ONNX Resize (linear, half-pixel)
+                x = F.interpolate(x, size=(spec.input_side,) * 2, mode="bilinear", align_corners=False)
             x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
             x = self.blocks(x)
             out = self.fc(x.mean(dim=(2, 3)))
@@ -238,12 +241,21 @@ def build_onnx(spec: ResNetSpec, *, fold_affine: bool = False):
     nodes.append(helper.make_node("Transpose", ["xf"], ["xt"], perm=[0, 3, 1, 2]))
     nodes.append(helper.make_node("Sub", ["xt", const("mean", np.asarray(spec.mean_rgb, np.float32).reshape(1, 3, 1, 1))],
                                   ["xc"]))
-    nodes.append(helper.make_node("Mul", ["xc", const("scale", np.array(1 / 256, np.float32))], ["x0"]))
-    s = conv_affine("x0", spec.stem, "stem")
+    x0 = "x0"
+    nodes.append(helper.make_node("Mul", ["xc", const("scale", np.array(1 / 256, np.float32))], [x0]))
+    if spec.input_side != CHIP_SIZE:  # a smaller working size; the interface stays the 150x150 chip
+        sizes = np.array([1, 1, spec.input_side, spec.input_side], np.int64)
+        nodes.append(helper.make_node("Shape", [x0], ["x0.shape"], end=2))
+        nodes.append(helper.make_node("Concat", ["x0.shape", const("resize.hw", sizes[2:])], ["resize.sizes"],
+                                      axis=0))
+        nodes.append(helper.make_node("Resize", [x0, "", "", "resize.sizes"], ["x0.r"], mode="linear",
+                                      coordinate_transformation_mode="half_pixel"))
+        x0 = "x0.r"
+    s = conv_affine(x0, spec.stem, "stem")
     nodes.append(helper.make_node("Relu", [s], ["stem.r"]))
     nodes.append(helper.make_node("MaxPool", ["stem.r"], ["x"], kernel_shape=[3, 3], strides=[2, 2]))
     x = "x"
-    for i, (b, (bc, bs, sc, ss)) in enumerate(zip(spec.blocks, block_shapes(spec))):
+    for i, (b, (bc, bs, sc, ss)) in enumerate(zip(spec.blocks, block_shapes(spec, spec.input_side))):
         n = f"b{i}"
         y = conv_affine(x, b.conv1, f"{n}.1")
         nodes.append(helper.make_node("Relu", [y], [f"{n}.r1"]))

@@ -97,7 +97,14 @@ class ResNetEncoder:
     def _new_session(self, threads: int | None) -> Any:
         from hybridface.models.ort import cpu_session
 
-        return cpu_session(self.path_, threads=threads, hint="; delete it to have it regenerated")
+        from hybridface.models.ort import WEIGHT_ONLY_KEY
+
+        hint = "; delete it to have it regenerated"
+        session = cpu_session(self.path_, threads=threads, hint=hint)
+        if session.get_modelmeta().custom_metadata_map.get(WEIGHT_ONLY_KEY) == "weights":
+            # weight-only int8: fold the dequantisation into float weights once, at load time
+            session = cpu_session(self.path_, threads=threads, hint=hint, config={"session.disable_quant_qdq": "1"})
+        return session
 
     def descriptors(self, chips: np.ndarray) -> np.ndarray:
         """dlib's raw (unnormalised) descriptors ``(n, 128)`` of uint8 ``(n, 150, 150, 3)`` RGB chips."""

@@ -68,6 +68,7 @@ class _ChipReader:
 
 
 CALIBRATIONS = ("minmax", "percentile", "entropy")
+
 #: which ops get int8 inputs/outputs: ``all`` (convolutions, the fc, residual adds, pools) or ``conv``
 #: (convolutions only: the residual adds, pools and the 128-D projection stay float, which small
 #: students need: quantising the fc and adds took the width-0.25 student's centred agreement with
@@ -103,6 +104,48 @@ def quantize_onnx(fp32: str | PathLike, out: str | PathLike, chips: np.ndarray, 
         calibrate_method=method,
         extra_options=extra,
     )
+    return Path(out).stat().st_size
+
+
+def quantize_weights(fp32: str | PathLike, out: str | PathLike) -> int:
+    """Weight-only int8 of an ONNX model: every Conv weight (per output channel) and MatMul weight
+    (per output column) stored as symmetric int8 + a float scale behind a ``DequantizeLinear``;
+    activations and arithmetic stay float. For students so small that ONNX Runtime's int8
+    kernels lose to their quantize/dequantize overhead (the file is still ~4x smaller than fp32,
+    and ONNX Runtime folds the dequantisation into float weights once, when the session opens).
+    Returns the bytes written."""
+    require("onnx", "train")
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from hybridface.models.ort import WEIGHT_ONLY_KEY
+
+    model = onnx.load(str(fp32))
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    done: dict[str, str] = {}
+    for node in g.node:
+        if node.op_type not in ("Conv", "MatMul") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        name = node.input[1]
+        if name not in done:
+            w = numpy_helper.to_array(inits[name]).astype(np.float32)
+            axis = 0 if node.op_type == "Conv" else 1
+            red = tuple(i for i in range(w.ndim) if i != axis)
+            scale = np.maximum(np.abs(w).max(axis=red), 1e-12).astype(np.float32) / 127.0
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+            g.initializer.remove(inits[name])
+            g.initializer.extend([numpy_helper.from_array(q, f"{name}.q"), numpy_helper.from_array(scale, f"{name}.s"),
+                                  numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}.z")])
+            g.node.insert(0, helper.make_node("DequantizeLinear", [f"{name}.q", f"{name}.s", f"{name}.z"],
+                                              [f"{name}.dq"], axis=axis))
+            done[name] = f"{name}.dq"
+        node.input[1] = done[name]
+    helper.set_model_props(model, {WEIGHT_ONLY_KEY: "weights"})
+    onnx.checker.check_model(model)
+    Path(out).write_bytes(model.SerializeToString())
     return Path(out).stat().st_size
 
 

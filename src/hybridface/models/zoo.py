@@ -11,6 +11,8 @@
 | ``dlib`` | dlib ResNet 128-D: the default of every front end when installed | shipped by ``face_recognition_models`` |
 | ``resnet`` | the same ResNet on ONNX Runtime, ported (no dlib at run time) | the ``.dat`` (default: installed) or an ``.onnx`` |
 | ``resnet-int8`` | its ONNX Runtime static int8 quantisation | ``.onnx`` (default: built and cached on first use) |
+| ``resnet-small`` | shipped: a distilled, channel-pruned student of that ResNet (int8, ≤ 2 MB) | ``.onnx``, or ``weights/resnet-small.int8.onnx`` |
+| ``resnet-tiny`` | shipped: a shallow, pruned student (7 blocks, 112 px inside, int8 weights, ≤ 500 KB) | ``.onnx``, or ``weights/resnet-tiny.int8.onnx`` |
 
 Without a weights file ``vggface``/``inception_v3`` (and ``paper`` when the reference file is
 absent) run their real architecture on a seeded random initialisation and report
@@ -26,7 +28,9 @@ from hybridface.errors import ConfigError, ModelFileError
 from hybridface.models.base import Encoder
 
 MODEL_NAMES: tuple[str, ...] = ("compressed", "general", "classifier", "paper", "vggface", "inception_v3", "dlib",
-                                "resnet", "resnet-int8")
+                                "resnet", "resnet-int8", "resnet-small", "resnet-tiny")
+#: the shipped ResNet students: ``weights/<name>.int8.onnx`` + ``weights/<name>.json`` (their card)
+RESNET_STUDENTS: tuple[str, ...] = ("resnet-small", "resnet-tiny")
 
 
 #: name → (module, class) of the encoders built as ``cls(weights, **options)``, imported on first use
@@ -42,6 +46,27 @@ _CLASSES: dict[str, tuple[str, str]] = {
 def has_weights(encoder: Encoder) -> bool:
     """False only for an encoder that says it runs on random weights."""
     return bool(getattr(encoder, "has_weights", True))
+
+
+def shipped_student_path(name: str):
+    """The verified ``weights/<name>.int8.onnx`` of a shipped ResNet student: `ModelFileError` when
+    the file or its card ``weights/<name>.json`` is missing, or the file's hash is not the card's."""
+    import json
+
+    from hybridface.hashing import file_sha256
+    from hybridface.models.encoders import WEIGHTS_DIR
+
+    path, card = WEIGHTS_DIR / f"{name}.int8.onnx", WEIGHTS_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ModelFileError(f"the {name} model file is missing: {path} is not in this installation; "
+                             f"reinstall hybridface, or pass weights= an .onnx file of the student")
+    try:
+        want = json.loads(card.read_text())["int8"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"the {name} model card {card} is missing or malformed ({exc}); reinstall hybridface") from exc
+    if file_sha256(path) != want:
+        raise ModelFileError(f"{path} does not match its card {card.name} (changed or damaged); reinstall hybridface")
+    return path
 
 
 def load_encoder(name: str, *, weights: str | PathLike | None = None, **options) -> Encoder:
@@ -60,6 +85,10 @@ def load_encoder(name: str, *, weights: str | PathLike | None = None, **options)
     if name in _CLASSES:
         module, cls = _CLASSES[name]
         return getattr(importlib.import_module(module), cls)(weights, **options)
+    if name in RESNET_STUDENTS:
+        from hybridface.models.resnet_encoder import ResNetEncoder
+
+        return ResNetEncoder(weights if weights is not None else shipped_student_path(name), **options)
     if name == "resnet-int8":
         from hybridface.models.resnet_encoder import ResNetEncoder
         from hybridface.models.resnet_int8 import cached_int8_path

@@ -83,7 +83,8 @@ def train_general(*, out_dir: str | Path, labelled: Sequence[tuple[Sequence[Any]
         files = select_unlabeled(unlabeled, limit=unlabeled_limit, seed=seed)
         desc = found = None
         if teacher is not None:
-            desc, found = teacher_descriptors(files, cache_dir=teacher_cache, detect="never", progress=progress)
+            desc, found = teacher_descriptors(files, cache_dir=teacher_cache, detect="never", progress=progress,
+                                              name=teacher)
             files = [f for f, ok in zip(files, found) if ok]
             desc = desc[found]
         imgs, kept, errors = load_faces(files, detect="never", size=spec.input_size, progress=progress)
@@ -138,7 +139,7 @@ def labelled_rows(samples: Sequence[Any], *, detect: str = "never", size: int = 
         from hybridface.training.teacher import teacher_descriptors
 
         paths = sorted({g for g in groups if not g.startswith("#array")})
-        d, found = teacher_descriptors(paths, cache_dir=teacher_cache, detect=detect, progress=progress)
+        d, found = teacher_descriptors(paths, cache_dir=teacher_cache, detect=detect, progress=progress, name=teacher)
         lookup = {p: d[i] for i, p in enumerate(paths) if found[i]}
         for r, g in enumerate(groups):
             v = lookup.get(g)

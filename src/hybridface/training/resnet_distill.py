@@ -53,6 +53,11 @@ def prepare_data(run: Path, files: list[Path], *, chunk: int = 256, threads: int
     d = run / "data"
     d.mkdir(parents=True, exist_ok=True)
     n = len(files)
+    if (d / "done.txt").is_file() and int((d / "done.txt").read_text()) == n:  # finished: read only
+        chips, teach = np.load(d / "chips.npy", mmap_mode="r"), np.load(d / "teacher.npy")
+        if chips.shape != (n, 150, 150, 3) or teach.shape != (n, 128):
+            raise ConfigError(f"{d} holds data for {chips.shape[0]} faces, not {n}; use a new run directory")
+        return chips, teach
     mode = "r+" if (d / "chips.npy").is_file() else "w+"
     chips = np.lib.format.open_memmap(d / "chips.npy", mode=mode, dtype=np.uint8, shape=(n, 150, 150, 3))
     teach = np.lib.format.open_memmap(d / "teacher.npy", mode=mode, dtype=np.float32, shape=(n, 128))
@@ -103,10 +108,13 @@ def forward_stages(net, x, ends: list[int]):
 def distill(run: str | Path, *, files: list[Path], width: float, steps: int, batch: int = 32, lr: float = 1e-4,
             relation: float = 1.0, save_every: int = 100, threads: int = 1, seed: int = 0,
             time_limit_s: float | None = None, export_now: bool = False, stream_width: float | None = None,
-            refit: int = 0, hint: float = 0.0, calibrate: str = "percentile", init: str | Path | None = None) -> dict:
+            refit: int = 0, hint: float = 0.0, calibrate: str = "percentile", init: str | Path | None = None,
+            blocks: tuple[int, ...] | None = None, input_side: int = 150, quantize: str = "conv") -> dict:
     """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done
     (``export_now``: export the checkpoint as it is, however far it got). ``init``: start from the
-    student weights of another run directory of the same shape (new optimiser and schedule)."""
+    student weights of another run directory of the same shape (new optimiser and schedule).
+    ``blocks`` / ``input_side``: see `prune_spec` (a shallower student, a smaller working size);
+    ``quantize``: the int8 export, ``conv`` (QDQ convolutions) or ``weights`` (weight-only)."""
     import torch
 
     from hybridface.faces.augment import strong_augment
@@ -114,7 +122,8 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     from hybridface.training.losses import hint_loss, relational_distill_loss
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
     from hybridface.models.dlib_format import default_dat_path
-    from hybridface.training.resnet_student import prune_spec, refit_conv2, stream_channels
+    from hybridface.training.resnet_student import check_blocks, prune_spec, refit_conv2, stream_channels
+    from torch.nn import functional as F
 
     run = Path(run)
     torch.set_num_threads(int(threads))
@@ -123,38 +132,46 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     if hint < 0 or refit < 0:
         raise ConfigError(f"hint and refit must be ≥ 0, got hint={hint!r} refit={refit!r}")
     teacher_spec = resnet_spec(read_dlib_net(default_dat_path()))
-    spec = prune_spec(teacher_spec, width=width, stream_width=stream_width)
+    keep = check_blocks(teacher_spec, blocks)
+    spec = prune_spec(teacher_spec, width=width, stream_width=stream_width, blocks=keep, input_side=input_side)
+    shallow = keep != tuple(range(len(teacher_spec.blocks))) or input_side != teacher_spec.input_side
     ckpt = run / "ckpt.pt"
-    if refit and (stream_width if stream_width is not None else width) != 1:
-        raise ConfigError("--refit needs --stream-width 1 (a student with whole residual streams)")
+    if refit and ((stream_width if stream_width is not None else width) != 1 or shallow):
+        raise ConfigError("--refit needs --stream-width 1 (a student with whole residual streams), all blocks "
+                          "and the 150 px input")
     init_state = None
     if init is not None and not ckpt.is_file():
         init_state = torch.load(Path(init) / "ckpt.pt", weights_only=False)
-        shape = {k: init_state.get(k) for k in ("width", "stream_width")}
-        if shape != {"width": width, "stream_width": stream_width}:
-            raise ConfigError(f"--init {init} is a student with {shape}, not width={width} stream_width={stream_width}")
+        shape = {k: init_state.get(k, {"blocks": None, "input_side": 150}.get(k))
+                 for k in ("width", "stream_width", "blocks", "input_side")}
+        want = {"width": width, "stream_width": stream_width, "blocks": None if blocks is None else list(keep),
+                "input_side": input_side}
+        if shape != want:
+            raise ConfigError(f"--init {init} is a student with {shape}, not {want}")
     if refit and not ckpt.is_file() and init_state is None:  # resumed or initialised runs load weights instead
         spec = refit_conv2(spec, teacher_spec, np.asarray(chips[np.linspace(0, len(chips) - 1, refit).astype(int)]))
     net = build_torch(spec).train()
     if init_state is not None:
         net.load_state_dict(init_state["net"])
         log.info("initialised from %s (step %d)", init, init_state["step"])
-    ends = stage_ends(spec)
+    ends, t_ends = stage_ends(spec), stage_ends(teacher_spec)
     if hint:
         tnet = build_torch(teacher_spec).eval()
         for p in tnet.parameters():
             p.requires_grad_(False)
         kept = stream_channels(teacher_spec, stream_width=stream_width if stream_width is not None else width)
-        hint_channels = [torch.from_numpy(kept[i + 1]) for i in ends]
+        hint_channels = [torch.from_numpy(kept[i + 1]) for i in t_ends]
     setup = {"width": width, "steps": steps, "stream_width": stream_width, "refit": refit, "hint": hint,
-             "init": None if init is None else str(init)}
+             "init": None if init is None else str(init), "blocks": None if blocks is None else list(keep),
+             "input_side": input_side}
+    defaults = {"stream_width": None, "refit": 0, "hint": 0.0, "init": None, "blocks": None, "input_side": 150}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
     step, history = 0, []
     rng = np.random.default_rng(seed)
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
-        old = {k: state.get(k, {"stream_width": None, "refit": 0, "hint": 0.0, "init": None}.get(k)) for k in setup}
+        old = {k: state.get(k, defaults.get(k)) for k in setup}
         if old != setup:
             raise ConfigError(f"{ckpt} is a run with {old}, not {setup}; use a new run directory")
         net.load_state_dict(state["net"])
@@ -176,7 +193,10 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         loss = (1 - cos).mean() + relation * relational_distill_loss(sc, tc)
         if hint:
             with torch.no_grad():
-                _, tmaps = forward_stages(tnet, x, ends)
+                _, tmaps = forward_stages(tnet, x, t_ends)
+                # a smaller working size: the teacher's maps averaged down to the student's
+                tmaps = [t if t.shape[2:] == m.shape[2:] else F.adaptive_avg_pool2d(t, m.shape[2:])
+                         for t, m in zip(tmaps, maps)]
             loss = loss + hint * hint_loss(maps, tmaps, hint_channels)
         opt.zero_grad()
         loss.backward()
@@ -199,16 +219,18 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
                                                                            spec.mean_rgb))).numpy()
                              for i in range(0, len(sample), 64)]).mean(0)
     return export(run, net, spec, width=width, history=history, offset=teach.mean(0) - mu, recipe=setup,
-                  calibrate=calibrate)
+                  calibrate=calibrate, quantize_ops=quantize)
 
 
 def export(run: Path, net, like, *, width: float, history: list, offset: np.ndarray | None = None,
            recipe: dict | None = None, calibrate: str = "percentile", quantize_ops: str = "conv") -> dict:
-    """Write ``student.onnx``, ``student.int8.onnx`` (calibrated on the run's chips) and ``card.json``."""
+    """Write ``student.onnx``, ``student.int8.onnx`` and ``card.json``. ``quantize_ops``: a
+    `resnet_int8.QUANTIZE_OPS` key (QDQ, calibrated on the run's chips) or ``weights``
+    (`resnet_int8.quantize_weights`: int8 weights, float arithmetic, no calibration)."""
     from hybridface.hashing import file_sha256
     from hybridface.models.card import library_versions
     from hybridface.models.resnet import build_onnx
-    from hybridface.models.resnet_int8 import quantize_onnx
+    from hybridface.models.resnet_int8 import quantize_onnx, quantize_weights
     from hybridface.training.resnet_student import count_parameters, spec_from_torch
 
     from dataclasses import replace
@@ -221,14 +243,19 @@ def export(run: Path, net, like, *, width: float, history: list, offset: np.ndar
     chips = np.load(run / "data" / "chips.npy", mmap_mode="r")
     calib = np.asarray(chips[np.linspace(0, len(chips) - 1, min(256, len(chips))).astype(int)])
     int8 = run / "student.int8.onnx"
-    quantize_onnx(fused, int8, calib, per_channel=True, calibrate=calibrate, ops=quantize_ops)
+    if quantize_ops == "weights":
+        quantize_weights(fused, int8)
+    else:
+        quantize_onnx(fused, int8, calib, per_channel=True, calibrate=calibrate, ops=quantize_ops)
     fused.unlink()
     card = {"model": f"resnet student, width {width}", "teacher": "dlib_face_recognition_resnet_model_v1",
             "parameters": count_parameters(spec), "input": "uint8 (n, 150, 150, 3) RGB aligned chip",
+            "working_side": spec.input_side, "blocks": len(spec.blocks),
             "output": "float32 (n, 128) descriptor", "fp32": {"file": fp32.name, "bytes": fp32.stat().st_size,
                                                              "sha256": file_sha256(fp32)},
             "int8": {"file": int8.name, "bytes": int8.stat().st_size, "sha256": file_sha256(int8),
-                     "calibration": f"{calibrate}, per-channel weights, {len(calib)} chips",
+                     "calibration": ("none (weight-only, symmetric per-channel)" if quantize_ops == "weights"
+                                     else f"{calibrate}, per-channel weights, {len(calib)} chips"),
                      "quantized_ops": quantize_ops},
             "recipe": recipe or {},
             "training": {"steps": len(history), "final_loss": history[-1][1] if history else None,
@@ -237,6 +264,32 @@ def export(run: Path, net, like, *, width: float, history: list, offset: np.ndar
             "versions": library_versions()}
     (run / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     return {"step": len(history), "done": True, **card}
+
+
+def ship(run: str | Path, *, name: str, weights_dir: str | Path) -> Path:
+    """Copy an exported run's ``student.int8.onnx`` to ``weights_dir/<name>.int8.onnx`` and its card,
+    named and pointing at that file, to ``weights_dir/<name>.json`` (what `zoo.load_encoder(name)`
+    loads and checks). Returns the ONNX path."""
+    import shutil
+
+    from hybridface.hashing import file_sha256
+
+    run, out = Path(run), Path(weights_dir)
+    src, card_path = run / "student.int8.onnx", run / "card.json"
+    if not src.is_file() or not card_path.is_file():
+        raise ConfigError(f"{run} has no exported student (student.int8.onnx + card.json); run it to the end "
+                          f"or with --export-now first")
+    card = json.loads(card_path.read_text())
+    if card["int8"]["sha256"] != file_sha256(src):
+        raise ConfigError(f"{src} does not match {card_path}; export the run again")
+    dst = out / f"{name}.int8.onnx"
+    shutil.copyfile(src, dst)
+    # model_id: what `ResNetEncoder` calls this file, so a gallery enrolled with it reopens with it
+    card = {"name": name, "model_id": f"resnet-{card['int8']['sha256'][:16]}", **card,
+            "int8": {**card["int8"], "file": dst.name}, "run": str(run)}
+    card["fp32"] = {**card["fp32"], "shipped": False}
+    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return dst
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", type=Path, default=None, help="run directory whose student weights to start from")
     ap.add_argument("--calibrate", choices=("minmax", "percentile", "entropy"), default="percentile",
                     help="int8 activation calibration of the export")
+    ap.add_argument("--blocks", default=None, help="teacher blocks to keep, e.g. 0,3,7,10,13 (default: all)")
+    ap.add_argument("--input-side", type=int, default=150, help="resize the 150x150 chip to this side first")
+    ap.add_argument("--quantize", choices=("conv", "weights"), default="conv",
+                    help="int8 export: QDQ convolutions, or weight-only (float arithmetic)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -258,15 +315,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=None, help="seconds; stop (resumable) after this")
     ap.add_argument("--export-now", action="store_true", help="export the checkpoint as it is (no training)")
+    ap.add_argument("--ship", metavar="NAME", default=None,
+                    help="only copy the run's exported int8 student + card to --ship-dir as NAME (e.g. resnet-tiny)")
+    ap.add_argument("--ship-dir", type=Path, default=None, help="e.g. src/hybridface/models/weights")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.ship:
+        if args.ship_dir is None:
+            ap.error("--ship needs --ship-dir")
+        log.info("wrote %s", ship(args.run, name=args.ship, weights_dir=args.ship_dir))
+        return 0
     from hybridface.models.resnet_int8 import calibration_files
 
+    try:
+        blocks = None if args.blocks is None else tuple(int(b) for b in args.blocks.split(","))
+    except ValueError:
+        ap.error(f"--blocks takes comma-separated block indices, e.g. 0,1,3,4,7,10,13; got {args.blocks!r}")
     files = calibration_files(args.data, n=args.faces)
     out = distill(args.run, files=files, width=args.width, steps=args.steps, batch=args.batch, lr=args.lr,
                   relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
                   export_now=args.export_now, stream_width=args.stream_width, refit=args.refit, hint=args.hint,
-                  calibrate=args.calibrate, init=args.init)
+                  calibrate=args.calibrate, init=args.init, input_side=args.input_side, quantize=args.quantize,
+                  blocks=blocks)
     log.info("%s", {k: v for k, v in out.items() if k != "versions"})
     return 0
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from hybridface.errors import ConfigError
-from hybridface.models.resnet import Block, ConvAffine, ResNetSpec
+from hybridface.models.resnet import CHIP_SIZE, Block, ConvAffine, ResNetSpec
 
 
 def importance(ca: ConvAffine) -> np.ndarray:
@@ -85,23 +85,47 @@ def _slice(ca: ConvAffine, out_idx: np.ndarray, in_idx: np.ndarray | None) -> Co
                       ca.beta[out_idx].copy(), ca.stride, ca.padding)
 
 
-def prune_spec(spec: ResNetSpec, *, width: float, stream_width: float | None = None) -> ResNetSpec:
+def prune_spec(spec: ResNetSpec, *, width: float, stream_width: float | None = None,
+               blocks: tuple[int, ...] | None = None, input_side: int = CHIP_SIZE) -> ResNetSpec:
     """A student keeping ``width`` (0 < width ≤ 1) of each block's inner channels and
-    ``stream_width`` (default ``width``) of the residual streams (stem, conv2 outputs, fc rows)."""
+    ``stream_width`` (default ``width``) of the residual streams (stem, conv2 outputs, fc rows).
+
+    ``blocks``: the teacher's block indices to keep (default all; every down-sampling block must
+    stay, the others can go: a residual block dropped leaves its stream as it was).
+    ``input_side``: the student resizes the 150x150 chip to this side first (fewer positions)."""
     if not 0 < width <= 1:
         raise ConfigError(f"width must be in (0, 1], got {width!r}")
     if stream_width is None:
         stream_width = width
     if not 0 < stream_width <= 1:
         raise ConfigError(f"stream_width must be in (0, 1], got {stream_width!r}")
+    keep = check_blocks(spec, blocks)
+    if not 32 <= int(input_side) <= CHIP_SIZE:
+        raise ConfigError(f"input_side must be in [32, {CHIP_SIZE}], got {input_side!r}")
     streams = stream_channels(spec, stream_width=stream_width)
     stem = _slice(spec.stem, streams[0], None)
-    blocks = []
-    for i, b in enumerate(spec.blocks):
+    out = []
+    for i in keep:  # a stage's stream is one channel set, so block i's input is streams[i] either way
+        b = spec.blocks[i]
         s_in, s_out = streams[i], streams[i + 1]
         mid = np.sort(np.argsort(-importance(b.conv1), kind="stable")[:_keep(b.conv1.weight.shape[0], width)])
-        blocks.append(Block(_slice(b.conv1, mid, s_in), _slice(b.conv2, s_out, mid), b.down))
-    return ResNetSpec(spec.mean_rgb, stem, tuple(blocks), np.ascontiguousarray(spec.fc[streams[-1]]))
+        out.append(Block(_slice(b.conv1, mid, s_in), _slice(b.conv2, s_out, mid), b.down))
+    return ResNetSpec(spec.mean_rgb, stem, tuple(out), np.ascontiguousarray(spec.fc[streams[-1]]),
+                      input_side=int(input_side))
+
+
+def check_blocks(spec: ResNetSpec, blocks: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The sorted teacher block indices ``blocks`` (default all); `ConfigError` unless every
+    down-sampling block and the first block are kept and all indices exist."""
+    n = len(spec.blocks)
+    if blocks is None:
+        return tuple(range(n))
+    keep = tuple(sorted({int(i) for i in blocks}))
+    need = [i for i, b in enumerate(spec.blocks) if b.down or i == 0]
+    if not keep or keep[0] < 0 or keep[-1] >= n or any(i not in keep for i in need):
+        raise ConfigError(f"blocks must be indices in 0..{n - 1} that include the first and every "
+                          f"down-sampling block {need}, got {list(blocks)}")
+    return keep
 
 
 def count_parameters(spec: ResNetSpec) -> int:
@@ -122,7 +146,8 @@ def spec_from_torch(module, like: ResNetSpec) -> ResNetSpec:
     blocks = tuple(Block(ca(mb.conv1, b.conv1), ca(mb.conv2, b.conv2), b.down)
                    for mb, b in zip(module.blocks, like.blocks))
     fc = module.fc.weight.detach().cpu().numpy().T.astype(np.float32).copy()
-    return ResNetSpec(like.mean_rgb, ca(module.stem, like.stem), blocks, np.ascontiguousarray(fc))
+    return ResNetSpec(like.mean_rgb, ca(module.stem, like.stem), blocks, np.ascontiguousarray(fc),
+                      input_side=like.input_side)
 
 
 def refit_conv2(student: ResNetSpec, teacher: ResNetSpec, chips: np.ndarray, *, positions: int = 20000,
@@ -137,7 +162,8 @@ def refit_conv2(student: ResNetSpec, teacher: ResNetSpec, chips: np.ndarray, *, 
 
     from hybridface.models.resnet import build_torch, preprocess_chips
 
-    if student.fc.shape != teacher.fc.shape or len(student.blocks) != len(teacher.blocks):
+    if (student.fc.shape != teacher.fc.shape or len(student.blocks) != len(teacher.blocks)
+            or student.input_side != teacher.input_side):
         raise ConfigError("refit_conv2 needs a student pruned with stream_width=1 from the same teacher")
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(preprocess_chips(np.asarray(chips), teacher.mean_rgb))
@@ -169,12 +195,13 @@ def refit_conv2(student: ResNetSpec, teacher: ResNetSpec, chips: np.ndarray, *, 
                 blocks[i] = b = Block(b.conv1, c2, b.down)
             snet = build_torch(ResNetSpec(student.mean_rgb, student.stem, (b,), student.fc)).blocks[0]
             s_in, t_in = snet(s_in), tm(t_in)
-    return ResNetSpec(student.mean_rgb, student.stem, tuple(blocks), student.fc, student.offset)
+    return ResNetSpec(student.mean_rgb, student.stem, tuple(blocks), student.fc, student.offset, student.input_side)
 
 
 def spec_from_onnx(path, like: ResNetSpec) -> ResNetSpec:
     """Read an unfolded `build_onnx` graph (a student's ``student.onnx``) back into a spec; strides,
-    paddings and down-sampling come from ``like`` (the teacher: every student shares its layout)."""
+    paddings, down-sampling and the kept blocks come from ``like`` (the teacher, or the student's
+    own `prune_spec` when it dropped blocks); the input side from the graph."""
     import onnx
     from onnx import numpy_helper
 
@@ -187,4 +214,5 @@ def spec_from_onnx(path, like: ResNetSpec) -> ResNetSpec:
                           ref.stride, ref.padding)
 
     blocks = tuple(Block(ca(f"b{i}.1", b.conv1), ca(f"b{i}.2", b.conv2), b.down) for i, b in enumerate(like.blocks))
-    return ResNetSpec(like.mean_rgb, ca("stem", like.stem), blocks, arr["fc.w"], arr.get("offset"))
+    side = int(arr["resize.hw"][0]) if "resize.hw" in arr else CHIP_SIZE
+    return ResNetSpec(like.mean_rgb, ca("stem", like.stem), blocks, arr["fc.w"], arr.get("offset"), side)

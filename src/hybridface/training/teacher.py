@@ -27,16 +27,22 @@ __all__ = ["TEACHERS", "TeacherCache", "load_teacher", "descriptor_key", "teache
 
 log = logging.getLogger(__name__)
 
-TEACHERS = ("dlib",)
+#: ``dlib``: dlib's own runtime; ``resnet``: the same network ported to ONNX Runtime (no dlib needed,
+#: descriptors within 1e-6 of dlib's, so both share one cache: the same teacher id)
+TEACHERS = ("dlib", "resnet")
 #: crop side the teacher sees (dlib landmarks and aligns a 150x150 chip from the crop)
 TEACHER_CROP = 150
 
 
 def load_teacher(name: str = "dlib"):
-    """The teacher encoder; :class:`MissingDependencyError` naming ``hybridface[dlib]`` when
-    dlib or ``face_recognition_models`` is not installed."""
+    """The teacher encoder (one of `TEACHERS`); :class:`MissingDependencyError` naming
+    ``hybridface[dlib]`` when dlib (``dlib`` only) or ``face_recognition_models`` is not installed."""
     if name not in TEACHERS:
         raise ConfigError(f"unknown teacher {name!r}; use one of {', '.join(TEACHERS)}")
+    if name == "resnet":
+        from hybridface.models.resnet_encoder import ResNetEncoder
+
+        return ResNetEncoder()
     try:
         from hybridface.models.baselines.dlib_encoder import DlibEncoder
 
@@ -90,14 +96,16 @@ class TeacherCache:
 
 def teacher_descriptors(paths: Sequence[str | Path], *, cache_dir: str | Path, detect: str = "never",
                         teacher=None, batch: int = 32, compute: bool = True,
-                        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                        progress: bool = False, name: str = "dlib") -> tuple[np.ndarray, np.ndarray]:
     """Teacher descriptors of ``paths`` → ``(descriptors (n, 128) float32, found (n,) bool)``.
 
     Cached ones are read; the others are computed (when ``compute``) from the file's face crop at
     150x150 (``detect`` policy, as in :func:`hybridface.faces.crop.load_crops`) and cached.
     Rows of files that cannot be read or cropped (or not computed) are zero with ``found`` False.
-    ``teacher``: an encoder (default: :func:`load_teacher`, loaded only when something is missing).
+    ``teacher``: an encoder (default: ``load_teacher(name)``, loaded only when something is missing).
     """
+    if teacher is None and name not in TEACHERS:
+        raise ConfigError(f"unknown teacher {name!r}; use one of {', '.join(TEACHERS)}")
     from tqdm import tqdm
 
     crop = {"detect": detect, "size": TEACHER_CROP, "margin": 0.2, "teacher_input": "crop"}
@@ -117,7 +125,7 @@ def teacher_descriptors(paths: Sequence[str | Path], *, cache_dir: str | Path, d
     if not compute or len(todo) == 0:
         return out, found
     if teacher is None:
-        teacher = load_teacher("dlib")
+        teacher = load_teacher(name)
     from hybridface.faces.crop import load_crops
 
     with tqdm(total=len(todo), desc="teacher", unit="face", disable=not progress) as bar:
@@ -135,11 +143,11 @@ def teacher_descriptors(paths: Sequence[str | Path], *, cache_dir: str | Path, d
 
 
 def _dlib_teacher_id() -> str:
-    """``dlib-resnet-<sha16>`` as :class:`DlibEncoder` names itself (without loading dlib)."""
-    from hybridface.models.baselines.dlib_encoder import default_model_files
+    """``dlib-resnet-<sha16>`` as :class:`DlibEncoder` (and `ResNetEncoder` on the same ``.dat``)
+    names itself, without loading either."""
+    from hybridface.models.dlib_format import default_dat_path
 
-    weights, _ = default_model_files()
-    return f"dlib-resnet-{file_sha256(weights)[:16]}"
+    return f"dlib-resnet-{file_sha256(default_dat_path())[:16]}"
 
 
 def select_unlabeled(root: str | Path, *, limit: int | None = None, seed: int = 0) -> list[Path]:
