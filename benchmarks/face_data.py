@@ -66,12 +66,13 @@ def _encode_augmented(encoder, images, picks, rng, size, batch=2048) -> np.ndarr
     return out
 
 
-def face_templates(n: int, n_probes: int, *, root: Path, cache_dir: Path, seed: int = 0):
-    """``(vectors (n, d) grouped by identity, labels, probes (n_probes, d))``, unit float32 rows."""
+def face_templates(n: int, n_probes: int, *, root: Path, cache_dir: Path, seed: int = 0, model: str | None = None):
+    """``(vectors (n, d) grouped by identity, labels, probes (n_probes, d))``, unit float32 rows;
+    ``model``: a zoo name or model path (default: the default encoder)."""
     from hybridface import api
     from hybridface.prepare import crop_size
 
-    encoder = api.load_encoder(None)
+    encoder = api.load_encoder(model)
     key = f"faces_{n}_{n_probes}_{seed}_{encoder.model_id[:12]}.npz"
     path = Path(cache_dir) / key
     if path.exists():

@@ -311,7 +311,7 @@ def run(args) -> list[dict]:
                 from face_data import face_templates
 
                 x, labels, probes = face_templates(n, args.batch + TUNE_QUERIES, root=Path(args.faces_root),
-                                                   cache_dir=Path(args.cache_dir))
+                                                   cache_dir=Path(args.cache_dir), model=args.faces_model)
             else:
                 x, labels, probes = make_data(kind, n, per=args.per, n_probes=args.batch + TUNE_QUERIES)
             probes, args.tune_queries = probes[: args.batch], probes[args.batch :]
@@ -487,6 +487,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="clustered,uniform",
                     help="comma list of clustered, uniform (synthetic) and faces (real templates of the "
                          "default encoder over --faces-root, augmented to reach N; see face_data.py)")
+    ap.add_argument("--faces-model", default=None,
+                    help="--data faces: the encoder (zoo name or model path; default: the default encoder)")
     ap.add_argument("--faces-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets"),
                     help="datasets folder for --data faces")
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "hybridface" / "bench"),
