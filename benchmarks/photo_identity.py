@@ -126,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.modules[m] = None  # import fails as if not installed
     if not args.data.is_dir():
         ap.exit(2, f"error: {args.data} is not a folder of <identity>/<image> files\n")
+    from hybridface.errors import HybridFaceError
+
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run(m, args.data, per=args.per, probes=args.probes, detector=args.detector, work=Path(tmp))
-                for m in args.model]
+        try:
+            rows = [run(m, args.data, per=args.per, probes=args.probes, detector=args.detector, work=Path(tmp))
+                    for m in args.model]
+        except HybridFaceError as exc:  # unknown model, missing file, no probe frames: one line
+            ap.exit(2, f"error: {exc}\n")
     lines = [
         "# Whole photo → identity, one call per photo, one thread",
         "",

@@ -530,7 +530,12 @@ def main(argv=None) -> int:
             ap.exit(2, f"error: --{e}\n")
     args.tuned = None
     args.faiss_tuned = {}
-    rows, limits = run(args)
+    from hybridface.errors import HybridFaceError
+
+    try:
+        rows, limits = run(args)
+    except HybridFaceError as exc:  # e.g. an unknown --faces-model or a missing model file
+        ap.exit(2, f"error: {exc}\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = report(rows, limits, args)

@@ -308,3 +308,19 @@ def test_resnet_teacher_shares_dlibs_id_and_descriptors(dataset, tmp_path, monke
     assert found2.all() and np.array_equal(again, d)
     with pytest.raises(ConfigError, match="unknown teacher"):
         teacher_descriptors(files, cache_dir=tmp_path / "other", name="resnet-tiny")
+
+
+def test_distill_init_without_a_checkpoint_is_one_line_exit_2(tmp_path, capsys):
+    """``--init`` of a folder that holds no run: one line, exit 2, before any face is prepared."""
+    import cv2
+
+    from hybridface.training.resnet_distill import main
+
+    (tmp_path / "faces").mkdir()
+    cv2.imwrite(str(tmp_path / "faces" / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "run"), "--data", str(tmp_path / "faces"), "--init", str(tmp_path / "nope"),
+              "--width", "0.3"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "holds no student checkpoint" in err and "\n" not in err
+    assert not (tmp_path / "run" / "data").exists()

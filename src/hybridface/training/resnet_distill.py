@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridface.errors import ConfigError
+from hybridface.errors import ConfigError, HybridFaceError
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
 
     run = Path(run)
     torch.set_num_threads(int(threads))
+    if init is not None and not (Path(init) / "ckpt.pt").is_file():  # before any data is prepared
+        raise ConfigError(f"--init {init} holds no student checkpoint (ckpt.pt); give a resnet_distill run directory")
     chips, teach = prepare_data(run, files, threads=threads)
     centre = torch.from_numpy(teach.mean(0))
     if hint < 0 or refit < 0:
@@ -320,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ship-dir", type=Path, default=None, help="e.g. src/hybridface/models/weights")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        return _run(ap, args)
+    except HybridFaceError as exc:  # one actionable line, no traceback
+        ap.exit(2, f"error: {exc}\n")
+
+
+def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.ship:
         if args.ship_dir is None:
             ap.error("--ship needs --ship-dir")
