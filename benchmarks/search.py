@@ -219,7 +219,7 @@ def build(method: str, matrix, args, threads: int):
 
     if args.recall is not None and method != "faiss-flat":  # the same target, queries and tuning rule as ours
         from hybridface.search import make_searcher
-        from hybridface.search.autotune import reaches
+        from hybridface.search.autotune import bisect_down, reaches
 
         want = make_searcher("exhaustive", matrix).search(args.tune_queries, 1).identities[:, 0]
         knob, top = ("nprobe", nlist) if method == "faiss-ivf" else ("efSearch", 4096)
@@ -234,14 +234,7 @@ def build(method: str, matrix, args, threads: int):
         while not reaches(rec, len(want), args.recall) and v < top:
             v = min(2 * v, top)
             rec = recall_at(v)
-        lo = v // 2  # then bisect down, as tune_cells does
-        while v - lo > 1 and v > 2:
-            mid = (lo + v) // 2
-            r = recall_at(mid)
-            if reaches(r, len(want), args.recall):
-                v, rec = mid, r
-            else:
-                lo = mid
+        v, rec = bisect_down(recall_at, v // 2, v, rec, target=args.recall, queries=len(want))  # as tune_cells
         setattr(target, knob, v)
         args.faiss_tuned[method] = (knob, v, rec)
         if method == "faiss-ivf":

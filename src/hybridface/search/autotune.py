@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -79,22 +79,20 @@ def default_cells(num_codewords: int) -> int:
     return int(max(1, min(cells, num_codewords // 8)))
 
 
-def _narrow(s, q: np.ndarray, exact: np.ndarray, target: float, top_n: int, lo: int, hi: int, rec: float,
-            spq: float) -> tuple[int, float, float]:
-    """The fewest cells in ``(lo, hi]`` that reach ``target`` (``hi`` does, ``lo`` does not), by
-    bisection: doubling alone can overshoot by up to 2x the cells; returns ``(cells, recall, s/query)``."""
-    while hi - lo > 1 and hi > 2:
+def bisect_down(recall_at: Callable[[int], float], lo: int, hi: int, recall: float, *, target: float,
+                queries: int) -> tuple[int, float]:
+    """The fewest setting in ``(lo, hi]`` whose ``recall_at`` `reaches` ``target`` (``hi`` does,
+    with ``recall``; ``lo`` does not), by bisection: doubling alone overshoots by up to 2x.
+    Returns ``(setting, its recall)``; used for our ``probe_cells`` and, in the benchmark, for
+    FAISS's ``nprobe`` / ``efSearch``, so both are tuned by one rule."""
+    while hi - lo > 1:
         mid = (lo + hi) // 2
-        s.top_n, s.probe_cells = top_n, mid
-        t0 = time.perf_counter()
-        got = s.search(q, 1).identities[:, 0]
-        t = (time.perf_counter() - t0) / len(q)
-        r = float((got == exact).mean())
-        if reaches(r, len(q), target):
-            hi, rec, spq = mid, r, t
+        r = recall_at(mid)
+        if reaches(r, queries, target):
+            hi, recall = mid, r
         else:
             lo = mid
-    return hi, rec, spq
+    return hi, recall
 
 
 def tune_cells(
@@ -121,17 +119,24 @@ def tune_cells(
     s = Hybrid(base.matrix, top_n=1, workers=workers, cells=cells, probe_cells=1)  # cells fitted once
     best: CellTuning | None = None
     rec, spq = 0.0, float("inf")
+    seconds: dict[tuple[int, int], float] = {}
+
+    def recall_at(top_n: int, pc: int) -> float:  # recall of (top_n, pc); its time per query in `seconds`
+        s.top_n, s.probe_cells = top_n, pc
+        s.search(q[:4], 1)
+        t0 = time.perf_counter()
+        got = s.search(q, 1).identities[:, 0]
+        seconds[top_n, pc] = (time.perf_counter() - t0) / len(q)
+        return float((got == exact).mean())
+
     for top_n in top_n_grid:
         pc = 1
         while True:
-            s.top_n, s.probe_cells = top_n, pc
-            s.search(q[:4], 1)
-            t0 = time.perf_counter()
-            got = s.search(q, 1).identities[:, 0]
-            spq = (time.perf_counter() - t0) / len(q)
-            rec = float((got == exact).mean())
+            rec = recall_at(top_n, pc)
+            spq = seconds[top_n, pc]
             if reaches(rec, len(q), target):
-                pc, rec, spq = _narrow(s, q, exact, target, top_n, pc // 2, pc, rec, spq)
+                pc, rec = bisect_down(lambda v: recall_at(top_n, v), pc // 2, pc, rec, target=target, queries=len(q))
+                spq = seconds[top_n, pc]
                 if best is None or spq < best.seconds_per_query:
                     best = CellTuning(cells, top_n, pc, rec, spq)
                 break

@@ -45,6 +45,10 @@ def _sift_down_impl(sc, ix, i, n):  # pragma: no cover - runs compiled, called b
         i = lo
 
 
+
+#: what `_kernel` calls: the Python function until `cell_kernel` swaps in its compiled form
+_sift_down = _sift_down_impl
+
 def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors, offsets, tol,
             out_pr, out_row, out_sc, out_id, probe_base, cell_major):  # pragma: no cover - runs compiled
     """Band rows of every probe of the block; returns ``(entries, evaluations, probes without rows)``.
@@ -190,20 +194,16 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
     return count, evals, missing
 
 
+@functools.lru_cache(maxsize=None)
 def cell_kernel():
-    """The compiled :func:`_kernel`, or ``None`` without Numba (callers then use NumPy paths)."""
-    kernel = _BUILT.get("kernel", False)
-    if kernel is False:  # first call: compile the helper the kernel calls (a global resolved when it compiles)
-        helper = compiled(_sift_down_impl)
-        if helper is not None:
-            globals()["_sift_down"] = helper
-        kernel = None if helper is None else compiled(_kernel, fastmath={"reassoc", "contract", "nnan", "nsz"})
-        _BUILT["kernel"] = kernel
-    return kernel
-
-
-#: `cell_kernel`'s result once built (a single-probe call asks for it twice)
-_BUILT: dict[str, object] = {}
+    """The compiled :func:`_kernel`, or ``None`` without Numba (callers then use NumPy paths); built
+    once (a single-probe call asks for it twice)."""
+    helper = compiled(_sift_down_impl)
+    if helper is None:
+        return None
+    global _sift_down
+    _sift_down = helper  # a global the kernel resolves when it compiles: the compiled helper
+    return compiled(_kernel, fastmath={"reassoc", "contract", "nnan", "nsz"})
 
 
 def cells_band_top1(
@@ -234,9 +234,8 @@ def cells_band_top1(
         while True:
             out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32),
                    np.empty(cap, np.int64))
-            cnt, ev, missing = kernel(p, near, pc, cells.scan, cells.scan8, cells.scale, cells.identity, cells.offsets,
-                                      size, vectors,
-                                      offsets, tol, *out, a, len(p) > CELL_MAJOR_MIN)
+            cnt, ev, missing = kernel(p, near, pc, *_cell_arrays(cells), size, vectors, offsets, tol, *out, a,
+                                      len(p) > CELL_MAJOR_MIN)
             if cnt <= cap:
                 return out[0][:cnt], out[1][:cnt], out[2][:cnt], out[3][:cnt], int(ev), int(missing)
             cap = int(cnt)
@@ -257,10 +256,10 @@ def single_band_row(probe: np.ndarray, cells: CodewordCells, vectors: np.ndarray
     one-entry output arrays: one probe is what an identify request sends, and its cost is overhead."""
     out = getattr(_ONE, "out", None)
     if out is None:
-        out = _ONE.out = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.int64))
-    cnt, ev, missing = cell_kernel()(probe, probe @ cells.centres.T, probe_cells, cells.scan, cells.scan8,
-                                     cells.scale, cells.identity, cells.offsets, size, vectors, offsets, _tolerance(probe.shape[1]), *out, 0,
-                                     False)
+        out = _ONE.out = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32),
+                          np.empty(1, np.int64))
+    cnt, ev, missing = cell_kernel()(probe, probe @ cells.centres.T, probe_cells, *_cell_arrays(cells), size,
+                                     vectors, offsets, _tolerance(probe.shape[1]), *out, 0, False)
     if cnt != 1 or missing:
         return None
     return int(out[1][0]), int(out[3][0]), int(ev)
@@ -268,6 +267,11 @@ def single_band_row(probe: np.ndarray, cells: CodewordCells, vectors: np.ndarray
 
 #: per-thread output arrays of `single_band_row` (searches run on many threads in the service)
 _ONE = threading.local()
+
+
+def _cell_arrays(cells: CodewordCells) -> tuple[np.ndarray, ...]:
+    """The kernel's ``cw, cw8, cw_scale, cw_ident, cw_off`` arguments."""
+    return cells.scan, cells.scan8, cells.scale, cells.identity, cells.offsets
 
 
 @functools.lru_cache(maxsize=None)

@@ -127,9 +127,9 @@ class CodewordCells:
         codewords: ``(c, d)`` float32 codewords, cell after cell.
         identity: ``(c,)`` int64 identity index of each of those codewords.
         offsets: ``(C + 1,)`` int64 cell boundaries in ``codewords``.
-        scan: ``(c, SCAN_ALIGN·⌈d / SCAN_ALIGN⌉)`` (``(0, ...)`` with int8 codes) the same codewords zero-padded to whole SIMD
+        scan: ``(c, SCAN_ALIGN·⌈d / SCAN_ALIGN⌉)`` the same codewords zero-padded to whole SIMD
             blocks, for the compiled scan (:mod:`~hybridface.search.cellscan`): a dimension with
-            no scalar remainder runs about twice as fast.
+            no scalar remainder runs about twice as fast; ``(0, ...)`` when ``scan8`` holds codes.
         scan8: ``(c, same columns)`` int8 codes of ``scan`` (symmetric, one scale per codeword),
             or an empty ``(0, columns)`` array: the kernel scans these when present (the
             shortlist's codeword scores are then approximate; the answer stays the exact re-rank
@@ -182,16 +182,12 @@ def fit_cells(
     d = codewords.shape[1]
     scan = np.zeros((len(rows), -(-d // SCAN_ALIGN) * SCAN_ALIGN), np.float32)
     scan[:, :d] = codewords[rows]
-    if int8 is None:
-        int8 = scan.nbytes > INT8_SCAN_BYTES
-    scale = (np.abs(scan).max(axis=1) / 127).astype(np.float32) if int8 else np.zeros(0, np.float32)
-    scan8 = np.zeros((0, scan.shape[1]), np.int8)
-    if int8:  # the kernel scans only the codes: no float32 copy
-        safe = np.where(scale > 0, scale, 1)[:, None]
-        scan8 = np.rint(scan / safe).astype(np.int8)
-        codewords, scan = np.ascontiguousarray(scan[:, :d]), np.zeros((0, scan.shape[1]), np.float32)
-    else:
-        codewords = np.ascontiguousarray(scan[:, :d])
+    codewords = np.ascontiguousarray(scan[:, :d])
+    scale, scan8 = np.zeros(0, np.float32), np.zeros((0, scan.shape[1]), np.int8)
+    if scan.nbytes > INT8_SCAN_BYTES if int8 is None else int8:  # the kernel scans only the codes
+        scale = (np.abs(scan).max(axis=1) / 127).astype(np.float32)
+        scan8 = np.rint(scan / np.where(scale > 0, scale, 1)[:, None]).astype(np.int8)
+        scan = np.zeros((0, scan.shape[1]), np.float32)
     return CodewordCells(
         centres=centres,
         codewords=codewords,
