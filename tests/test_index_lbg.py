@@ -103,3 +103,28 @@ def test_bad_input():
         lbg(np.ones((3, 2)), 2, split="some")
     with pytest.raises(ConfigError):
         build_codebooks(TemplateMatrix.from_arrays(np.eye(2, dtype=np.float32), ["a", "b"]), codewords=16)
+
+
+def test_lbg_fit_runs_blas_single_threaded_and_restores_it(monkeypatch):
+    """Each split solves a small LAPACK problem per cell; with OpenBLAS threads on a busy machine
+    these ran up to 10x slower (docs/search.md), so the fit holds BLAS at one thread."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from hybridface.index import lbg as lbg_module
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = []
+    real = lbg_module._split_directions
+
+    def spy(*args):
+        seen.append(blas_threads())
+        return real(*args)
+
+    monkeypatch.setattr(lbg_module, "_split_directions", spy)
+    x = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    cb = lbg_module.lbg_fit(x, 8)
+    assert len(cb.codewords) == 8 and seen
+    assert all(t == [1] * len(t) for t in seen)
+    assert blas_threads() == before

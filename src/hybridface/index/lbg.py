@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hybridface.blas import single_threaded_blas
 from hybridface.errors import ConfigError
 from hybridface.vectors import l2_normalize
 
@@ -164,6 +165,12 @@ def lbg_fit(
     if split not in ("all", "worst"):
         raise ConfigError(f"split must be 'all' or 'worst', got {split!r}")
     x = _check(vectors, n_codewords)
+    with single_threaded_blas():  # one LAPACK call per split cell: threads only spin (up to 10x slower)
+        return _fit(x, n_codewords, eps=eps, threshold=threshold, max_iter=max_iter, seed=seed, split=split)
+
+
+def _fit(x: np.ndarray, n_codewords: int, *, eps: float, threshold: float, max_iter: int, seed: int,
+         split: str) -> Codebook:
     n_distinct = len(np.unique(x.astype(np.float32), axis=0))
     target = min(int(n_codewords), n_distinct)
     rng = np.random.default_rng(seed)
@@ -236,7 +243,9 @@ def build_codebooks(matrix, *, codewords: int = 1, **options):
         cw = _normalise(sums, first)
         labels = present
     else:
-        parts = [quantize_identity(matrix.vectors[matrix.rows(i)], codewords=codewords, **options) for i in present]
+        with single_threaded_blas():  # one section for the whole loop, not one per identity
+            parts = [quantize_identity(matrix.vectors[matrix.rows(i)], codewords=codewords, **options)
+                     for i in present]
         cw = np.concatenate(parts) if parts else np.zeros((0, matrix.dim), np.float32)
         labels = np.repeat(present, [len(p) for p in parts])
     return matrix.with_codebooks(np.asarray(cw, np.float32).reshape(-1, matrix.dim), labels)

@@ -10,7 +10,6 @@ Numba it returns ``None`` and the caller picks its fallback.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
+
+from hybridface.blas import single_threaded_blas
 
 
 # ---- Tuning knobs of the search kernel (memory budgets, block sizes, path switches).
@@ -57,61 +58,9 @@ log = logging.getLogger(__name__)
 # partitions.
 T = TypeVar("T")
 
-_CONTROLLER: list = []  # lazily built threadpoolctl controller (building one costs ~1 ms)
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 _LOCAL = threading.local()
-
-
-def _controller():
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl is in the dev extra
-            log.debug("threadpoolctl not installed: BLAS thread count left unchanged")
-            _CONTROLLER.append(None)
-        else:
-            _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0]
-
-
-_BLAS_LOCK = threading.Lock()
-_BLAS_USERS: list = [0, []]  # active single-threaded sections, the (library, threads) to restore
-
-
-def _blas_libraries() -> list:
-    ctl = _controller()
-    return [] if ctl is None else [lib for lib in ctl.lib_controllers if lib.user_api == "blas"]
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Limit BLAS to one thread per call while any search is running (process-wide).
-
-    Re-entrant and safe across concurrent searches: the first section to enter sets the limit, the
-    last to leave restores the original thread counts. Libraries already at one thread are left
-    alone (a few microseconds per search instead of a full ``threadpool_limits``). No-op without
-    ``threadpoolctl``.
-    """
-    with _BLAS_LOCK:
-        if _BLAS_USERS[0] == 0:
-            saved = []
-            for lib in _blas_libraries():
-                threads = lib.get_num_threads()
-                if threads is not None and threads != 1:
-                    lib.set_num_threads(1)
-                    saved.append((lib, threads))
-            _BLAS_USERS[1] = saved
-        _BLAS_USERS[0] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_USERS[0] -= 1
-            if _BLAS_USERS[0] == 0:
-                for lib, threads in _BLAS_USERS[1]:
-                    lib.set_num_threads(threads)
-                _BLAS_USERS[1] = []
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
