@@ -109,15 +109,17 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
             relation: float = 1.0, save_every: int = 100, threads: int = 1, seed: int = 0,
             time_limit_s: float | None = None, export_now: bool = False, stream_width: float | None = None,
             refit: int = 0, hint: float = 0.0, calibrate: str = "percentile", init: str | Path | None = None,
-            blocks: tuple[int, ...] | None = None, input_side: int = 150, quantize: str = "conv") -> dict:
+            blocks: tuple[int, ...] | None = None, input_side: int = 150, quantize: str = "conv",
+            lighting: float = 0.0) -> dict:
     """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done
     (``export_now``: export the checkpoint as it is, however far it got). ``init``: start from the
     student weights of another run directory of the same shape (new optimiser and schedule).
     ``blocks`` / ``input_side``: see `prune_spec` (a shallower student, a smaller working size);
-    ``quantize``: the int8 export, ``conv`` (QDQ convolutions) or ``weights`` (weight-only)."""
+    ``quantize``: the int8 export, ``conv`` (QDQ convolutions) or ``weights`` (weight-only);
+    ``lighting``: the probability that a training chip is relit first (`augment.relight`)."""
     import torch
 
-    from hybridface.faces.augment import strong_augment
+    from hybridface.faces.augment import relight, strong_augment
     from hybridface.models.dlib_format import read_dlib_net
     from hybridface.training.losses import hint_loss, relational_distill_loss
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
@@ -131,8 +133,9 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         raise ConfigError(f"--init {init} holds no student checkpoint (ckpt.pt); give a resnet_distill run directory")
     chips, teach = prepare_data(run, files, threads=threads)
     centre = torch.from_numpy(teach.mean(0))
-    if hint < 0 or refit < 0:
-        raise ConfigError(f"hint and refit must be ≥ 0, got hint={hint!r} refit={refit!r}")
+    if hint < 0 or refit < 0 or not 0 <= lighting <= 1:
+        raise ConfigError(f"hint and refit must be ≥ 0 and lighting in [0, 1], got hint={hint!r} refit={refit!r} "
+                          f"lighting={lighting!r}")
     teacher_spec = resnet_spec(read_dlib_net(default_dat_path()))
     keep = check_blocks(teacher_spec, blocks)
     spec = prune_spec(teacher_spec, width=width, stream_width=stream_width, blocks=keep, input_side=input_side)
@@ -165,8 +168,9 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         hint_channels = [torch.from_numpy(kept[i + 1]) for i in t_ends]
     setup = {"width": width, "steps": steps, "stream_width": stream_width, "refit": refit, "hint": hint,
              "init": None if init is None else str(init), "blocks": None if blocks is None else list(keep),
-             "input_side": input_side}
-    defaults = {"stream_width": None, "refit": 0, "hint": 0.0, "init": None, "blocks": None, "input_side": 150}
+             "input_side": input_side, "lighting": lighting}
+    defaults = {"stream_width": None, "refit": 0, "hint": 0.0, "init": None, "blocks": None, "input_side": 150,
+                "lighting": 0.0}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
     step, history = 0, []
@@ -185,7 +189,9 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     t0 = time.monotonic()
     while step < steps and not export_now:
         idx = np.sort(rng.choice(len(chips), size=batch, replace=False))
-        x = torch.from_numpy(preprocess_chips(strong_augment(np.asarray(chips[idx]), rng, p_paper=0.2), spec.mean_rgb))
+        raw = np.asarray(chips[idx])
+        raw = relight(raw, rng, p=lighting) if lighting else raw  # no draw without it: old runs resume alike
+        x = torch.from_numpy(preprocess_chips(strong_augment(raw, rng, p_paper=0.2), spec.mean_rgb))
         t = torch.from_numpy(teach[idx])
         s, maps = forward_stages(net, x, ends)
         # centred: the teacher by its data mean, the student by its batch mean (a pruned student
@@ -310,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-side", type=int, default=150, help="resize the 150x150 chip to this side first")
     ap.add_argument("--quantize", choices=("conv", "weights"), default="conv",
                     help="int8 export: QDQ convolutions, or weight-only (float arithmetic)")
+    ap.add_argument("--lighting", type=float, default=0.0,
+                    help="probability that a training chip is relit (directional light, shadow, gamma)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -345,7 +353,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                   relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
                   export_now=args.export_now, stream_width=args.stream_width, refit=args.refit, hint=args.hint,
                   calibrate=args.calibrate, init=args.init, input_side=args.input_side, quantize=args.quantize,
-                  blocks=blocks)
+                  blocks=blocks, lighting=args.lighting)
     log.info("%s", {k: v for k, v in out.items() if k != "versions"})
     return 0
 
