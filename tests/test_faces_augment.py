@@ -78,3 +78,31 @@ def test_bad_variant(bad):
 def test_bad_image():
     with pytest.raises(ConfigError):
         augment(np.zeros((4, 4), np.float32), 1)
+
+
+def test_relight_changes_light_not_shape_and_is_seeded():
+    from hybridface.faces.augment import relight
+
+    rng = np.random.default_rng(0)
+    batch = rng.integers(60, 200, size=(16, 20, 20, 3), dtype=np.uint8)
+    out = relight(batch, np.random.default_rng(1), p=1.0)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    assert (out != batch).any(axis=(1, 2, 3)).all()  # every image relit
+    np.testing.assert_array_equal(out, relight(batch, np.random.default_rng(1), p=1.0))
+    # the light varies across the image: one half ends up darker than the other in most images
+    halves = [abs(float(o[:, :10].mean()) - float(o[:, 10:].mean())) + abs(float(o[:10].mean()) - float(o[10:].mean()))
+              for o in out.astype(np.float32)]
+    assert np.median(halves) > 10
+    np.testing.assert_array_equal(relight(batch, np.random.default_rng(1), p=0.0), batch)
+    # the input is never modified in place
+    np.testing.assert_array_equal(batch, np.random.default_rng(0).integers(60, 200, size=(16, 20, 20, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8, 3), np.float32)])
+def test_relight_rejects_other_batches(bad):
+    from hybridface.faces.augment import relight
+
+    with pytest.raises(ConfigError, match="uint8"):
+        relight(bad, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="p="):
+        relight(np.zeros((1, 8, 8, 3), np.uint8), np.random.default_rng(0), p=1.5)

@@ -95,12 +95,14 @@ def test_distillation_runs_resumes_and_exports(tmp_path, dataset, monkeypatch, s
     monkeypatch.setenv("HYBRIDFACE_CACHE", str(tmp_path / "cache"))
     files = calibration_files(dataset("unlabeled_faces/utkface"), n=12)
     run = tmp_path / "run"
-    first = distill(run, files=files, width=0.125, steps=3, batch=4, save_every=1, time_limit_s=0.0)
+    kw = dict(files=files, width=0.125, steps=3, batch=4, save_every=1, lighting=1.0)  # every chip relit
+    first = distill(run, time_limit_s=0.0, **kw)
     assert first == {"step": 1, "done": False} and (run / "ckpt.pt").is_file()
-    out = distill(run, files=files, width=0.125, steps=3, batch=4, save_every=1)  # resumes at step 1
+    out = distill(run, **kw)  # resumes at step 1
     assert out["done"] and out["step"] == 3
     card = json.loads((run / "card.json").read_text())
     assert card["int8"]["bytes"] < card["fp32"]["bytes"] and card["training"]["faces"] == 12
+    assert card["recipe"]["lighting"] == 1.0
     for name in ("student.onnx", "student.int8.onnx"):
         sess = ort.InferenceSession(str(run / name), providers=["CPUExecutionProvider"])
         assert sess.run(None, {"chips": _chips(2)})[0].shape == (2, 128)
