@@ -131,11 +131,11 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     torch.set_num_threads(int(threads))
     if init is not None and not (Path(init) / "ckpt.pt").is_file():  # before any data is prepared
         raise ConfigError(f"--init {init} holds no student checkpoint (ckpt.pt); give a resnet_distill run directory")
-    chips, teach = prepare_data(run, files, threads=threads)
-    centre = torch.from_numpy(teach.mean(0))
     if hint < 0 or refit < 0 or not 0 <= lighting <= 1:
         raise ConfigError(f"hint and refit must be ≥ 0 and lighting in [0, 1], got hint={hint!r} refit={refit!r} "
                           f"lighting={lighting!r}")
+    chips, teach = prepare_data(run, files, threads=threads)
+    centre = torch.from_numpy(teach.mean(0))
     teacher_spec = resnet_spec(read_dlib_net(default_dat_path()))
     keep = check_blocks(teacher_spec, blocks)
     spec = prune_spec(teacher_spec, width=width, stream_width=stream_width, blocks=keep, input_side=input_side)
