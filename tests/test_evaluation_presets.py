@@ -66,3 +66,22 @@ def test_loss_and_batchnorm_flags_override_the_preset_and_are_recorded():
     assert " --batchnorm" in _command(args) and "--batchnorm True" not in _command(args)
     with pytest.raises(SystemExit):
         ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o", "--loss", "triplet"])
+
+
+def test_margin_flag_reaches_the_training_options_and_the_description():
+    """`--margin` overrides the preset's (None: the head's own default) and is printed with the loss."""
+    import argparse
+    from dataclasses import replace
+
+    from hybridface.cli.evaluate import _TRAIN_FLAGS, _command, register
+
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers())
+    args = ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o",
+                          "--loss", "cosface", "--margin", "0.2"])
+    vid = get_preset("vidtimit")
+    train, _, _, over = apply_overrides(vid, train={f: getattr(args, k) for k, f in _TRAIN_FLAGS.items()})
+    assert (train.loss, train.margin) == ("cosface", 0.2) and over == {"loss": "cosface", "margin": 0.2}
+    assert "--margin 0.2" in _command(args)
+    assert "loss cosface (margin 0.2), " in replace(vid, train=train).describe()
+    assert "loss" not in vid.describe() and vid.train.margin is None

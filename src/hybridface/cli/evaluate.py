@@ -92,6 +92,8 @@ def register(subparsers) -> None:
     t.add_argument("--loss", default=None, choices=("classifier", "arcface", "cosface", "softmax"),
                    help="identity loss: classifier (the paper: cross-entropy through FC-K) or a margin/softmax "
                    "head on the 60-D feature")
+    t.add_argument("--margin", type=float, default=None,
+                   help="margin of the arcface/cosface head (default: 0.5 arcface, 0.35 cosface)")
     t.add_argument("--batchnorm", action="store_const", const=True, default=None,
                    help="BatchNorm after each conv and FC-128 while training (folded into the weights after)")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
@@ -114,7 +116,7 @@ def register(subparsers) -> None:
 _TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "lr_schedule": "lr_schedule", "patience": "patience",
                 "val_fraction": "val_fraction", "augment_prob": "augment", "illumination": "illumination",
                 "channels": "channels", "center_loss": "center_loss", "loss": "loss",
-                "batchnorm": "batchnorm"}
+                "batchnorm": "batchnorm", "margin": "margin"}
 
 
 def _command(args: argparse.Namespace) -> str:
