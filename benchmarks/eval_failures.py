@@ -39,7 +39,7 @@ def main() -> int:
     from hybridface.evaluation.cache import TemplateCache, content_hash
     from hybridface.evaluation.harness import EVAL_DETECTOR, EvalConfig, _crops, encode_samples
     from hybridface.evaluation.presets import preset_for_protocol
-    from hybridface.evaluation.splits import make_eval_split
+    from hybridface.evaluation.splits import make_eval_split, materialise
     from hybridface.evaluation.training import train_compressed
     from hybridface.faces.crop import load_crops
 
@@ -53,6 +53,7 @@ def main() -> int:
     ap.add_argument("--loss", default=None)
     ap.add_argument("--channels", default=None)
     ap.add_argument("--batchnorm", action="store_const", const=True, default=None)
+    ap.add_argument("--max-rows", type=int, default=60, help="errors shown on the sheet (the first ones)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     pre = preset_for_protocol(args.protocol)
@@ -77,21 +78,29 @@ def main() -> int:
     wrong = np.flatnonzero(g_ids[nn] != np.array([s.identity for s in pro]))
     print(f"{args.protocol} (preset {pre.name}, {train}): {len(pro)} probes with a face "
           f"({dropped} files without), {len(wrong)} errors, Rank-1 {100 * (1 - len(wrong) / len(pro)):.2f} %")
-    boxes = {o.path: o.crop.box for o in load_crops([str(pro[i].path) for i in wrong], detect=split.detect,
+    if any(s.variant for s in pro):  # augmented protocols: errors per transformation
+        from collections import Counter
+
+        per = Counter(pro[i].variant or "original" for i in wrong)
+        tot = Counter(s.variant or "original" for s in pro)
+        print("errors per variant: " + ", ".join(f"{v} {per[v]}/{tot[v]}" for v in sorted(tot, key=lambda v: -per[v])))
+    shown = wrong[: args.max_rows]
+    boxes = {o.path: o.crop.box for o in load_crops([str(pro[i].path) for i in shown], detect=split.detect,
                                                     detector=EVAL_DETECTOR, size=60,
                                                     cache_dir=cfg.cache_dir / "crops") if o.crop is not None}
     rows = []
     big = lambda im: cv2.resize(im, (120, 120), interpolation=cv2.INTER_NEAREST)  # noqa: E731
-    for i in wrong:
+    for i in shown:
         s = pro[i]
         own = np.flatnonzero(g_ids == s.identity)
         j_own = own[sims[i, own].argmax()]
         j = nn[i]
         box = boxes.get(str(s.path))
-        print(f"{s.path.parent.name}/{s.path.name}: answer {g_ids[j]} ({gal[j].path.name}, sim {sims[i, j]:.3f}); "
+        print(f"{s.path.parent.name}/{s.path.name}{f' [{s.variant}]' if s.variant else ''}: answer {g_ids[j]} ({gal[j].path.name}, sim {sims[i, j]:.3f}); "
               f"nearest own {gal[j_own].path.name} sim {sims[i, j_own]:.3f}; box {box}")
         frame = _frame_with_box(str(s.path), box, height=120)
-        tiles = [big(crops[str(s.path)]), big(crops[str(gal[j].path)]), big(crops[str(gal[j_own].path)]), frame]
+        p_img, g_img, o_img = materialise([s, gal[j], gal[j_own]], crops)  # as the network sees them
+        tiles = [big(p_img), big(g_img), big(o_img), frame]
         row = np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], 1)
         rows.append(row)
     if rows:

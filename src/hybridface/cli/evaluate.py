@@ -85,6 +85,8 @@ def register(subparsers) -> None:
     t.add_argument("--augment-prob", type=float, default=None,
                    help="probability that a training image is replaced by a random one of the 17 transformations")
     t.add_argument("--illumination", default=None, help="none | hist_eq | clahe | tan_triggs")
+    t.add_argument("--denoise", default=None, choices=("none", "median3"),
+                   help="median3: 3x3 median filter before the illumination step (training and inference)")
     t.add_argument("--channels", default=None, choices=("grey3", "rgb"),
                    help="grey3 (the paper: grey level as three equal channels) or rgb")
     t.add_argument("--center-loss", type=float, default=None,
@@ -116,7 +118,8 @@ def register(subparsers) -> None:
 _TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "lr_schedule": "lr_schedule", "patience": "patience",
                 "val_fraction": "val_fraction", "augment_prob": "augment", "illumination": "illumination",
                 "channels": "channels", "center_loss": "center_loss", "loss": "loss",
-                "batchnorm": "batchnorm", "margin": "margin"}
+                "batchnorm": "batchnorm", "margin": "margin",
+                "denoise": "denoise"}
 
 
 def _command(args: argparse.Namespace) -> str:

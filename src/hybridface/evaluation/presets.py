@@ -34,7 +34,7 @@ class Preset:
         if t.loss != "classifier" and t.margin is not None:
             loss = f"loss {t.loss} (margin {t.margin}), "
         return (f"{self.name}: {t.epochs} epochs ({t.lr_schedule} lr {t.lr}), input {t.channels}, "
-                f"illumination {t.illumination}, augment {t.augment}, val fraction {t.val_fraction}, "
+                f"illumination {t.illumination}{'' if t.denoise == 'none' else f' after {t.denoise} denoising'}, augment {t.augment}, val fraction {t.val_fraction}, "
                 f"{loss}{'BatchNorm (folded), ' if t.batchnorm else ''}"
                 f"codewords {self.codewords}, top-N {self.top_n}")
 
