@@ -96,8 +96,9 @@ def register(subparsers) -> None:
                    "head on the 60-D feature")
     t.add_argument("--margin", type=float, default=None,
                    help="margin of the arcface/cosface head (default: 0.5 arcface, 0.35 cosface)")
-    t.add_argument("--batchnorm", action="store_const", const=True, default=None,
-                   help="BatchNorm after each conv and FC-128 while training (folded into the weights after)")
+    t.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="BatchNorm after each conv and FC-128 while training (folded into the weights after); "
+                   "--no-batchnorm trains without it")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
@@ -134,8 +135,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--preset", args.preset]
     for flag in ("top_n", "codewords", *_TRAIN_FLAGS):
         value = getattr(args, flag)
-        if value is True:  # a switch (--batchnorm)
-            parts.append("--" + flag.replace("_", "-"))
+        if isinstance(value, bool):  # a switch (--batchnorm / --no-batchnorm)
+            parts.append(("--" if value else "--no-") + flag.replace("_", "-"))
         elif value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
     if args.engine != "local":
