@@ -4,7 +4,7 @@
         --cache /tmp/wt17run/cache --out docs/results/vidtimit-paper/failures.png
 
 Uses the protocol's preset (trained model and templates from the evaluation cache; trained if
-missing; ``--batchnorm``/``--epochs``/``--loss``/``--channels`` override it as in ``hybridface
+missing; ``--[no-]batchnorm``/``--epochs``/``--loss``/``--channels`` override it as in ``hybridface
 evaluate``). Exhaustive search (nearest gallery template, cosine) on every probe with a face. For each
 error, one row of the sheet: the probe's 60x60 crop, its nearest gallery crop (wrong identity), the
 nearest gallery crop of its true identity, and the probe's whole frame shrunk, with the detector's
@@ -52,7 +52,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--loss", default=None)
     ap.add_argument("--channels", default=None)
-    ap.add_argument("--batchnorm", action="store_const", const=True, default=None)
+    ap.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--max-rows", type=int, default=60, help="errors shown on the sheet (the first ones)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
