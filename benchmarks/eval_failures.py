@@ -4,7 +4,7 @@
         --cache /tmp/wt17run/cache --out docs/results/vidtimit-paper/failures.png
 
 Uses the protocol's preset (trained model and templates from the evaluation cache; trained if
-missing; ``--[no-]batchnorm``/``--epochs``/``--loss``/``--channels`` override it as in ``hybridface
+missing; ``--[no-]batchnorm``/``--epochs``/``--loss``/``--margin``/``--channels``/``--denoise`` override it as in ``hybridface
 evaluate``). Exhaustive search (nearest gallery template, cosine) on every probe with a face. For each
 error, one row of the sheet: the probe's 60x60 crop, its nearest gallery crop (wrong identity), the
 nearest gallery crop of its true identity, and the probe's whole frame shrunk, with the detector's
@@ -53,11 +53,13 @@ def main() -> int:
     ap.add_argument("--loss", default=None)
     ap.add_argument("--channels", default=None)
     ap.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--denoise", default=None)
+    ap.add_argument("--margin", type=float, default=None)
     ap.add_argument("--max-rows", type=int, default=60, help="errors shown on the sheet (the first ones)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     pre = preset_for_protocol(args.protocol)
-    given = {k: getattr(args, k) for k in ("epochs", "loss", "channels", "batchnorm") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("epochs", "loss", "channels", "batchnorm", "denoise", "margin") if getattr(args, k) is not None}
     train = replace(pre.train, seed=args.seed, **given)
     cfg = EvalConfig(protocol=args.protocol, data_dir=args.data, cache_dir=args.cache, models=("compressed",),
                      train=train, seed=args.seed, progress=False)
