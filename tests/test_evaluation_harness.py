@@ -177,6 +177,24 @@ def test_channels_rgb_reaches_the_trained_model_and_report(tiny_yale, tmp_path):
     assert "**Subset, not the full `yale-augmented` protocol**: subjects=3, variants=2" in report
 
 
+def test_denoise_and_margin_reach_the_trained_model_and_report(tiny_yale, tmp_path):
+    """`--denoise median3` is stored in the trained model's card (so inference denoises too) and
+    printed in the report; `--loss cosface --margin 0.2` is recorded with it."""
+    from hybridface.models.card import load_card
+    from hybridface.models.encoders import load_model
+
+    out = tmp_path / "dn"
+    assert main(_args(tiny_yale, out, "--models", "compressed", "--strategies", "exhaustive",
+                      "--denoise", "median3", "--loss", "cosface", "--margin", "0.2", "--batchnorm")) == 0
+    dirs = [d for d in (out / ".cache" / "models").iterdir() if (d / "model.json").is_file()]
+    assert [load_card(d)[0].preprocessing.get("denoise") for d in dirs] == ["median3"]
+    assert load_model(dirs[0]).spec.denoise == "median3"
+    data = json.loads((out / "results.json").read_text())
+    assert (data["config"]["train"]["denoise"], data["config"]["train"]["margin"]) == ("median3", 0.2)
+    report = (out / "report.md").read_text()
+    assert "illumination tan_triggs after median3 denoising" in report and "loss cosface (margin 0.2)" in report
+
+
 def test_scaling_section_and_speedup_plot(tiny_yale, reference_npz, tmp_path, capsys):
     out = tmp_path / "scale"
     assert main(_args(tiny_yale, out, "--models", "paper", "--scaling", "20,300", "--search-timing-probes", "5")) == 0

@@ -19,6 +19,7 @@ def test_every_paper_protocol_has_its_recipe():
     vid = preset_for_protocol("vidtimit")
     assert (vid.train.epochs, vid.train.augment, vid.train.illumination, vid.train.channels, vid.codewords) == (
         100, 0.2, "none", "rgb", 1)
+    assert (vid.train.batchnorm, vid.train.loss, vid.train.margin) == (True, "cosface", None)  # docs/evaluation.md
     assert vid.top_n == 9  # hybrid keeps exhaustive's Rank-1 (docs/evaluation.md)
     assert preset_for_protocol("vidtimit-paper").train == vid.train
     assert preset_for_protocol("folder") is PRESETS["default"] and PRESETS["default"].train == TrainOptions()
@@ -57,12 +58,38 @@ def test_loss_and_batchnorm_flags_override_the_preset_and_are_recorded():
     register(ap.add_subparsers())
     args = ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o",
                           "--loss", "arcface", "--batchnorm"])
-    vid = get_preset("vidtimit")
-    train, _, _, over = apply_overrides(vid, train={f: getattr(args, k) for k, f in _TRAIN_FLAGS.items()})
+    base = get_preset("default")
+    train, _, _, over = apply_overrides(base, train={f: getattr(args, k) for k, f in _TRAIN_FLAGS.items()})
     assert (train.loss, train.batchnorm) == ("arcface", True) and over == {"loss": "arcface", "batchnorm": True}
     plain = ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o"])
-    train, _, _, over = apply_overrides(vid, train={f: getattr(plain, k) for k, f in _TRAIN_FLAGS.items()})
+    train, _, _, over = apply_overrides(base, train={f: getattr(plain, k) for k, f in _TRAIN_FLAGS.items()})
     assert (train.loss, train.batchnorm, over) == ("classifier", False, {})
     assert " --batchnorm" in _command(args) and "--batchnorm True" not in _command(args)
+    # a preset with BatchNorm (vidtimit) can be run without it
+    off = ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o", "--no-batchnorm",
+                         "--loss", "classifier"])
+    train, _, _, over = apply_overrides(get_preset("vidtimit"), train={f: getattr(off, k) for k, f in _TRAIN_FLAGS.items()})
+    assert (train.batchnorm, train.loss) == (False, "classifier") and over == {"batchnorm": False, "loss": "classifier"}
+    assert " --no-batchnorm" in _command(off)
     with pytest.raises(SystemExit):
         ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o", "--loss", "triplet"])
+
+
+def test_margin_flag_reaches_the_training_options_and_the_description():
+    """`--margin` overrides the preset's (None: the head's own default) and is printed with the loss."""
+    import argparse
+    from dataclasses import replace
+
+    from hybridface.cli.evaluate import _TRAIN_FLAGS, _command, register
+
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers())
+    args = ap.parse_args(["evaluate", "--protocol", "vidtimit", "--data", "d", "--out", "o",
+                          "--loss", "cosface", "--margin", "0.2"])
+    vid = get_preset("vidtimit")
+    train, _, _, over = apply_overrides(vid, train={f: getattr(args, k) for k, f in _TRAIN_FLAGS.items()})
+    assert (train.loss, train.margin) == ("cosface", 0.2) and over == {"margin": 0.2}  # cosface is the preset's
+    assert "--margin 0.2" in _command(args)
+    assert "loss cosface (margin 0.2), " in replace(vid, train=train).describe()
+    assert "loss cosface, BatchNorm (folded), " in vid.describe() and vid.train.margin is None
+    assert "loss" not in get_preset("default").describe()

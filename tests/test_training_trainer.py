@@ -36,6 +36,9 @@ def _weights(net) -> np.ndarray:
     (dict(relation_weight=-0.1), "relation_weight must be >= 0"),
     (dict(distill_weight=-1.0), "distill_weight must be >= 0"),
     (dict(threads=0), "threads must be >= 1"),
+    (dict(margin=0.3), "a margin needs --loss arcface or cosface (got loss classifier)"),
+    (dict(loss="cosface", margin=1.2), "cosface margin must be in [0, 1), got 1.2"),
+    (dict(loss="arcface", margin=-0.1), "arcface margin must be in [0, 1.5708), got -0.1"),
 ])
 def test_a_bad_option_fails_at_construction_with_one_line_naming_it(bad, words):
     with pytest.raises(ConfigError) as e:
@@ -65,6 +68,15 @@ def test_same_seed_same_weights_and_another_seed_differs():
     assert not np.array_equal(_weights(a.net), _weights(c.net))
     assert a.identities == ("id0", "id1", "id2") and a.num_train + a.num_val == len(imgs)
     assert a.val_accuracy is not None and 0 <= a.train_accuracy <= 1
+
+
+def test_the_margin_reaches_the_cosface_head():
+    """Same seed, same data: the default margin (0.35) and 0.35 given train the same weights, 0.1 others."""
+    imgs, ids = _data()
+    cfg = TrainConfig.paper(epochs=2, lr=1e-3, batch_size=8, progress=False, threads=1, loss="cosface")
+    a, b, c = (train(cfg.with_(margin=m), imgs, labels=ids) for m in (None, 0.35, 0.1))
+    assert np.array_equal(_weights(a.net), _weights(b.net))
+    assert not np.array_equal(_weights(a.net), _weights(c.net))
 
 
 def test_early_stopping_and_the_kept_epoch():

@@ -85,6 +85,8 @@ def register(subparsers) -> None:
     t.add_argument("--augment-prob", type=float, default=None,
                    help="probability that a training image is replaced by a random one of the 17 transformations")
     t.add_argument("--illumination", default=None, help="none | hist_eq | clahe | tan_triggs")
+    t.add_argument("--denoise", default=None, choices=("none", "median3"),
+                   help="median3: 3x3 median filter before the illumination step (training and inference)")
     t.add_argument("--channels", default=None, choices=("grey3", "rgb"),
                    help="grey3 (the paper: grey level as three equal channels) or rgb")
     t.add_argument("--center-loss", type=float, default=None,
@@ -92,8 +94,11 @@ def register(subparsers) -> None:
     t.add_argument("--loss", default=None, choices=("classifier", "arcface", "cosface", "softmax"),
                    help="identity loss: classifier (the paper: cross-entropy through FC-K) or a margin/softmax "
                    "head on the 60-D feature")
-    t.add_argument("--batchnorm", action="store_const", const=True, default=None,
-                   help="BatchNorm after each conv and FC-128 while training (folded into the weights after)")
+    t.add_argument("--margin", type=float, default=None,
+                   help="margin of the arcface/cosface head (default: 0.5 arcface, 0.35 cosface)")
+    t.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="BatchNorm after each conv and FC-128 while training (folded into the weights after); "
+                   "--no-batchnorm trains without it")
     p.add_argument("--timing-probes", type=int, default=200, help="probes encoded one by one to time extraction")
     p.add_argument("--search-timing-probes", type=int, default=500,
                    help="probes searched one at a time to time each strategy (accuracy always uses every probe)")
@@ -114,7 +119,8 @@ def register(subparsers) -> None:
 _TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "lr_schedule": "lr_schedule", "patience": "patience",
                 "val_fraction": "val_fraction", "augment_prob": "augment", "illumination": "illumination",
                 "channels": "channels", "center_loss": "center_loss", "loss": "loss",
-                "batchnorm": "batchnorm"}
+                "batchnorm": "batchnorm", "margin": "margin",
+                "denoise": "denoise"}
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -129,8 +135,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--preset", args.preset]
     for flag in ("top_n", "codewords", *_TRAIN_FLAGS):
         value = getattr(args, flag)
-        if value is True:  # a switch (--batchnorm)
-            parts.append("--" + flag.replace("_", "-"))
+        if isinstance(value, bool):  # a switch (--batchnorm / --no-batchnorm)
+            parts.append(("--" if value else "--no-") + flag.replace("_", "-"))
         elif value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
     if args.engine != "local":

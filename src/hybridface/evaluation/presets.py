@@ -30,12 +30,17 @@ class Preset:
 
     def describe(self) -> str:
         t = self.train
+        loss = "" if t.loss == "classifier" else f"loss {t.loss}, "
+        if t.loss != "classifier" and t.margin is not None:
+            loss = f"loss {t.loss} (margin {t.margin}), "
         return (f"{self.name}: {t.epochs} epochs ({t.lr_schedule} lr {t.lr}), input {t.channels}, "
-                f"illumination {t.illumination}, augment {t.augment}, val fraction {t.val_fraction}, "
+                f"illumination {t.illumination}{'' if t.denoise == 'none' else f' after {t.denoise} denoising'}, augment {t.augment}, val fraction {t.val_fraction}, "
+                f"{loss}{'BatchNorm (folded), ' if t.batchnorm else ''}"
                 f"codewords {self.codewords}, top-N {self.top_n}")
 
 
-_VIDTIMIT_TRAIN = TrainOptions(epochs=100, channels="rgb", illumination="none", augment=0.2)
+_VIDTIMIT_TRAIN = TrainOptions(epochs=100, channels="rgb", illumination="none", augment=0.2, batchnorm=True,
+                               loss="cosface")
 
 #: preset name -> recipe (the protocol of the same name uses it by default)
 PRESETS: dict[str, Preset] = {
@@ -48,11 +53,12 @@ PRESETS: dict[str, Preset] = {
              "plain recipe (96.69 %)"),
     "vidtimit": Preset(
         name="vidtimit", train=_VIDTIMIT_TRAIN, codewords=1, top_n=9,
-        note="README Table IV: 98.21 % exhaustive on vidtimit (temporal); one centroid and N = 9 (of 13) keep "
-             "every exhaustive answer (N = 5 with 4 codewords lost 0.17 points)"),
+        note="README Table IV: 98.94 % exhaustive on vidtimit (temporal); BatchNorm (folded) + CosFace bought "
+             "+0.73 points over the plain recipe (98.21 %; seed 1: 98.53 → 99.27 %); one centroid and N = 9 "
+             "(of 13) keep every exhaustive answer"),
     "vidtimit-paper": Preset(
         name="vidtimit-paper", train=_VIDTIMIT_TRAIN, codewords=1, top_n=9,
-        note="the vidtimit recipe on the paper's random 1,700 : 672 split"),
+        note="the vidtimit recipe on the paper's random 1,700 : 672 split (98.63 %; plain recipe 98.17 %)"),
     "default": Preset(
         name="default", train=TrainOptions(), codewords=1, top_n=5,
         note="generic recipe for folder/unseen protocols (TrainOptions defaults)"),

@@ -124,10 +124,17 @@ def _preset_lines(cfg) -> list[str]:
         return []
     t = cfg.train
     over = ", ".join(f"{k}={v}" for k, v in dict(cfg.overrides).items())
+    extras = "".join([
+        f", centre loss {t.center_loss}" if t.center_loss else "",
+        f", loss {t.loss}" if t.loss != "classifier" else "",
+        f" (margin {t.margin})" if t.margin is not None else "",
+        ", BatchNorm (folded)" if t.batchnorm else "",
+    ])
+    denoise = "" if t.denoise == "none" else f" after {t.denoise} denoising"
     return [f"Preset: `{cfg.preset}` — compressed model trained {t.epochs} epochs ({t.lr_schedule} lr {t.lr}, "
             f"patience {t.patience}, val fraction {t.val_fraction}), input {t.channels}, illumination "
-            f"{t.illumination}, augment {t.augment}{f', centre loss {t.center_loss}' if t.center_loss else ''}{f', loss {t.loss}' if t.loss != 'classifier' else ''}{', BatchNorm (folded)' if t.batchnorm else ''}; LBG codewords {cfg.codewords}, top-N {cfg.search.top_n}"
-            + (f"; **overridden**: {over}" if over else "") + ".", ""]
+            f"{t.illumination}{denoise}, augment {t.augment}{extras}; LBG codewords {cfg.codewords}, "
+            f"top-N {cfg.search.top_n}" + (f"; **overridden**: {over}" if over else "") + ".", ""]
 
 
 def _versus_paper(result) -> list[str]:

@@ -33,6 +33,8 @@ class TrainOptions:
     center_loss: float = 0.0  # weight of the cosine centre loss added to CE (0: CE only)
     loss: str = "classifier"  # identity loss: the network's own FC-K (the paper) or an arcface/cosface/softmax head
     batchnorm: bool = False  # BatchNorm after each conv and FC-128 while training, folded into the weights after
+    margin: float | None = None  # arcface/cosface margin (None: the head's default, 0.5 / 0.35)
+    denoise: str = "none"  # "median3": 3x3 median filter inside the preprocessing (training and inference)
 
 
 def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
@@ -43,12 +45,12 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
     from hybridface.models.preprocess import PreprocessSpec
 
     opts: TrainOptions = cfg.train
-    spec = PreprocessSpec(input_size=60, channels=opts.channels, illumination=opts.illumination)
-    # ``channels`` is keyed through ``spec`` (kept out of the options so older cached models stay valid)
+    spec = PreprocessSpec(input_size=60, channels=opts.channels, illumination=opts.illumination, denoise=opts.denoise)
+    # ``channels`` and ``denoise`` are keyed through ``spec`` (kept out of the options so older cached models stay valid)
     # (``center_loss`` only when used, so models trained before it existed stay valid)
     # (likewise ``loss`` and ``batchnorm`` at their defaults)
-    unkeyed = {"center_loss": 0.0, "loss": "classifier", "batchnorm": False}
-    keyed = {k: v for k, v in asdict(opts).items() if k != "channels" and not (k in unkeyed and v == unkeyed[k])}
+    unkeyed = {"center_loss": 0.0, "loss": "classifier", "batchnorm": False, "margin": None}
+    keyed = {k: v for k, v in asdict(opts).items() if k not in ("channels", "denoise") and not (k in unkeyed and v == unkeyed[k])}
     key = hashlib.sha256(json.dumps([split.key, keyed, spec.to_dict()], sort_keys=True).encode()).hexdigest()
     out = cfg.cache_dir / "models" / f"compressed-{key[:16]}"
     if (out / "model.json").is_file():
@@ -68,7 +70,8 @@ def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
                                batch_size=opts.batch_size, patience=opts.patience, preprocessing=spec,
                                progress=progress, schedule=opts.lr_schedule, threads=1,
                                augment="paper" if opts.augment else "none", augment_p=float(opts.augment),
-                               center_loss=opts.center_loss, loss=opts.loss, batchnorm=opts.batchnorm)
+                               center_loss=opts.center_loss, loss=opts.loss, batchnorm=opts.batchnorm,
+                               margin=opts.margin)
     result = train(config, images, labels=[s.identity for s in samples], groups=[str(s.path) for s in samples])
     training = {
         "data": f"{split.protocol} gallery side ({len(samples)} images)",

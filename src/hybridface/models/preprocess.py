@@ -5,7 +5,9 @@ float32 NCHW input ``(n, 3, S, S)``: resize to ``S x S`` (``cv2.INTER_AREA``) wh
 channel handling (``grey3``: RGB → grey → three equal channels, the default because Extended Yale
 B and ORL are grey and the paper's weights were trained that way; ``rgb``: keep colour) →
 optional illumination normalisation of the grey level (``none | hist_eq | clahe | tan_triggs``)
-→ scale ``x * spec.scale`` (``1/255``). The spec is recorded in every model card, so a model is
+→ scale ``x * spec.scale`` (``1/255``). Optional ``denoise`` (``none | median3``) runs a 3x3 median
+filter on every resized image first (it removes salt-and-pepper noise and halves Gaussian noise
+before the illumination step, whose difference of Gaussians would amplify it). The spec is recorded in every model card, so a model is
 always fed the way it was trained.
 
 ``tan_triggs`` is the preprocessing chain of Tan & Triggs (IEEE TIP 2010), vectorised over the
@@ -25,10 +27,11 @@ import numpy as np
 
 from hybridface.errors import ConfigError
 
-__all__ = ["PreprocessSpec", "preprocess", "to_batch", "tan_triggs", "CHANNELS", "ILLUMINATION"]
+__all__ = ["PreprocessSpec", "preprocess", "to_batch", "tan_triggs", "CHANNELS", "ILLUMINATION", "DENOISE"]
 
 CHANNELS = ("grey3", "rgb")
 ILLUMINATION = ("none", "hist_eq", "clahe", "tan_triggs")
+DENOISE = ("none", "median3")
 
 #: Tan & Triggs (2010) parameters: gamma, DoG sigmas, equalisation alpha and tau.
 TT_GAMMA, TT_SIGMA0, TT_SIGMA1, TT_ALPHA, TT_TAU = 0.2, 1.0, 2.0, 0.1, 10.0
@@ -42,6 +45,7 @@ class PreprocessSpec:
     channels: str = "grey3"
     illumination: str = "none"
     scale: float = 1.0 / 255.0
+    denoise: str = "none"
 
     def __post_init__(self) -> None:
         if self.channels not in CHANNELS:
@@ -49,17 +53,22 @@ class PreprocessSpec:
         if self.illumination not in ILLUMINATION:
             raise ConfigError(
                 f"unknown illumination normalisation {self.illumination!r}; use one of {', '.join(ILLUMINATION)}")
+        if self.denoise not in DENOISE:
+            raise ConfigError(f"unknown denoising {self.denoise!r}; use one of {', '.join(DENOISE)}")
         if int(self.input_size) < 8:
             raise ConfigError(f"input_size must be >= 8, got {self.input_size}")
         if not float(self.scale) > 0:
             raise ConfigError(f"scale must be > 0, got {self.scale}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["denoise"] == "none":  # omitted at its default: cards and cache keys made before it stay valid
+            del d["denoise"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
-        known = {k: d[k] for k in ("input_size", "channels", "illumination", "scale") if k in d}
+        known = {k: d[k] for k in ("input_size", "channels", "illumination", "scale", "denoise") if k in d}
         return cls(**known)
 
 
@@ -137,6 +146,8 @@ def preprocess(images: Any, spec: PreprocessSpec | None = None) -> np.ndarray:
         img = batch[i]
         if (h, w) != (s, s):
             img = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+        if spec.denoise == "median3":
+            img = cv2.medianBlur(np.ascontiguousarray(img), 3)
         if spec.channels == "grey3":
             g = _illuminate(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), per_image, clahe)
             out[i] = g[:, :, None]

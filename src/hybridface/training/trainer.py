@@ -66,6 +66,7 @@ class TrainConfig:
     augment_p: float = 0.5
     loss: str | None = "classifier"
     center_loss: float = 0.0
+    margin: float | None = None
     distill_weight: float = 1.0
     relation_weight: float = 0.0
     center_teacher: bool = True
@@ -94,6 +95,11 @@ class TrainConfig:
             raise ConfigError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
         if not self.center_loss >= 0:
             raise ConfigError(f"center_loss must be >= 0, got {self.center_loss}")
+        if self.margin is not None and self.loss not in ("arcface", "cosface"):
+            raise ConfigError(f"a margin needs --loss arcface or cosface (got loss {self.loss})")
+        top = 1.0 if self.loss == "cosface" else 1.5707963
+        if self.margin is not None and not 0.0 <= self.margin < top:
+            raise ConfigError(f"{self.loss} margin must be in [0, {top:g}), got {self.margin}")
         if not self.relation_weight >= 0:
             raise ConfigError(f"relation_weight must be >= 0 (got {self.relation_weight})")
         if not self.distill_weight >= 0:
@@ -286,7 +292,8 @@ def _train(config, images, labels, groups, teacher, init_state) -> TrainResult:
     dim = net.fc2.out_features
     centres = torch.nn.Parameter(torch.randn(len(names), dim)) if config.center_loss > 0 else None
     proj = torch.nn.Linear(dim, int(np.shape(teacher)[1]) if teacher is not None else 128)
-    head = make_head(config.loss, dim, len(names)) if config.loss not in (None, "classifier") else None
+    margin = {} if config.margin is None else {"margin": config.margin}
+    head = make_head(config.loss, dim, len(names), **margin) if config.loss not in (None, "classifier") else None
     params = list(net.parameters()) + ([centres] if centres is not None else []) + list(proj.parameters())
     params += list(head.parameters()) if head is not None else []
     opt = torch.optim.Adam(params, lr=config.lr)
