@@ -1,7 +1,7 @@
 """Which probes does a protocol's preset get wrong, and why? A contact sheet of every Rank-1 error.
 
     python benchmarks/eval_failures.py --protocol vidtimit-paper --data ../shared/datasets \
-        --cache /tmp/wt17run/cache --out docs/results/vidtimit-paper/failures.png
+        --cache /tmp/wt17run/cache --out /tmp/failures/vidtimit-paper.png
 
 Uses the protocol's preset (trained model and templates from the evaluation cache; trained if
 missing; ``--[no-]batchnorm``/``--epochs``/``--loss``/``--margin``/``--channels``/``--denoise`` override it as in ``hybridface
