@@ -36,11 +36,10 @@ def _frame_with_box(path: str, box, *, height: int) -> np.ndarray:
 def main() -> int:
     import cv2
 
-    from hybridface.evaluation.cache import TemplateCache, content_hash
-    from hybridface.evaluation.harness import EVAL_DETECTOR, EvalConfig, _crops, encode_samples
+    from hybrid_n import preset_templates  # a sibling benchmark: python benchmarks/eval_failures.py
+    from hybridface.evaluation.harness import EVAL_DETECTOR, EvalConfig
     from hybridface.evaluation.presets import preset_for_protocol
-    from hybridface.evaluation.splits import make_eval_split, materialise
-    from hybridface.evaluation.training import train_compressed
+    from hybridface.evaluation.splits import materialise
     from hybridface.faces.crop import load_crops
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,17 +62,7 @@ def main() -> int:
     train = replace(pre.train, seed=args.seed, **given)
     cfg = EvalConfig(protocol=args.protocol, data_dir=args.data, cache_dir=args.cache, models=("compressed",),
                      train=train, seed=args.seed, progress=False)
-    split = make_eval_split(cfg)
-    paths = sorted({str(s.path) for s in (*split.gallery, *split.probes, *split.impostors)})
-    hashes = {p: content_hash(p) for p in paths}
-    crops, dropped = _crops(paths, split.detect, 60, cfg.cache_dir, False)
-    enc, _ = train_compressed(split, crops, cfg)
-    gal = [s for s in split.gallery if str(s.path) in crops]
-    pro = [s for s in split.probes if str(s.path) in crops]
-    cache = TemplateCache(cfg.cache_dir, enc.model_id, enc.dim)
-    params = {"detect": split.detect, "size": 60}
-    G, _ = encode_samples(enc, gal, crops, cache, hashes, params)
-    P, _ = encode_samples(enc, pro, crops, cache, hashes, params)
+    split, crops, dropped, gal, pro, G, P = preset_templates(cfg)
     g_ids = np.array([s.identity for s in gal])
     sims = P @ G.T
     nn = sims.argmax(1)

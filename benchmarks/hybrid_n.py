@@ -18,12 +18,32 @@ from pathlib import Path
 import numpy as np
 
 
-def main() -> int:
+def preset_templates(cfg):
+    """Train (or load from ``cfg.cache_dir``) the protocol preset's compressed model and encode the
+    split's faces: ``(split, crops, dropped, gallery, probes, G, P)`` (samples with a face only).
+    Shared with ``eval_failures.py``."""
     from hybridface.evaluation.cache import TemplateCache, content_hash
-    from hybridface.evaluation.harness import EvalConfig, _crops, encode_samples
-    from hybridface.evaluation.presets import preset_for_protocol
+    from hybridface.evaluation.harness import _crops, encode_samples
     from hybridface.evaluation.splits import make_eval_split
     from hybridface.evaluation.training import train_compressed
+
+    split = make_eval_split(cfg)
+    paths = sorted({str(s.path) for s in (*split.gallery, *split.probes, *split.impostors)})
+    hashes = {p: content_hash(p) for p in paths}
+    crops, dropped = _crops(paths, split.detect, 60, cfg.cache_dir, False)
+    enc, _ = train_compressed(split, crops, cfg)
+    gal = [s for s in split.gallery if str(s.path) in crops]
+    pro = [s for s in split.probes if str(s.path) in crops]
+    cache = TemplateCache(cfg.cache_dir, enc.model_id, enc.dim)
+    params = {"detect": split.detect, "size": 60}
+    G, _ = encode_samples(enc, gal, crops, cache, hashes, params)
+    P, _ = encode_samples(enc, pro, crops, cache, hashes, params)
+    return split, crops, dropped, gal, pro, G, P
+
+
+def main() -> int:
+    from hybridface.evaluation.harness import EvalConfig
+    from hybridface.evaluation.presets import preset_for_protocol
     from hybridface.gallery.matrix import TemplateMatrix
     from hybridface.index.lbg import build_codebooks
 
@@ -37,17 +57,7 @@ def main() -> int:
     pre = preset_for_protocol(args.protocol)
     cfg = EvalConfig(protocol=args.protocol, data_dir=args.data, cache_dir=args.cache, models=("compressed",),
                      train=pre.train, progress=False)
-    split = make_eval_split(cfg)
-    paths = sorted({str(s.path) for s in (*split.gallery, *split.probes)})
-    hashes = {p: content_hash(p) for p in paths}
-    crops, _ = _crops(paths, split.detect, 60, cfg.cache_dir, False)
-    enc, _ = train_compressed(split, crops, cfg)
-    gal = [s for s in split.gallery if str(s.path) in crops]
-    pro = [s for s in split.probes if str(s.path) in crops]
-    cache = TemplateCache(cfg.cache_dir, enc.model_id, enc.dim)
-    params = {"detect": split.detect, "size": 60}
-    G, _ = encode_samples(enc, gal, crops, cache, hashes, params)
-    P, _ = encode_samples(enc, pro, crops, cache, hashes, params)
+    _, _, _, gal, pro, G, P = preset_templates(cfg)
     m = TemplateMatrix.from_arrays(G, [s.identity for s in gal])
     truth = np.array([m.names.index(s.identity) for s in pro])
     sims = P @ m.vectors.T
