@@ -40,16 +40,20 @@ def _blas_libraries() -> list:
 
 
 @contextlib.contextmanager
-def single_threaded_blas():
+def single_threaded_blas(*, refresh: bool = False):
     """Limit BLAS to one thread per call while any such section runs (process-wide).
 
     Re-entrant and safe across concurrent sections (searches, LBG fits): the first section to enter sets the limit, the
     last to leave restores the original thread counts. Libraries already at one thread are left
     alone (a few microseconds per section instead of a full ``threadpool_limits``). No-op without
-    ``threadpoolctl``.
+    ``threadpoolctl``. The libraries are found once per process; ``refresh=True`` (for sections
+    that cost far more than the ~1 ms scan, e.g. an LBG fit) looks again first, so a BLAS loaded
+    since (torch's, SciPy's) is limited too.
     """
     with _BLAS_LOCK:
         if _BLAS_USERS[0] == 0:
+            if refresh:
+                _CONTROLLER.clear()
             saved = []
             for lib in _blas_libraries():
                 threads = lib.get_num_threads()

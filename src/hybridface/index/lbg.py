@@ -165,7 +165,7 @@ def lbg_fit(
     if split not in ("all", "worst"):
         raise ConfigError(f"split must be 'all' or 'worst', got {split!r}")
     x = _check(vectors, n_codewords)
-    with single_threaded_blas():  # one LAPACK call per split cell: threads only spin (up to 10x slower)
+    with single_threaded_blas(refresh=True):  # one LAPACK call per split cell: threads only spin (up to 10x slower)
         return _fit(x, n_codewords, eps=eps, threshold=threshold, max_iter=max_iter, seed=seed, split=split)
 
 
@@ -243,7 +243,7 @@ def build_codebooks(matrix, *, codewords: int = 1, **options):
         cw = _normalise(sums, first)
         labels = present
     else:
-        with single_threaded_blas():  # one section for the whole loop, not one per identity
+        with single_threaded_blas(refresh=True):  # one section for the whole loop, not one per identity
             parts = [quantize_identity(matrix.vectors[matrix.rows(i)], codewords=codewords, **options)
                      for i in present]
         cw = np.concatenate(parts) if parts else np.zeros((0, matrix.dim), np.float32)
