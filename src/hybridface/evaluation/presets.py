@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from hybridface.errors import ConfigError
-from hybridface.evaluation.training import TrainOptions
+from hybridface.evaluation.training import TrainOptions, illumination_text, objective_parts
 
 __all__ = ["Preset", "PRESETS", "get_preset", "preset_for_protocol", "apply_overrides"]
 
@@ -30,13 +30,10 @@ class Preset:
 
     def describe(self) -> str:
         t = self.train
-        loss = "" if t.loss == "classifier" else f"loss {t.loss}, "
-        if t.loss != "classifier" and t.margin is not None:
-            loss = f"loss {t.loss} (margin {t.margin}), "
         return (f"{self.name}: {t.epochs} epochs ({t.lr_schedule} lr {t.lr}), input {t.channels}, "
-                f"illumination {t.illumination}{'' if t.denoise == 'none' else f' after {t.denoise} denoising'}, augment {t.augment}, val fraction {t.val_fraction}, "
-                f"{loss}{'BatchNorm (folded), ' if t.batchnorm else ''}"
-                f"codewords {self.codewords}, top-N {self.top_n}")
+                f"illumination {illumination_text(t)}, augment {t.augment}, val fraction {t.val_fraction}, "
+                + "".join(f"{part}, " for part in objective_parts(t))
+                + f"codewords {self.codewords}, top-N {self.top_n}")
 
 
 _VIDTIMIT_TRAIN = TrainOptions(epochs=100, channels="rgb", illumination="none", augment=0.2, batchnorm=True,

@@ -124,16 +124,12 @@ def _preset_lines(cfg) -> list[str]:
         return []
     t = cfg.train
     over = ", ".join(f"{k}={v}" for k, v in dict(cfg.overrides).items())
-    extras = "".join([
-        f", centre loss {t.center_loss}" if t.center_loss else "",
-        f", loss {t.loss}" if t.loss != "classifier" else "",
-        f" (margin {t.margin})" if t.margin is not None else "",
-        ", BatchNorm (folded)" if t.batchnorm else "",
-    ])
-    denoise = "" if t.denoise == "none" else f" after {t.denoise} denoising"
+    from hybridface.evaluation.training import illumination_text, objective_parts
+
+    extras = "".join(f", {part}" for part in objective_parts(t))
     return [f"Preset: `{cfg.preset}` — compressed model trained {t.epochs} epochs ({t.lr_schedule} lr {t.lr}, "
             f"patience {t.patience}, val fraction {t.val_fraction}), input {t.channels}, illumination "
-            f"{t.illumination}{denoise}, augment {t.augment}{extras}; LBG codewords {cfg.codewords}, "
+            f"{illumination_text(t)}, augment {t.augment}{extras}; LBG codewords {cfg.codewords}, "
             f"top-N {cfg.search.top_n}" + (f"; **overridden**: {over}" if over else "") + ".", ""]
 
 

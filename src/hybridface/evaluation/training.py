@@ -37,6 +37,21 @@ class TrainOptions:
     denoise: str = "none"  # "median3": 3x3 median filter inside the preprocessing (training and inference)
 
 
+def illumination_text(opts: TrainOptions) -> str:
+    """``opts.illumination``, with the denoising step before it when there is one (recipe lines)."""
+    return opts.illumination + ("" if opts.denoise == "none" else f" after {opts.denoise} denoising")
+
+
+def objective_parts(opts: TrainOptions) -> list[str]:
+    """The objective's non-default parts, for recipe lines: centre loss, margin head, BatchNorm."""
+    parts = [f"centre loss {opts.center_loss}"] if opts.center_loss else []
+    if opts.loss != "classifier":
+        parts.append(f"loss {opts.loss}" + (f" (margin {opts.margin})" if opts.margin is not None else ""))
+    if opts.batchnorm:
+        parts.append("BatchNorm (folded)")
+    return parts
+
+
 def train_compressed(split, crops60: dict, cfg, *, progress: bool = False):
     """``(OnnxEncoder, training dict)`` for the split's gallery, trained now or loaded from the cache."""
     from hybridface.evaluation.splits import materialise
