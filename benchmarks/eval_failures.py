@@ -15,6 +15,7 @@ the errors by eye: non-face crops, wrong-person crops or network errors.
 from __future__ import annotations
 
 import argparse
+import sys
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -52,7 +53,7 @@ def main() -> int:
     ap.add_argument("--loss", default=None)
     ap.add_argument("--channels", default=None)
     ap.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
-    ap.add_argument("--denoise", default=None)
+    ap.add_argument("--denoise", default=None, choices=("none", "median3"))
     ap.add_argument("--margin", type=float, default=None)
     ap.add_argument("--max-rows", type=int, default=60, help="errors shown on the sheet (the first ones)")
     args = ap.parse_args()
@@ -105,4 +106,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hybridface.errors import HybridFaceError
+
+    try:
+        raise SystemExit(main())
+    except HybridFaceError as exc:  # a missing dataset, a bad option, too few frames: one line
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -12,6 +12,7 @@ exhaustive's Rank-1 exactly. Also recall@5 of exhaustive's answer.
 from __future__ import annotations
 
 import argparse
+import sys
 import logging
 from pathlib import Path
 
@@ -78,4 +79,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hybridface.errors import HybridFaceError
+
+    try:
+        raise SystemExit(main())
+    except HybridFaceError as exc:  # a missing dataset, a bad option, too few frames: one line
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
