@@ -120,7 +120,7 @@ def test_benchmark_refuses_bad_recall_and_sizes_that_do_not_fit_in_one_line():
 
 
 def test_single_probe_lean_path_equals_the_batch_answer(monkeypatch):
-    """One probe takes `cellscan.single_band_row`; its answers match the batch path's, and the
+    """One probe takes `cellscan.SingleTop1`; its answers match the batch path's, and the
     NumPy cell path's, probe by probe (identity, float64-rescored distance, template id)."""
     pytest.importorskip("numba")
     from hybridface.search import cellscan
@@ -129,8 +129,8 @@ def test_single_probe_lean_path_equals_the_batch_answer(monkeypatch):
     s = Hybrid(matrix, top_n=8, workers=1, cells=16, probe_cells=4)
     batch = s.search(probes, 1)
     calls = []
-    real = cellscan.single_band_row
-    monkeypatch.setattr(cellscan, "single_band_row", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = cellscan.SingleTop1.__call__
+    monkeypatch.setattr(cellscan.SingleTop1, "__call__", lambda *a: calls.append(1) or real(*a))
     alone = [s.search(probes[i : i + 1], 1) for i in range(len(probes))]
     assert len(calls) == len(probes)
     monkeypatch.setattr(cellscan, "cell_kernel", lambda: None)  # the NumPy cell path

@@ -250,3 +250,24 @@ def test_direct_top1_path_equals_chunked_kernel(case, workers):
         assert_same(Exhaustive(matrix).search(probes, 1), direct)
     finally:
         tuning.DIRECT_BYTES = saved
+
+
+def test_probe_normalisation_one_probe_shortcut_equals_the_batch_rows():
+    """`l2_normalize`'s one-probe shortcut gives exactly the rows the batch line gives; a NaN or an
+    infinite value anywhere (also a float64 value past float32's range) is refused, while finite
+    values whose squared norm overflows are not."""
+    from hybridface.vectors import l2_normalize
+
+    x = np.random.default_rng(3).standard_normal((50, 60)).astype(np.float32)
+    whole = l2_normalize(x)
+    for i in range(len(x)):
+        one = l2_normalize(x[i : i + 1], check_finite=True)
+        assert one.flags.c_contiguous and one.dtype == np.float32
+        assert np.array_equal(one, whole[i : i + 1])
+    assert np.array_equal(l2_normalize(np.zeros((1, 60))), np.zeros((1, 60), np.float32))
+    matrix = TemplateMatrix.from_arrays(np.eye(4, dtype=np.float32), ["a", "b", "c", "d"])
+    for bad in ([[np.inf, 0, 0, 1]], [[0, 0, -np.inf, 0]], [[1e39, 0, 0, 0]]):
+        with pytest.raises(ConfigError, match="NaN or infinite"), np.errstate(over="ignore"):
+            matrix.check_probes(np.array(bad, np.float64))
+    with np.errstate(over="ignore"):
+        assert np.isfinite(matrix.check_probes(np.array([[1e30, 0, 0, 0]], np.float32))).all()

@@ -144,6 +144,7 @@ class TemplateMatrix:
             raise ModelMismatchError(
                 f"probes have shape {probes.shape}, but the gallery holds {self.dim}-D templates"
             )
-        if not np.isfinite(probes).all():
-            raise ConfigError("probe vectors contain NaN or infinite values")
-        return l2_normalize(probes)
+        try:
+            return l2_normalize(probes, check_finite=True)
+        except ValueError:
+            raise ConfigError("probe vectors contain NaN or infinite values") from None

@@ -15,10 +15,10 @@ rounding of any summation order.
 from __future__ import annotations
 
 import functools
-import threading
 
 import numpy as np
 
+from hybridface.search.base import SearchResult
 from hybridface.search.rerank import band_tolerance
 from hybridface.search.runtime import compiled, run_in_threads
 from hybridface.search.shortlist import CodewordCells
@@ -31,23 +31,120 @@ CELL_MAJOR_MIN = 8
 BAND_PER_PROBE = 4
 
 
-def _sift_down_impl(sc, ix, i, n):  # pragma: no cover - runs compiled, called by the kernel
-    """Restore the min-heap below ``i`` (worst = lowest score, then highest index)."""
-    while True:
-        lo = i
-        for ch in (2 * i + 1, 2 * i + 2):
-            if ch < n and (sc[ch] < sc[lo] or (sc[ch] == sc[lo] and ix[ch] > ix[lo])):
-                lo = ch
-        if lo == i:
-            return
-        sc[i], sc[lo] = sc[lo], sc[i]
-        ix[i], ix[lo] = ix[lo], ix[i]
-        i = lo
+def _insert_impl(v, c, sc, ix, pcn):  # pragma: no cover - runs compiled, called by the kernels
+    """Insert cell ``c`` with score ``v`` into the descending list ``sc/ix[:pcn]`` (its last entry
+    drops out); it goes after the entries with an equal score, whose cell indices are lower."""
+    j = pcn - 1
+    while j > 0 and sc[j - 1] < v:
+        sc[j] = sc[j - 1]
+        ix[j] = ix[j - 1]
+        j -= 1
+    sc[j] = v
+    ix[j] = c
 
 
+def _nearest_cells_impl(row, pcn, sc, ix):  # pragma: no cover - runs compiled, called by the kernels
+    """The ``pcn`` best cells of the centre scores ``row`` into ``ix[:pcn]``, best first, ties to the
+    lower cell index. The ``pcn``-th best maximum of blocks of 16 cells bounds the ``pcn``-th best
+    score from below, so one pass over the block maxima leaves few cells to insert."""
+    n = row.shape[0]
+    for t in range(pcn):
+        sc[t] = -np.inf
+        ix[t] = -1
+    floor = -np.inf
+    nb = (n + 15) // 16
+    if pcn < nb:
+        for b in range(nb):
+            m = row[16 * b]
+            for c in range(16 * b + 1, min(n, 16 * b + 16)):
+                m = max(m, row[c])
+            if m > sc[pcn - 1]:
+                _insert(m, b, sc, ix, pcn)
+        floor = sc[pcn - 1]
+        for t in range(pcn):
+            sc[t] = -np.inf
+            ix[t] = -1
+    for c in range(n):
+        v = row[c]
+        if v >= floor and (v > sc[pcn - 1] or ix[pcn - 1] < 0):
+            _insert(v, c, sc, ix, pcn)
 
-#: what `_kernel` calls: the Python function until `cell_kernel` swaps in its compiled form
-_sift_down = _sift_down_impl
+
+def _scan_cell_impl(p, c, cw, cw8, cw_scale, cw_ident, cw_off, top_id, top_sc, worst):  # pragma: no cover
+    """Offer the codewords of cell ``c`` to the probe's ``len(top_id)`` best distinct identities
+    (``p`` zero-padded like ``cw``); returns the slot of the new worst of them."""
+    size = top_id.shape[0]
+    dp = cw.shape[1]
+    use8 = cw8.shape[0] > 0
+    thr = top_sc[worst]
+    for j in range(cw_off[c], cw_off[c + 1]):
+        s = np.float32(0.0)
+        if use8:
+            for q in range(dp):
+                s += np.float32(cw8[j, q]) * p[q]
+            s *= cw_scale[j]
+        else:
+            for q in range(dp):
+                s += cw[j, q] * p[q]
+        if s <= thr:
+            continue
+        u = cw_ident[j]
+        pos = -1
+        for x in range(size):
+            if top_id[x] == u:
+                pos = x
+                break
+        if pos >= 0:
+            if s > top_sc[pos]:
+                top_sc[pos] = s
+        else:
+            top_id[worst] = u
+            top_sc[worst] = s
+        worst = 0
+        for x in range(1, size):
+            if top_sc[x] < top_sc[worst]:
+                worst = x
+        thr = top_sc[worst]
+    return worst
+
+
+def _score_rows_impl(p, top_id, vectors, offsets, row_sc, row_ix, row_id):  # pragma: no cover
+    """float32 scores of every template row of the identities ``top_id`` (``-1``: none), written to
+    the row buffers (grown when full). Returns ``(rows, best score, row_sc, row_ix, row_id)``."""
+    d = p.shape[0]
+    m = 0
+    best = np.float32(-np.inf)
+    for x in range(top_id.shape[0]):
+        u = top_id[x]
+        if u < 0:
+            continue
+        for r in range(offsets[u], offsets[u + 1]):
+            s = np.float32(0.0)
+            for q in range(d):
+                s += vectors[r, q] * p[q]
+            if m == row_sc.shape[0]:
+                grown_sc = np.empty(2 * m, np.float32)
+                grown_ix = np.empty(2 * m, np.int64)
+                grown_id = np.empty(2 * m, np.int64)
+                grown_sc[:m] = row_sc
+                grown_ix[:m] = row_ix
+                grown_id[:m] = row_id
+                row_sc, row_ix, row_id = grown_sc, grown_ix, grown_id
+            row_sc[m] = s
+            row_ix[m] = r
+            row_id[m] = u
+            m += 1
+            if s > best:
+                best = s
+    return m, best, row_sc, row_ix, row_id
+
+
+#: what the kernels call: the Python functions until `cell_kernel` swaps in their compiled forms
+_insert = _insert_impl
+_nearest_cells = _nearest_cells_impl
+_scan_cell = _scan_cell_impl
+_score_rows = _score_rows_impl
+
 
 def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors, offsets, tol,
             out_pr, out_row, out_sc, out_id, probe_base, cell_major):  # pragma: no cover - runs compiled
@@ -68,30 +165,10 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
     missing = 0
     pcn = min(pc, n_cells)
     pair_cell = np.empty(n * pcn, np.int64)
-    # (1) each probe's pc nearest cells, ties to the lower cell index: a binary min-heap of the pc
-    # best so far (root = the worst of them; a later cell with an equal score loses, as its index
-    # is higher)
-    heap_sc = np.empty(pcn, np.float32)
-    heap_ix = np.empty(pcn, np.int64)
+    # (1) each probe's pc nearest cells, nearest first
+    cell_sc = np.empty(pcn, np.float32)
     for i in range(n):
-        base = i * pcn
-        if pcn >= n_cells:  # every cell, in index order
-            for c in range(n_cells):
-                pair_cell[base + c] = c
-            continue
-        row = near[i]
-        for c in range(pcn):  # heapify the first pc cells
-            heap_sc[c] = row[c]
-            heap_ix[c] = c
-        for c in range(pcn // 2 - 1, -1, -1):
-            _sift_down(heap_sc, heap_ix, c, pcn)
-        for c in range(pcn, n_cells):
-            if row[c] > heap_sc[0]:
-                heap_sc[0] = row[c]
-                heap_ix[0] = c
-                _sift_down(heap_sc, heap_ix, 0, pcn)
-        for t in range(pcn):  # heap order: the visit order changes no result but exact score ties
-            pair_cell[base + t] = heap_ix[t]
+        _nearest_cells(near[i], pcn, cell_sc, pair_cell[i * pcn : (i + 1) * pcn])
     # the walk over (probe, cell) pairs: probe-major as built, or counting-sorted by cell
     walk = np.arange(n * pcn)
     if cell_major:
@@ -106,9 +183,7 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
             per_cell[c] += 1
     # (2) per probe, the `size` best distinct identities by codeword in its visited cells
     # (``cw`` is zero-padded to ``dp`` columns: a whole number of SIMD blocks, no scalar tail)
-    dp = cw.shape[1]
-    use8 = cw8.shape[0] > 0
-    padded = np.zeros((n, dp), np.float32)
+    padded = np.zeros((n, cw.shape[1]), np.float32)
     padded[:, :d] = probes
     top_id = np.full((n, size), -1, np.int64)
     top_sc = np.full((n, size), -np.inf, np.float32)
@@ -117,37 +192,7 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
         t = walk[w]
         i = t // pcn
         c = pair_cell[t]
-        p = padded[i]
-        thr = top_sc[i, worst[i]]
-        for j in range(cw_off[c], cw_off[c + 1]):
-            s = np.float32(0.0)
-            if use8:
-                for q in range(dp):
-                    s += np.float32(cw8[j, q]) * p[q]
-                s *= cw_scale[j]
-            else:
-                for q in range(dp):
-                    s += cw[j, q] * p[q]
-            if s <= thr:
-                continue
-            u = cw_ident[j]
-            pos = -1
-            for x in range(size):
-                if top_id[i, x] == u:
-                    pos = x
-                    break
-            if pos >= 0:
-                if s > top_sc[i, pos]:
-                    top_sc[i, pos] = s
-            else:
-                top_id[i, worst[i]] = u
-                top_sc[i, worst[i]] = s
-            wi = 0
-            for x in range(1, size):
-                if top_sc[i, x] < top_sc[i, wi]:
-                    wi = x
-            worst[i] = wi
-            thr = top_sc[i, wi]
+        worst[i] = _scan_cell(padded[i], c, cw, cw8, cw_scale, cw_ident, cw_off, top_id[i], top_sc[i], worst[i])
         evals += cw_off[c + 1] - cw_off[c]
     evals += n * n_cells
     # (3) their template rows in float32, (4) the certified band around each probe's best
@@ -155,31 +200,7 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
     row_ix = np.empty(64, np.int64)
     row_id = np.empty(64, np.int64)
     for i in range(n):
-        p = probes[i]
-        m = 0
-        best = np.float32(-np.inf)
-        for x in range(size):
-            u = top_id[i, x]
-            if u < 0:
-                continue
-            for r in range(offsets[u], offsets[u + 1]):
-                s = np.float32(0.0)
-                for q in range(d):
-                    s += vectors[r, q] * p[q]
-                if m == row_sc.shape[0]:
-                    grown_sc = np.empty(2 * m, np.float32)
-                    grown_ix = np.empty(2 * m, np.int64)
-                    grown_id = np.empty(2 * m, np.int64)
-                    grown_sc[:m] = row_sc
-                    grown_ix[:m] = row_ix
-                    grown_id[:m] = row_id
-                    row_sc, row_ix, row_id = grown_sc, grown_ix, grown_id
-                row_sc[m] = s
-                row_ix[m] = r
-                row_id[m] = u
-                m += 1
-                if s > best:
-                    best = s
+        m, best, row_sc, row_ix, row_id = _score_rows(probes[i], top_id[i], vectors, offsets, row_sc, row_ix, row_id)
         evals += m
         if m == 0:
             missing += 1
@@ -194,16 +215,78 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
     return count, evals, missing
 
 
+def _single_kernel(probe, centres_t, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors, offsets,
+                   tol):  # pragma: no cover - runs compiled
+    """`_kernel` for one ``(d,)`` unit probe, centre scores included, when its band is one row:
+    returns ``(row, identity, evaluations)``, with ``row = -1`` when the band holds several rows or
+    no template was reached (the caller then takes the general path). Nothing crosses back into
+    Python but three integers: one probe is what an identify request sends, and its cost is overhead."""
+    d, n_cells = centres_t.shape
+    near = np.zeros(n_cells, np.float32)
+    for q in range(d):  # ``(d, C)`` centres: SIMD across cells
+        pq = probe[q]
+        row = centres_t[q]
+        for c in range(n_cells):
+            near[c] += row[c] * pq
+    pcn = min(pc, n_cells)
+    cells = np.empty(pcn, np.int64)
+    _nearest_cells(near, pcn, np.empty(pcn, np.float32), cells)
+    padded = np.zeros(cw.shape[1], np.float32)
+    padded[:d] = probe
+    top_id = np.full(size, -1, np.int64)
+    top_sc = np.full(size, -np.inf, np.float32)
+    worst = 0
+    evals = n_cells
+    for t in range(pcn):
+        c = cells[t]
+        worst = _scan_cell(padded, c, cw, cw8, cw_scale, cw_ident, cw_off, top_id, top_sc, worst)
+        evals += cw_off[c + 1] - cw_off[c]
+    m, best, row_sc, row_ix, row_id = _score_rows(probe, top_id, vectors, offsets, np.empty(64, np.float32),
+                                                  np.empty(64, np.int64), np.empty(64, np.int64))
+    evals += m
+    hit = -1
+    for x in range(m):
+        if row_sc[x] >= best - tol:
+            if hit >= 0:
+                return -1, -1, evals
+            hit = x
+    if hit < 0:
+        return -1, -1, evals
+    return row_ix[hit], row_id[hit], evals
+
+
+#: the compiled kernels' options: float32 sums may be reassociated (the band tolerance bounds it)
+_FAST = {"reassoc", "contract", "nnan", "nsz"}
+
+
 @functools.lru_cache(maxsize=None)
 def cell_kernel():
     """The compiled :func:`_kernel`, or ``None`` without Numba (callers then use NumPy paths); built
     once (a single-probe call asks for it twice)."""
-    helper = compiled(_sift_down_impl)
-    if helper is None:
+    if not _compile_helpers():
         return None
-    global _sift_down
-    _sift_down = helper  # a global the kernel resolves when it compiles: the compiled helper
-    return compiled(_kernel, fastmath={"reassoc", "contract", "nnan", "nsz"})
+    return compiled(_kernel, fastmath=_FAST)
+
+
+@functools.lru_cache(maxsize=None)
+def single_kernel():
+    """The compiled :func:`_single_kernel`, or ``None`` without Numba."""
+    if not _compile_helpers():
+        return None
+    return compiled(_single_kernel, fastmath=_FAST)
+
+
+@functools.lru_cache(maxsize=None)
+def _compile_helpers() -> bool:
+    """Swap the compiled helpers into the globals the kernels resolve when they compile."""
+    global _insert, _nearest_cells, _scan_cell, _score_rows
+    _insert = compiled(_insert_impl, fastmath=_FAST, inline="always")
+    if _insert is None:
+        return False
+    # after `_insert`, which `_nearest_cells` resolves when it compiles
+    _nearest_cells, _scan_cell, _score_rows = (compiled(f, fastmath=_FAST) for f in (
+        _nearest_cells_impl, _scan_cell_impl, _score_rows_impl))
+    return True
 
 
 def cells_band_top1(
@@ -248,25 +331,29 @@ def cells_band_top1(
     return band, sum(q[4] for q in parts), sum(q[5] for q in parts)  # type: ignore[return-value]
 
 
-def single_band_row(probe: np.ndarray, cells: CodewordCells, vectors: np.ndarray, offsets: np.ndarray, *,
-                    size: int, probe_cells: int) -> tuple[int, int, int] | None:
-    """One ``(1, d)`` unit probe's certified band when it is a single row: ``(row, identity,
-    evaluations)``; ``None`` when the band holds several rows or no template was reached (the
-    caller then takes the general path). The same kernel, writing into this thread's reused
-    one-entry output arrays: one probe is what an identify request sends, and its cost is overhead."""
-    out = getattr(_ONE, "out", None)
-    if out is None:
-        out = _ONE.out = (np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32),
-                          np.empty(1, np.int64))
-    cnt, ev, missing = cell_kernel()(probe, probe @ cells.centres.T, probe_cells, *_cell_arrays(cells), size,
-                                     vectors, offsets, _tolerance(probe.shape[1]), *out, 0, False)
-    if cnt != 1 or missing:
-        return None
-    return int(out[1][0]), int(out[3][0]), int(ev)
+class SingleTop1:
+    """k = 1 for one ``(1, d)`` unit probe in one compiled call (:func:`_single_kernel`) and one
+    float64 re-score, when the probe's certified band is a single row (nearly always). One probe
+    is what an identify request sends, and its cost is overhead: the kernel's arguments are bound
+    once here. Calling returns a `SearchResult`, or ``None`` when the band holds several rows or
+    no template was reached (the caller then takes the general path)."""
 
+    def __init__(self, cells: CodewordCells, vectors: np.ndarray, offsets: np.ndarray, template_ids: np.ndarray, *,
+                 size: int, probe_cells: int):
+        self.key = (cells, size, probe_cells)
+        self._kernel = single_kernel()
+        self._args = (cells.centres_t, probe_cells, *_cell_arrays(cells), size, vectors, offsets,
+                      _tolerance(vectors.shape[1]))
+        self._vectors, self._template_ids = vectors, template_ids
 
-#: per-thread output arrays of `single_band_row` (searches run on many threads in the service)
-_ONE = threading.local()
+    def __call__(self, probe: np.ndarray) -> SearchResult | None:
+        row, ident, ev = self._kernel(probe[0], *self._args)
+        if row < 0:
+            return None
+        dot = np.einsum("ij,ij->i", self._vectors[row : row + 1], probe, dtype=np.float64)  # = exact_top1's
+        return SearchResult(identities=np.array([[ident]], np.int64), distances=(1.0 - dot[:, None]).astype(np.float32),
+                            template_ids=self._template_ids[row : row + 1, None].astype(np.int64),
+                            distance_evaluations=ev + 1)
 
 
 def _cell_arrays(cells: CodewordCells) -> tuple[np.ndarray, ...]:

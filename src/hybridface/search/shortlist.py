@@ -7,6 +7,7 @@ only, and the identities of the best of those codewords form the shortlist.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,6 +149,11 @@ class CodewordCells:
     @property
     def num_cells(self) -> int:
         return int(self.centres.shape[0])
+
+    @functools.cached_property
+    def centres_t(self) -> np.ndarray:
+        """``(d, C)`` the centres transposed: one probe's centre scores then need no horizontal sums."""
+        return np.ascontiguousarray(self.centres.T)
 
 
 def fit_cells(

@@ -134,6 +134,7 @@ class Indexed:
         self._one_each = len(self._codewords) == matrix.num_identities and bool((counts == 1).all())
         self._max_per_identity = int(counts.max()) if len(counts) else 1
         self._cells = None
+        self._one: cellscan.SingleTop1 | None = None  # built on the first single-probe search
         if cells is not None and cells < len(self._codewords):
             from hybridface.search.shortlist import CELL_SPILL, fit_cells
 
@@ -199,15 +200,9 @@ class Indexed:
             return None
         mat = self.matrix
         if p.shape[0] == 1:  # one probe: the lean path when its band is one row (nearly always)
-            one = cellscan.single_band_row(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
-                                           probe_cells=self.probe_cells)
+            one = self._single_top1()(p)
             if one is not None:
-                row, ident, ev = one
-                dot = np.einsum("j,j->", mat.vectors[row], p[0], dtype=np.float64)  # = _one_row_each's
-                return SearchResult(identities=np.array([[ident]], np.int64),
-                                    distances=np.array([[1.0 - dot]], np.float32),
-                                    template_ids=np.array([[mat.template_ids[row]]], np.int64),
-                                    distance_evaluations=ev + 1)
+                return one
         band, ev, missing = cellscan.cells_band_top1(p, self._cells, mat.vectors, mat.offsets, size=self.top_n,
                                             probe_cells=self.probe_cells, workers=self.workers)
         if missing:  # some probe saw no template (empty cells): the general path answers it
@@ -216,6 +211,15 @@ class Indexed:
             return self._one_row_each(p, band[1], band[3], ev)
         ids, dist, tids, ev2 = exact_top1(p, mat.vectors, mat.offsets, mat.template_ids, band[:3])
         return SearchResult(identities=ids, distances=dist, template_ids=tids, distance_evaluations=ev + ev2)
+
+    def _single_top1(self) -> cellscan.SingleTop1:
+        """The bound single-probe kernel for the current cells, ``top_n`` and ``probe_cells``."""
+        one = self._one
+        if one is None or one.key != (self._cells, self.top_n, self.probe_cells):
+            mat = self.matrix
+            one = self._one = cellscan.SingleTop1(self._cells, mat.vectors, mat.offsets, mat.template_ids,
+                                                  size=self.top_n, probe_cells=self.probe_cells)
+        return one
 
     def _one_row_each(self, p: np.ndarray, rows: np.ndarray, identities: np.ndarray, ev: int) -> SearchResult:
         """k = 1 when each probe's certified band is the one row ``rows[i]``: its float64 re-score."""
