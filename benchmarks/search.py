@@ -143,6 +143,10 @@ def build(method: str, matrix, args, threads: int):
     ``top1.close()`` releases what the method holds (Ray actors)."""
     x, labels = matrix.vectors, matrix.labels
     n = len(x)
+    if method in ("hybrid-cells", "indexed", "hybrid") and matrix.codewords is None:
+        from hybridface.index.lbg import build_codebooks  # the codebooks count as build time
+
+        matrix = build_codebooks(matrix, codewords=args.codewords)
     if method == "hybrid-cells":
         from hybridface.search.strategies import Hybrid
 
@@ -162,7 +166,7 @@ def build(method: str, matrix, args, threads: int):
         cells = s._cells
         extra = s.matrix.codewords.nbytes + s.matrix.codeword_labels.nbytes
         if cells is not None:
-            extra += cells.centres.nbytes + cells.codewords.nbytes + cells.scan.nbytes + cells.identity.nbytes
+            extra += 2 * cells.centres.nbytes + cells.codewords.nbytes + cells.scan.nbytes + cells.identity.nbytes  # + centres_t
         t = _ours_top1(s)
         return t, t.evals, (x.nbytes + labels.nbytes + matrix.template_ids.nbytes + extra) / n
     if method == "exhaustive-int8":
@@ -405,7 +409,9 @@ def report(rows, limits, args) -> str:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. `bound @1` of `exhaustive-int8` = one read of the int8 codes + error bounds (64 B/template at 60-D), its batches use float32 storage (bound @1000 as float32); `B/template` counts the float32 copy it keeps too. `evals/probe` = distance evaluations (templates + "
         f"codewords; hybrid-cells: + cell centres). IVF: nlist = {args.nlist or '4·sqrt(N)'}, {_faiss_text(args, 'faiss-ivf', 'nprobe', args.nprobe)}; "
         f"HNSW: M = {args.hnsw_m}, efConstruction = {args.ef_construction}, {_faiss_text(args, 'faiss-hnsw', 'efSearch', args.ef_search)}; "
-        f"ours: top_n = {args.top_n}, {args.per} templates per identity; hybrid-cells: the codewords "
+        f"ours: top_n = {args.top_n}, {args.per} templates per identity (clustered data), LBG codewords per "
+        f"identity: {args.codewords}{' (about one per 8 templates, up to 8)' if args.codewords == 'auto' else ''}, "
+        "built in the build time; hybrid-cells: the codewords "
         f"in {_cells_text(args)}. Methods are timed interleaved "
         "(each repeat and each single probe runs every method in turn), so load bursts from other "
         "jobs hit all of them alike.",
@@ -491,6 +497,9 @@ def main(argv=None) -> int:
     ap.add_argument("--per", type=int, default=10, help="templates per identity")
     ap.add_argument("--methods", default=",".join(OURS + FAISS))
     ap.add_argument("--top-n", type=int, default=20, help="shortlist of indexed/hybrid")
+    ap.add_argument("--codewords", default="auto", choices=["1", "2", "4", "8", "auto"],
+                    help="LBG codewords per identity of indexed/hybrid/hybrid-cells (auto: about one per 8 "
+                         "templates, up to 8)")
     ap.add_argument("--cells", type=int, default=None,
                     help="hybrid-cells: coarse LBG cells over the identity codewords "
                          "(default: a power of two near 3·sqrt(identities))")
@@ -513,6 +522,7 @@ def main(argv=None) -> int:
                     help="thread count plotted (default: the smallest; the least disturbed on a shared box)")
     ap.add_argument("--name", default=None, help="file stem (default: search_<engine>)")
     args = ap.parse_args(argv)
+    args.codewords = args.codewords if args.codewords == "auto" else int(args.codewords)
     if args.recall is not None:
         from hybridface.errors import OptionError
         from hybridface.search.autotune import check_recall

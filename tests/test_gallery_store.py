@@ -62,6 +62,25 @@ def test_same_image_twice_is_a_noop_and_codewords_follow(store):
         store.add_templates("a", v[:1], ["z"], model_id="m", codewords=3)
 
 
+def test_auto_codewords_follow_the_template_count_and_survive_salvage(store, tmp_path):
+    """``codewords="auto"`` is stored once and re-sized at every change: 1 codeword under 16
+    templates, 2 from 16; the CLI refuses other words with argparse's error line; salvage reads the
+    stored value back as "auto"."""
+    store.add_templates("a", _vecs(10, seed=1), [f"h{i}" for i in range(10)], model_id="m", codewords="auto")
+    assert store.load_matrix().codewords.shape == (1, 60)
+    store.add_templates("a", _vecs(6, seed=2), [f"g{i}" for i in range(6)], model_id="m")  # 16 templates now
+    assert store.load_matrix().codewords.shape == (2, 60)
+    for bad in ("lots", 3, True):
+        with pytest.raises(ConfigError, match="or 'auto'"):
+            store.add_templates("a", _vecs(1, seed=3), ["z"], model_id="m", codewords=bad)
+    from hybridface.gallery.salvage import _codewords
+
+    assert [_codewords(v) for v in (0, 1, 8, 3, "x", None)] == ["auto", 1, 8, None, None, None]
+    r = subprocess.run([sys.executable, "-m", "hybridface", "enroll", str(tmp_path), "--db", str(tmp_path / "x.db"),
+                        "--codewords", "lots"], capture_output=True, text=True)
+    assert r.returncode == 2 and "or 'auto'" in r.stderr.strip().splitlines()[-1], r.stderr  # argparse's error line
+
+
 def test_rename_remove_and_remove_template(store):
     store.add_templates("a", _vecs(2, seed=1), ["1", "2"], model_id="m")
     store.add_templates("b", _vecs(3, seed=2), ["1", "2", "3"], model_id="m")

@@ -128,3 +128,30 @@ def test_lbg_fit_runs_blas_single_threaded_and_restores_it(monkeypatch):
     assert len(cb.codewords) == 8 and seen
     assert all(t == [1] * len(t) for t in seen)
     assert blas_threads() == before
+
+
+def test_auto_codebooks_give_many_templates_more_codewords():
+    """``codewords="auto"``: about one codeword per 8 templates (a supported size, at least 1);
+    small identities keep the vectorised centroid, large ones get their own LBG codebook, and the
+    codewords stay grouped identity after identity."""
+    from hybridface.index.lbg import auto_size
+
+    assert [auto_size(n) for n in (0, 1, 15, 16, 31, 32, 63, 64, 1000)] == [1, 1, 1, 2, 2, 4, 4, 8, 8]
+    rng = np.random.default_rng(4)
+    sizes = [3, 70, 1, 20, 40]
+    names = [f"p{i}" for i, n in enumerate(sizes) for _ in range(n)]
+    x = rng.standard_normal((sum(sizes), 16)).astype(np.float32)
+    m = TemplateMatrix.from_arrays(x, names)
+    auto = build_codebooks(m, codewords="auto")
+    one = build_codebooks(m, codewords=1)
+    assert np.bincount(auto.codeword_labels).tolist() == [1, 8, 1, 2, 4]
+    assert (np.diff(auto.codeword_labels) >= 0).all()
+    for i, n in enumerate(sizes):
+        got = auto.codewords[auto.codeword_labels == i]
+        if n < 16:
+            assert np.array_equal(got, one.codewords[one.codeword_labels == i])
+        else:
+            want = quantize_identity(m.vectors[m.rows(i)], codewords=auto_size(n))
+            assert np.allclose(got, want, atol=1e-6)
+    with pytest.raises(ConfigError, match="one of"):
+        build_codebooks(m, codewords="many")

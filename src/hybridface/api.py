@@ -164,7 +164,7 @@ class Gallery:
         self.store.set_info("keep_faces", "1" if keep else "0")
 
     def enroll(self, identity: str, images: Sequence[Any] | np.ndarray, *, detect: str = DEFAULTS.detect,
-               detector: str = DEFAULTS.detector, codewords: int | None = None,
+               detector: str = DEFAULTS.detector, codewords: int | str | None = None,
                sources: Sequence[str] | None = None, keep_faces: bool | None = None) -> EnrollReport:
         """Crop, encode and store images of one identity in one transaction; bad files are skipped.
 
@@ -187,7 +187,7 @@ class Gallery:
         return EnrollReport(res.identity, res.template_ids, res.duplicates, skipped)
 
     def enroll_folder(self, folder: str | os.PathLike, *, detect: str = DEFAULTS.detect,
-                      detector: str = DEFAULTS.detector, codewords: int | None = None,
+                      detector: str = DEFAULTS.detector, codewords: int | str | None = None,
                       keep_faces: bool | None = None, progress: bool = False, engine: str = DEFAULTS.engine,
                       address: str | None = None) -> list[EnrollReport]:
         """Enrol ``folder/<identity>/<images>``: one transaction and one `EnrollReport` per identity
@@ -220,7 +220,7 @@ class Gallery:
 
     def enroll_vectors(self, identity: str, vectors: np.ndarray, *, model_id: str | None = None,
                        sources: Sequence[str] | None = None, hashes: Sequence[str] | None = None,
-                       codewords: int | None = None, faces: Sequence[np.ndarray] | None = None) -> EnrollReport:
+                       codewords: int | str | None = None, faces: Sequence[np.ndarray] | None = None) -> EnrollReport:
         """Store ready-made templates (``model_id`` defaults to the encoder's or the gallery's);
         ``faces``: the face crop (uint8 RGB) each template came from, kept for ``fit``."""
         if model_id is None:

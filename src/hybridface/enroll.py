@@ -75,7 +75,7 @@ def connect_cluster(address: str | None) -> None:
 
 
 def enroll_folder_ray(gallery, folder: str | os.PathLike, *, model: str | os.PathLike | None = None,
-                      address: str | None = None, detect: str, detector: str, codewords: int | None = None,
+                      address: str | None = None, detect: str, detector: str, codewords: int | str | None = None,
                       crash_marker: str | None = None, keep_faces: bool = False) -> list[EnrollReport]:
     """Enrol ``folder/<identity>/<images>`` into ``gallery`` (a `hybridface.api.Gallery`) with the
     cropping and encoding in Ray tasks on the cluster at ``address`` (``None``: a local Ray).
@@ -117,7 +117,7 @@ def enroll_folder_ray(gallery, folder: str | os.PathLike, *, model: str | os.Pat
     return reports
 
 
-def _write(gallery, r: dict, codewords: int | None) -> EnrollReport:
+def _write(gallery, r: dict, codewords: int | str | None) -> EnrollReport:
     if r["vectors"] is None:
         return EnrollReport(r["identity"], skipped=r["skipped"])
     gallery.store.check_model(r["model_id"], int(r["vectors"].shape[1]))

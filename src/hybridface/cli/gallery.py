@@ -19,6 +19,17 @@ MODEL_HELP = ("model directory, .onnx, or a zoo name: dlib (the default when ins
               "people the model never saw), paper")
 
 
+def codewords_arg(text: str) -> int | str:
+    """``--codewords``: a supported size or ``auto`` (argparse turns the error into one line, exit 2)."""
+    from hybridface.index.lbg import check_codewords
+
+    try:
+        check_codewords(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text if text == "auto" else int(text)
+
+
 def _emit(args, obj: dict, line: str) -> None:
     print(json.dumps(obj) if args.json else line)
 
@@ -247,7 +258,8 @@ def engine_opts(p: argparse.ArgumentParser, *, engine_help: str) -> None:
 def register(sub) -> None:
     p = sub.add_parser("enroll", help="enrol a folder of <identity>/<image> into a gallery")
     p.add_argument("data_dir", help="folder with one sub-folder per identity")
-    p.add_argument("--codewords", type=int, default=None, help="LBG codewords per identity (1, 2, 4, 8)")
+    p.add_argument("--codewords", type=codewords_arg, default=None,
+                   help="LBG codewords per identity: 1, 2, 4, 8, or auto (about one per 8 templates, up to 8)")
     p.add_argument("--no-keep-faces", action="store_true",
                    help="do not store face crops in the gallery (kept by default so `hybridface fit` can train "
                         "on them); recorded in the gallery for later enrolments")

@@ -129,7 +129,7 @@ def salvage(source: str | os.PathLike, target: str | os.PathLike) -> SalvageRepo
                     continue
                 out.add_templates(str(name), np.stack([v for v, _, _ in keep]), [str(h) for _, _, h in keep],
                                   model_id=str(model_id), sources=[str(s) for _, s, _ in keep],
-                                  codewords=int(codewords) if int(codewords) in (1, 2, 4, 8) else None)
+                                  codewords=_codewords(codewords))
                 n_ids += 1
                 n_tmpl += len(keep)
             if meta.get("threshold"):
@@ -186,3 +186,14 @@ def backup(source: str | os.PathLike, target: str | os.PathLike) -> CheckReport:
     if not report.ok:
         raise corrupt_error(src, "; ".join(report.problems))
     return report
+
+
+def _codewords(stored) -> int | str | None:
+    """An ``identities.codewords`` value as ``add_templates`` takes it (``None``: unreadable)."""
+    from hybridface.gallery.store import AUTO_CODEWORDS
+
+    try:
+        k = int(stored)
+    except (TypeError, ValueError):
+        return None
+    return "auto" if k == AUTO_CODEWORDS else k if k in (1, 2, 4, 8) else None

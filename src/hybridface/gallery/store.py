@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "AddResult", "GalleryStore", "Quantizer", "default_quantizer"]
 
+#: ``identities.codewords`` value of ``codewords="auto"`` (the size follows the template count)
+AUTO_CODEWORDS = 0
+
+
+def stored_codewords(codewords: int | str | None) -> int | None:
+    """The ``identities.codewords`` value of a ``codewords`` argument (``None``: keep / default 1)."""
+    from hybridface.index.lbg import check_codewords
+
+    return None if codewords is None else AUTO_CODEWORDS if check_codewords(codewords) == "auto" else int(codewords)
+
+
 #: ``quantize(vectors (n, d) unit float32, n_codewords) -> (c, d)`` codewords.
 Quantizer = Callable[[np.ndarray, int], np.ndarray]
 
@@ -148,6 +159,10 @@ class GalleryStore:
         rows = conn.execute("SELECT id, vector FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,)).fetchall()
         if not rows:
             return
+        if int(k) == AUTO_CODEWORDS:
+            from hybridface.index.lbg import auto_size
+
+            k = auto_size(len(rows))
         ids = np.fromiter((r[0] for r in rows), dtype="<i8", count=len(rows))
         flat = b"".join(r[1] for r in rows)
         vecs = np.frombuffer(flat, dtype="<f4").reshape(len(rows), -1)
@@ -223,13 +238,14 @@ class GalleryStore:
         *,
         model_id: str,
         sources: Sequence[str] | None = None,
-        codewords: int | None = None,
+        codewords: int | str | None = None,
         faces: Sequence[bytes | None] | None = None,
     ) -> AddResult:
         """Enrol templates for ``identity`` (created if new) in one transaction.
 
         Rows whose ``(identity, hash)`` is already stored are skipped (counted as duplicates).
-        The identity's codebook is re-quantized with ``codewords`` (or its stored count).
+        The identity's codebook is re-quantized with ``codewords`` (or its stored count); ``"auto"``
+        sizes it by the identity's template count at every change (:func:`~hybridface.index.lbg.auto_size`).
         ``faces``: one kept face crop (PNG bytes, :func:`hybridface.gallery.faces.encode_face`) or
         ``None`` per template, stored in the same transaction.
         """
@@ -242,11 +258,7 @@ class GalleryStore:
         if len(hashes) != len(vectors) or (sources is not None and len(sources) != len(vectors)) or (
                 faces is not None and len(faces) != len(vectors)):
             raise ConfigError("need one hash (and one source and face, when given) per template")
-        if codewords is not None:
-            from hybridface.index.lbg import SUPPORTED_SIZES
-
-            if int(codewords) not in SUPPORTED_SIZES:
-                raise ConfigError(f"codewords per identity must be one of {SUPPORTED_SIZES}, got {codewords!r}")
+        codewords = stored_codewords(codewords)
         vectors = l2_normalize(vectors).astype("<f4")
         sources = list(sources) if sources is not None else [""] * len(vectors)
         now = time.time()
@@ -259,7 +271,7 @@ class GalleryStore:
             if row is None:
                 cur = conn.execute(
                     "INSERT INTO identities(name, codewords, created) VALUES (?, ?, ?)",
-                    (name, int(codewords or 1), now),
+                    (name, 1 if codewords is None else codewords, now),
                 )
                 ident = int(cur.lastrowid)
             else:

@@ -27,6 +27,26 @@ from hybridface.vectors import l2_normalize
 
 #: Codebook sizes supported per identity (1 is the paper's setting).
 SUPPORTED_SIZES = (1, 2, 4, 8)
+#: ``codewords="auto"``: about one codeword per this many templates (a supported size, at least 1)
+AUTO_TEMPLATES_PER_CODEWORD = 8
+
+
+def check_codewords(codewords: int | str) -> int | str:
+    """``codewords`` as a supported size or ``"auto"``, else `ConfigError`."""
+    if codewords == "auto":
+        return "auto"
+    if isinstance(codewords, bool) or str(codewords) not in {str(k) for k in SUPPORTED_SIZES}:
+        raise ConfigError(f"codewords per identity must be one of {SUPPORTED_SIZES} or 'auto', got {codewords!r}")
+    return int(codewords)
+
+
+def auto_size(templates: int) -> int:
+    """The ``codewords="auto"`` size of an identity with ``templates`` templates: the largest
+    supported size <= ``templates / AUTO_TEMPLATES_PER_CODEWORD``, at least 1. An identity seen in
+    many conditions (a person photographed under 64 lightings) is not one centroid; a handful of
+    near-identical templates are."""
+    want = int(templates) // AUTO_TEMPLATES_PER_CODEWORD
+    return max([k for k in SUPPORTED_SIZES if k <= want], default=1)
 
 
 @dataclass(frozen=True)
@@ -227,25 +247,33 @@ def quantize_identity(vectors: np.ndarray, *, codewords: int = 1, **options) -> 
     return lbg(vectors, codewords, **options)
 
 
-def build_codebooks(matrix, *, codewords: int = 1, **options):
+def build_codebooks(matrix, *, codewords: int | str = 1, **options):
     """Return ``matrix`` (a `TemplateMatrix`) with LBG codewords for every identity.
 
-    Identities without templates get no codeword. ``codewords=1`` is computed in one vectorised
-    pass (normalised per-identity centroids).
+    Identities without templates get no codeword. ``codewords``: a supported size for every
+    identity, or ``"auto"`` (:func:`auto_size` of each identity's template count). Size 1 is
+    computed in one vectorised pass (normalised per-identity centroids), larger ones by LBG.
     """
-    _check_size(codewords)
     counts = np.diff(matrix.offsets)
     present = np.flatnonzero(counts > 0)
-    if codewords == 1:
-        x = matrix.vectors.astype(np.float64)
-        sums = np.add.reduceat(x, matrix.offsets[present], axis=0) if len(present) else x[:0]
-        first = x[matrix.offsets[present]] if len(present) else x[:0]
-        cw = _normalise(sums, first)
-        labels = present
+    if check_codewords(codewords) == "auto":
+        sizes = np.array([auto_size(c) for c in counts[present]], np.int64)
     else:
+        sizes = np.full(len(present), int(codewords), np.int64)
+    x = matrix.vectors.astype(np.float64)
+    one = present[sizes == 1]
+    # reduceat sums from each start to the next: all present identities, then keep the size-1 ones
+    sums = np.add.reduceat(x, matrix.offsets[present], axis=0)[sizes == 1] if len(present) else x[:0]
+    first = x[matrix.offsets[one]] if len(one) else x[:0]
+    cw = np.asarray(_normalise(sums, first), np.float32).reshape(-1, matrix.dim)
+    labels = one
+    more = present[sizes > 1]
+    if len(more):
         with single_threaded_blas(refresh=True):  # one section for the whole loop, not one per identity
-            parts = [quantize_identity(matrix.vectors[matrix.rows(i)], codewords=codewords, **options)
-                     for i in present]
-        cw = np.concatenate(parts) if parts else np.zeros((0, matrix.dim), np.float32)
-        labels = np.repeat(present, [len(p) for p in parts])
+            fitted = [quantize_identity(matrix.vectors[matrix.rows(i)], codewords=int(k), **options)
+                      for i, k in zip(more, sizes[sizes > 1])]
+        cw = np.concatenate([cw] + [np.asarray(f, np.float32) for f in fitted])
+        labels = np.concatenate([one, np.repeat(more, [len(f) for f in fitted])])
+        order = np.argsort(labels, kind="stable")  # codewords identity after identity
+        cw, labels = cw[order], labels[order]
     return matrix.with_codebooks(np.asarray(cw, np.float32).reshape(-1, matrix.dim), labels)
