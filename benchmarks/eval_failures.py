@@ -53,7 +53,7 @@ def main() -> int:
     ap.add_argument("--loss", default=None)
     ap.add_argument("--channels", default=None)
     ap.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
-    ap.add_argument("--denoise", default=None, choices=("none", "median3"))
+    ap.add_argument("--denoise", default=None, choices=("none", "median3", "auto"))
     ap.add_argument("--margin", type=float, default=None)
     ap.add_argument("--max-rows", type=int, default=60, help="errors shown on the sheet (the first ones)")
     args = ap.parse_args()

@@ -88,5 +88,31 @@ def test_median3_denoising_removes_salt_and_pepper_before_tan_triggs(faces):
     assert err(med) < 0.5 * err(plain)
     assert "denoise" not in plain.to_dict() and med.to_dict()["denoise"] == "median3"
     assert PreprocessSpec.from_dict(med.to_dict()) == med and PreprocessSpec.from_dict(plain.to_dict()) == plain
-    with pytest.raises(ConfigError, match="unknown denoising 'gauss'; use one of none, median3"):
+    with pytest.raises(ConfigError, match="unknown denoising 'gauss'; use one of none, median3, auto"):
         PreprocessSpec(denoise="gauss")
+
+
+def test_auto_denoising_filters_only_noisy_images(dataset):
+    """``denoise="auto"`` leaves clean, rotated, scaled, blurred, shifted faces bit-identical to no
+    denoising, and filters the noisy variants (Gaussian σ = 10 / 20, salt-and-pepper) at their
+    input resolution, where the noise estimate separates them (Extended Yale B crops)."""
+    import cv2
+
+    from hybridface.faces.augment import augment
+    from hybridface.models.preprocess import AUTO_NOISE_SIGMA, noise_sigma
+
+    yale = dataset("extended_yale_b")
+    files = sorted(p for d in sorted(yale.iterdir())[:3] for p in sorted(d.iterdir())[:2])
+    clean = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    plain, auto = PreprocessSpec(illumination="tan_triggs"), PreprocessSpec(illumination="tan_triggs", denoise="auto")
+    for img in clean:
+        for v in (0, 1, 7, 14, 15, 17):
+            a = augment(img, v, seed=1)
+            assert noise_sigma(a) < AUTO_NOISE_SIGMA
+            assert np.array_equal(preprocess(a[None], auto), preprocess(a[None], plain))
+        for v in (11, 12, 13):  # detected; salt-and-pepper comes out much closer to the clean face
+            assert noise_sigma(augment(img, v, seed=1)) > AUTO_NOISE_SIGMA
+        sp = augment(img, 13, seed=1)
+        near = lambda spec: np.abs(preprocess(sp[None], spec) - preprocess(img[None], plain)).mean()  # noqa: E731
+        assert near(auto) < 0.5 * near(plain)
+    assert noise_sigma(np.zeros((2, 2, 3), np.uint8)) == 0.0

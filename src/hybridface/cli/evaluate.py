@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hybridface.cli.gallery import engine_opts
 from hybridface.errors import ConfigError
+from hybridface.models.preprocess import DENOISE
 from hybridface.options import DEFAULTS, SearchOptions
 
 
@@ -85,8 +86,9 @@ def register(subparsers) -> None:
     t.add_argument("--augment-prob", type=float, default=None,
                    help="probability that a training image is replaced by a random one of the 17 transformations")
     t.add_argument("--illumination", default=None, help="none | hist_eq | clahe | tan_triggs")
-    t.add_argument("--denoise", default=None, choices=("none", "median3"),
-                   help="median3: 3x3 median filter before the illumination step (training and inference)")
+    t.add_argument("--denoise", default=None, choices=DENOISE,
+                   help="median3: 3x3 median filter before the illumination step; auto: only on images whose "
+                        "estimated noise is high, before the resize (training and inference)")
     t.add_argument("--channels", default=None, choices=("grey3", "rgb"),
                    help="grey3 (the paper: grey level as three equal channels) or rgb")
     t.add_argument("--center-loss", type=float, default=None,

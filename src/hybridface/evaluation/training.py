@@ -34,7 +34,7 @@ class TrainOptions:
     loss: str = "classifier"  # identity loss: the network's own FC-K (the paper) or an arcface/cosface/softmax head
     batchnorm: bool = False  # BatchNorm after each conv and FC-128 while training, folded into the weights after
     margin: float | None = None  # arcface/cosface margin (None: the head's default, 0.5 / 0.35)
-    denoise: str = "none"  # "median3": 3x3 median filter inside the preprocessing (training and inference)
+    denoise: str = "none"  # "median3" | "auto": median filter inside the preprocessing (training and inference)
 
 
 def illumination_text(opts: TrainOptions) -> str:
