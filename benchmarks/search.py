@@ -246,6 +246,15 @@ def build(method: str, matrix, args, threads: int):
     return top1, lambda: evals, nbytes / n
 
 
+def _confidence_pct() -> int:
+    """The confidence of the tuning rule (`autotune.reaches`), for the report."""
+    from statistics import NormalDist
+
+    from hybridface.search.autotune import CONFIDENCE_Z
+
+    return round(100 * NormalDist().cdf(CONFIDENCE_Z))
+
+
 def _ours_top1(s):
     """top1(probes) over one of our searchers; ``top1.evals()`` = evaluations per probe of the last call."""
     last = {}
@@ -424,14 +433,14 @@ def _faiss_text(args, method: str, knob: str, default: int) -> str:
     got = getattr(args, "faiss_tuned", {}).get(method)
     if got is None:
         return f"{knob} = {default}"
-    return (f"{knob} = {got[1]}, tuned like ours (doubling, then bisecting, to the fewest reaching recall@1 >= {args.recall} with 90 % confidence on the same held-out "
+    return (f"{knob} = {got[1]}, tuned like ours (doubling, then bisecting, to the fewest reaching recall@1 >= {args.recall} with {_confidence_pct()} % confidence on the same held-out "
             f"queries, tuning counted in its build time; tuning recall {got[2]:.3f})")
 
 
 def _cells_text(args) -> str:
     t = args.tuned
     if t is not None:
-        return (f"{t.cells} LBG cells, tuned for recall@1 >= {args.recall} (90 % confidence) on {TUNE_QUERIES} held-out "
+        return (f"{t.cells} LBG cells, tuned for recall@1 >= {args.recall} ({_confidence_pct()} % confidence) on {TUNE_QUERIES} held-out "
                 f"queries (tuning counted in its build time): top_n = {t.top_n}, {t.probe_cells} cells "
                 f"visited per probe (tuning recall {t.recall:.3f})")
     return f"{args.cells or 'auto'} LBG cells, {args.probe_cells} visited per probe"
