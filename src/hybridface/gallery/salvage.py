@@ -191,9 +191,10 @@ def backup(source: str | os.PathLike, target: str | os.PathLike) -> CheckReport:
 def _codewords(stored) -> int | str | None:
     """An ``identities.codewords`` value as ``add_templates`` takes it (``None``: unreadable)."""
     from hybridface.gallery.store import AUTO_CODEWORDS
+    from hybridface.index.lbg import check_codewords
 
     try:
         k = int(stored)
-    except (TypeError, ValueError):
+        return "auto" if k == AUTO_CODEWORDS else check_codewords(k)
+    except (TypeError, ValueError, ConfigError):
         return None
-    return "auto" if k == AUTO_CODEWORDS else k if k in (1, 2, 4, 8) else None
