@@ -19,6 +19,10 @@ import sys
 from pathlib import Path
 
 
+#: the zoo's distilled students: int8 files whose names do not say so
+SHIPPED_STUDENTS = ("resnet-small", "resnet-tiny")
+
+
 def _key(name: str) -> str:
     return name.split(" (")[0]
 
@@ -35,11 +39,12 @@ def load(unseen: Path, speed: Path | None) -> tuple[list[str], dict[str, dict]]:
                                              "rank1": {}, "speed": None, "agreement": None})
         m["rank1"][row["rotation"]] = 100 * row["rank1"]
     if "dlib" in models and models["dlib"]["bytes"] is None:
-        try:
-            from hybridface.models.dlib_encoder import default_model_files
+        from hybridface.errors import HybridFaceError
+        from hybridface.models.baselines.dlib_encoder import default_model_files
 
+        try:
             models["dlib"]["bytes"] = Path(default_model_files()[0]).stat().st_size
-        except Exception:  # dlib's files not installed: the chart leaves dlib's point out  # noqa: BLE001
+        except (ImportError, OSError, HybridFaceError):  # dlib's files not installed: no dlib point in the chart
             pass
     if speed is not None:
         sp = json.loads(speed.read_text())
@@ -78,9 +83,10 @@ def chart(rotations: list[str], models: dict[str, dict], png: Path) -> None:
         for name, m in models.items():
             if not m["bytes"] or r not in m["rank1"]:
                 continue
-            family = ("tab:red" if name == "dlib" else "tab:blue" if name.startswith("resnet")
+            student = name in SHIPPED_STUDENTS
+            family = ("tab:red" if name == "dlib" else "tab:blue" if name.startswith("resnet") and not student
                       else "tab:orange" if name in ("general", "paper") else "tab:green")
-            int8 = "int8" in name
+            int8 = "int8" in name or student
             ax.scatter(m["bytes"], m["rank1"][r], s=40, marker="s" if int8 else "o",
                        facecolors=family if int8 or name == "dlib" else "none", edgecolors=family)
             ax.annotate(name, (m["bytes"], m["rank1"][r]), fontsize=7, xytext=(4, 3), textcoords="offset points")
