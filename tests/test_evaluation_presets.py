@@ -35,6 +35,19 @@ def test_overrides_change_one_field_and_are_listed():
     assert (cw, n) == (2, yale.top_n) and over == {"epochs": 3, "codewords": 2}  # 0.2 is the preset's own
     with pytest.raises(ConfigError, match="unknown training option"):
         apply_overrides(yale, train={"epoch": 3})
+    _, cw, _, over = apply_overrides(yale, train={}, codewords="auto")
+    assert cw == "auto" and over == {"codewords": "auto"}
+
+
+def test_codewords_flag_takes_auto_and_refuses_other_words(tmp_path, capsys):
+    """``--codewords auto`` parses (about one codeword per 8 templates); a word or an unsupported
+    size is argparse's one error line, exit 2, before any data is read."""
+    for bad in ("lots", "3"):
+        with pytest.raises(SystemExit) as e:
+            main(["evaluate", "--protocol", "vidtimit", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                  "--codewords", bad])
+        assert e.value.code == 2
+        assert "or 'auto'" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_unknown_preset_lists_the_valid_ones(tmp_path, capsys):

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from hybridface.cli.gallery import engine_opts
+from hybridface.cli.gallery import codewords_arg, engine_opts
 from hybridface.errors import ConfigError
 from hybridface.models.preprocess import DENOISE
 from hybridface.options import DEFAULTS, SearchOptions
@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     p.add_argument("--top-n", type=int, default=None,
                    help="identities searched after the index (indexed, hybrid; default: the preset's)")
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="threads of the parallel strategies")
-    p.add_argument("--codewords", type=int, default=None, help="LBG codewords per identity (default: the preset's)")
+    p.add_argument("--codewords", type=codewords_arg, default=None,
+                   help="LBG codewords per identity: 1, 2, 4, 8 or auto (default: the preset's)")
     engine_opts(p, engine_help="search locally or sharded over Ray actors (same answers)")
     p.add_argument("--open-set", action="store_true", help="hold out identities as impostors; report DIR@FAR")
     p.add_argument("--impostor-fraction", type=float, default=0.2, help="share of identities held out (--open-set)")

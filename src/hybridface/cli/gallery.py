@@ -316,7 +316,8 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --db if it is an existing gallery")
     p.add_argument("--model", default=DEFAULTS.model, help=MODEL_HELP)
     _search_opts(p)
-    p.add_argument("--codewords", type=int, default=DEFAULTS.codewords)
+    p.add_argument("--codewords", type=codewords_arg, default=DEFAULTS.codewords,
+                   help="LBG codewords per identity: 1, 2, 4, 8 or auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-keep-faces", action="store_true", help="do not store the gallery's face crops")
     p.add_argument("--json", action="store_true")

@@ -40,7 +40,7 @@ class EvalConfig:
     strategies: tuple[str, ...] = STRATEGIES
     #: top_n, workers, engine, address of every strategy (``strategy`` itself is ignored)
     search: SearchOptions = SearchOptions()
-    codewords: int = DEFAULTS.codewords
+    codewords: int | str = DEFAULTS.codewords  # or "auto"
     open_set: bool = False
     impostor_fraction: float = 0.2
     limit_probes: int | None = None
@@ -116,8 +116,9 @@ def _check_config(cfg: EvalConfig) -> None:
         raise ConfigError(f"no strategy given; choose from {', '.join(STRATEGIES)}")
     for s in cfg.strategies:
         cfg.search.replace(strategy=s)  # one line naming a bad strategy and the valid ones
-    if cfg.codewords < 1:
-        raise ConfigError("--codewords must be >= 1")
+    from hybridface.index.lbg import check_codewords
+
+    check_codewords(cfg.codewords)  # a supported size or "auto", one line otherwise
     if cfg.limit_probes is not None and cfg.limit_probes < 1:
         raise ConfigError("--limit-probes must be >= 1")
     if any(int(n) < 1 for n in cfg.scaling):

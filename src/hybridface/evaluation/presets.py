@@ -78,8 +78,8 @@ def preset_for_protocol(protocol: str) -> Preset:
     return PRESETS.get(protocol, PRESETS["default"])
 
 
-def apply_overrides(preset: Preset, *, train: dict[str, object], codewords: int | None = None,
-                    top_n: int | None = None) -> tuple[TrainOptions, int, int, dict[str, object]]:
+def apply_overrides(preset: Preset, *, train: dict[str, object], codewords: int | str | None = None,
+                    top_n: int | None = None) -> tuple[TrainOptions, int | str, int, dict[str, object]]:
     """``(train options, codewords, top_n, overrides)``: the preset with every non-``None``
     value replaced; ``overrides`` lists the values that differ from the preset."""
     unknown = sorted(set(train) - set(TRAIN_FIELDS))
@@ -88,7 +88,7 @@ def apply_overrides(preset: Preset, *, train: dict[str, object], codewords: int 
     given = {k: v for k, v in train.items() if v is not None}
     opts = replace(preset.train, **given)
     overrides = {k: v for k, v in given.items() if getattr(preset.train, k) != v}
-    cw = preset.codewords if codewords is None else int(codewords)
+    cw = preset.codewords if codewords is None else codewords if codewords == "auto" else int(codewords)
     n = preset.top_n if top_n is None else int(top_n)
     if cw != preset.codewords:
         overrides["codewords"] = cw

@@ -72,7 +72,7 @@ def _crop_samples(samples, detect: str, *, size: int, progress: bool):
 
 def run_protocol(name: str, data_dir: str | os.PathLike, *, db: str | os.PathLike,
                  model: str | os.PathLike | None = DEFAULTS.model, search: SearchOptions | None = None,
-                 codewords: int = DEFAULTS.codewords, seed: int = 0, overwrite: bool = False,
+                 codewords: int | str = DEFAULTS.codewords, seed: int = 0, overwrite: bool = False,
                  progress: bool = False, keep_faces: bool = True, **options) -> ProtocolRun:
     """Run protocol ``name`` end to end into a *fresh* gallery file ``db``.
 
