@@ -15,7 +15,6 @@ the errors by eye: non-face crops, wrong-person crops or network errors.
 from __future__ import annotations
 
 import argparse
-import sys
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -106,10 +105,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from hybridface.errors import HybridFaceError
+    from hybrid_n import run_script  # a sibling benchmark: python benchmarks/eval_failures.py
 
-    try:
-        raise SystemExit(main())
-    except HybridFaceError as exc:  # a missing dataset, a bad option, too few frames: one line
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(main)

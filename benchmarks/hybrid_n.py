@@ -78,11 +78,17 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_script(main) -> None:
+    """Exit with ``main()``'s status; a `HybridFaceError` (a missing dataset, a bad option, too few
+    frames) is one ``error:`` line and exit 2 (also used by ``eval_failures.py``)."""
     from hybridface.errors import HybridFaceError
 
     try:
         raise SystemExit(main())
-    except HybridFaceError as exc:  # a missing dataset, a bad option, too few frames: one line
+    except HybridFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    run_script(main)
