@@ -262,7 +262,7 @@ _FAST = {"reassoc", "contract", "nnan", "nsz"}
 @functools.lru_cache(maxsize=None)
 def cell_kernel():
     """The compiled :func:`_kernel`, or ``None`` without Numba (callers then use NumPy paths); built
-    once (a single-probe call asks for it twice)."""
+    once per process (every search asks for it)."""
     if not _compile_helpers():
         return None
     return compiled(_kernel, fastmath=_FAST)
