@@ -141,6 +141,33 @@ def test_two_processes_enrolling_at_once(tmp_path):
         assert s.integrity_check() == "ok"
 
 
+def test_creating_a_gallery_another_process_is_creating_waits_for_it(tmp_path):
+    """Switching a new file to WAL while another connection holds the write lock gets "database is
+    locked" at once, without SQLite's busy handler (the race `test_two_processes_enrolling_at_once`
+    hit): the open retries until the lock is released, within its timeout, and fails cleanly past it."""
+    import threading
+    import time
+
+    path = tmp_path / "racing.db"
+    other = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    t = time.perf_counter()
+    with GalleryStore(path, create=True, timeout=10) as s:
+        assert s.identities() == [] and time.perf_counter() - t >= 0.4
+    other.close()
+    held = sqlite3.connect(str(tmp_path / "held.db"), isolation_level=None)
+    held.execute("BEGIN IMMEDIATE")  # never released while the gallery opens
+    try:
+        t = time.perf_counter()
+        with pytest.raises(GalleryError, match="locked by another process"):
+            GalleryStore(tmp_path / "held.db", create=True, timeout=0.3)
+        assert time.perf_counter() - t >= 0.3  # it did wait for its timeout
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+
+
 def test_sigkill_mid_enrolment_loses_nothing_committed(tmp_path):
     path = tmp_path / "k.db"
     code = textwrap.dedent(f"""

@@ -99,7 +99,7 @@ def open_connection(path: Path, *, create: bool, readonly: bool, timeout: float)
                     f"{p} is not a hybridface gallery (SQLite application id {app_id:#x}); "
                     "choose another --db path"
                 )
-            _init_schema(conn, p)
+            _init_schema(conn, p, timeout)
         else:
             check_and_upgrade(conn, p, readonly=readonly)  # schema versions: gallery/migrate.py
             quick_check_on_open(conn, p)
@@ -124,8 +124,8 @@ def _connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
         log.debug("opening %s as immutable (read-only folder)", path)
         return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout, isolation_level=None)
 
-def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
-    conn.execute("PRAGMA journal_mode = WAL")
+def _init_schema(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
+    _switch_to_wal(conn, timeout)
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Another process may have initialised it while we waited for the lock.
@@ -146,6 +146,21 @@ def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("ROLLBACK")
         raise
     log.info("created gallery %s", path)
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried for up to ``timeout`` seconds. The switch needs an
+    exclusive lock after reading the file, and SQLite answers "database is locked" at once, without
+    its busy handler, while another process creating the same gallery holds the write lock."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
 
 def db_error(path: Path, exc: sqlite3.DatabaseError, what: str, timeout: float) -> GalleryError:
     """Translate an SQLite error into a `GalleryError` a user can act on."""
