@@ -3,6 +3,7 @@ one-line refusals (bad --recall, a --sizes that will not fit)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,25 @@ def test_reaching_a_recall_needs_confidence_not_a_touch():
     assert not reaches(0.99, 500, 0.99)  # touching the target on 500 queries is not enough
     assert reaches(0.998, 2000, 0.99) and not reaches(0.992, 2000, 0.99)
     assert reaches(1.0, 10, 1.0) and not reaches(0.999, 100000, 1.0)
+
+
+def test_recall_curve_benchmark_compares_both_methods_at_equal_recall(tmp_path):
+    """`benchmarks/search_curve.py` sweeps hybrid-cells' probe_cells and IVF's nprobe around their
+    tuned values and names, for each, the fastest point whose recall on the timed probes reaches
+    the target; a bad --recall is one line, exit 2."""
+    pytest.importorskip("faiss")
+    script = str(ROOT / "benchmarks" / "search_curve.py")
+    r = subprocess.run([sys.executable, script, "--size", "6000", "--recall", "0.95", "--batch", "200",
+                        "--single", "5", "--repeats", "1", "--name", "c", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    points = json.loads((tmp_path / "c.json").read_text())
+    for method in ("hybrid-cells", "faiss-ivf"):
+        mine = [p for p in points if p["method"] == method]
+        assert len(mine) >= 3 and sum(p["tuned"] for p in mine) == 1
+        assert all(0.0 <= p["recall"] <= 1.0 and p["qps_batch"] > 0 and p["qps_1"] > 0 for p in mine)
+    text = (tmp_path / "c.md").read_text()
+    assert "At recall@1 >= 0.95" in text and (tmp_path / "c.png").stat().st_size > 0
+    assert text.count("×**") == 2 or "reached no point" in text
+    r = subprocess.run([sys.executable, script, "--recall", "0"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].count("recall=0") == 1

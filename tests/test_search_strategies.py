@@ -266,7 +266,8 @@ def test_probe_normalisation_one_probe_shortcut_equals_the_batch_rows():
         assert np.array_equal(one, whole[i : i + 1])
     assert np.array_equal(l2_normalize(np.zeros((1, 60))), np.zeros((1, 60), np.float32))
     matrix = TemplateMatrix.from_arrays(np.eye(4, dtype=np.float32), ["a", "b", "c", "d"])
-    for bad in ([[np.inf, 0, 0, 1]], [[0, 0, -np.inf, 0]], [[1e39, 0, 0, 0]]):
+    for bad in ([[np.inf, 0, 0, 1]], [[0, 0, -np.inf, 0]], [[1e39, 0, 0, 0]], [[np.nan, 0, 0, 1]],
+                [[1, 0, 0, 0], [0, np.nan, 0, 0]], [[1, 0, 0, 0], [0, 0, np.inf, 0]]):  # one row, then batches
         with pytest.raises(ConfigError, match="NaN or infinite"), np.errstate(over="ignore"):
             matrix.check_probes(np.array(bad, np.float64))
     with np.errstate(over="ignore"):

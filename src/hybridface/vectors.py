@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["l2_normalize"]
@@ -15,7 +17,8 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12, *, check_finite: bool = Fals
     """
     x = np.asarray(x, dtype=np.float32)
     sq = np.add.reduce(x * x, axis=1, keepdims=True)  # np.linalg.norm(x, axis=1) squared, less overhead
-    if check_finite and not np.isfinite(sq).all() and not np.isfinite(x).all():
+    if check_finite and not (math.isfinite(sq[0, 0]) if sq.shape == (1, 1) else np.isfinite(sq).all()) \
+            and not np.isfinite(x).all():  # one row: a scalar test, what a request sends
         raise ValueError("NaN or infinite values")
     norms = np.sqrt(sq)
     if x.shape[0] == 1 and x.flags.c_contiguous and norms[0, 0] >= eps:  # one probe: what a request sends

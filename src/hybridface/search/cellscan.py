@@ -351,9 +351,9 @@ class SingleTop1:
         if row < 0:
             return None
         dot = np.einsum("ij,ij->i", self._vectors[row : row + 1], probe, dtype=np.float64)  # = exact_top1's
-        return SearchResult(identities=np.array([[ident]], np.int64), distances=(1.0 - dot[:, None]).astype(np.float32),
-                            template_ids=self._template_ids[row : row + 1, None].astype(np.int64),
-                            distance_evaluations=ev + 1)
+        # float64 ``1 - dot`` rounded to float32, as exact_top1 does it (scalar steps: less overhead)
+        return SearchResult(identities=np.array([[ident]], np.int64), distances=np.array([[1.0 - dot[0]]], np.float32),
+                            template_ids=np.array([[self._template_ids[row]]], np.int64), distance_evaluations=ev + 1)
 
 
 def _cell_arrays(cells: CodewordCells) -> tuple[np.ndarray, ...]:

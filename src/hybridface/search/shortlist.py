@@ -110,8 +110,9 @@ FEW_PROBES = 4
 #: Codeword rows of the compiled scan are padded to a multiple of this many float32 columns.
 SCAN_ALIGN = 32
 #: Cells whose float32 scan is larger than this also get int8 codes, and the compiled kernel scans
-#: those: past the caches the scan is bound by memory, and int8 reads a quarter of the bytes.
-INT8_SCAN_BYTES = 8 << 20
+#: those: past a core's L2 cache the scan is bound by memory, and int8 reads a quarter of the bytes
+#: (at 100K templates the interleaved single-probe benchmark gains ~10 %, docs/search.md).
+INT8_SCAN_BYTES = 1 << 20
 #: Each codeword is filed in this many of its nearest cells: a probe near the border of a cell
 #: still finds it among the cells it visits, so it visits fewer (measured in docs/search.md).
 CELL_SPILL = 2
