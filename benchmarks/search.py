@@ -166,7 +166,8 @@ def build(method: str, matrix, args, threads: int):
         cells = s._cells
         extra = s.matrix.codewords.nbytes + s.matrix.codeword_labels.nbytes
         if cells is not None:
-            extra += 2 * cells.centres.nbytes + cells.codewords.nbytes + cells.scan.nbytes + cells.identity.nbytes  # + centres_t
+            extra += sum(a.nbytes for a in (cells.centres, cells.centres_t, cells.centres8_t, cells.centre_scale,
+                                            cells.codewords, cells.scan, cells.scan8, cells.scale, cells.identity))
         t = _ours_top1(s)
         return t, t.evals, (x.nbytes + labels.nbytes + matrix.template_ids.nbytes + extra) / n
     if method == "exhaustive-int8":

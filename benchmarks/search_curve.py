@@ -43,7 +43,7 @@ def _exact(matrix, queries: np.ndarray) -> np.ndarray:
     return make_searcher("exhaustive", matrix).search(queries, 1).identities[:, 0]
 
 
-def build_points(matrix, tune_queries, recall: float, threads: int) -> list[dict]:
+def build_points(matrix, tune_queries, recall: float, threads: int, cells: int | None = None) -> list[dict]:
     """Every (method, setting) point, with its ``top1(probes)`` and build seconds."""
     import faiss
 
@@ -52,7 +52,8 @@ def build_points(matrix, tune_queries, recall: float, threads: int) -> list[dict
 
     points = []
     t0 = time.perf_counter()
-    tuned = tune_cells(build_codebooks(matrix, codewords="auto"), tune_queries, recall=recall, workers=threads)
+    tuned = tune_cells(build_codebooks(matrix, codewords="auto"), tune_queries, recall=recall, workers=threads,
+                       cells=cells)
     build = time.perf_counter() - t0
     for pc in _grid(tuned.probe_cells, tuned.cells):
         s = copy.copy(tuned.searcher)  # the same fitted cells, its own probe_cells
@@ -176,6 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=1000, help="timed probes")
     ap.add_argument("--repeats", type=int, default=3, help="timed batches per point (best kept)")
     ap.add_argument("--single", type=int, default=200, help="single-probe calls per point")
+    ap.add_argument("--cells", type=int, default=None, help="hybrid-cells: LBG cells (default: autotune's)")
     ap.add_argument("--name", default="search_curve")
     ap.add_argument("--out", default="docs/results/search")
     args = ap.parse_args(argv)
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
     matrix = S.to_matrix(x, labels)
     with threadpool_limits(limits=1):
         exact = _exact(matrix, probes)
-        points = build_points(matrix, tune, args.recall, threads=1)
+        points = build_points(matrix, tune, args.recall, threads=1, cells=args.cells)
         measure(points, probes, exact, args.repeats, args.single)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

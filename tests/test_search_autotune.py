@@ -44,7 +44,7 @@ def test_compiled_cells_visiting_every_cell_is_exhaustive():
 
 
 def test_int8_cell_codes_keep_the_answer_an_exact_rerank(monkeypatch):
-    """Past INT8_SCAN_BYTES the kernel scans int8 codeword codes: the shortlist's scores are
+    """Past INT8_SCAN_BYTES the kernel scans int8 codeword and centre codes: the shortlist's scores are
     approximate, but every answer is still the exact float64 re-score of a shortlisted template,
     one probe alone answers as in a batch, and the answers match the float32 scan's."""
     pytest.importorskip("numba")
@@ -56,6 +56,9 @@ def test_int8_cell_codes_keep_the_answer_an_exact_rerank(monkeypatch):
     i8 = Hybrid(matrix, top_n=6, workers=1, cells=32, probe_cells=6)
     assert i8._cells.scan8.dtype == np.int8 and i8._cells.scan8.shape[0] == len(i8._cells.identity)
     assert i8._cells.scan.shape[0] == 0 and flt._cells.scan8.shape[0] == 0  # one copy each
+    c = i8._cells  # the centres too: int8 codes (read by the one-probe kernel), float32 = code * scale
+    assert c.centres8_t.shape == (60, 32) and c.centres_t.shape == (60, 0) and flt._cells.centres8_t.shape == (60, 0)
+    assert np.array_equal(c.centres, (c.centres8_t.T * c.centre_scale[:, None]).astype(np.float32))
     got, want = i8.search(probes, 1), flt.search(probes, 1)
     assert (got.identities == want.identities).mean() >= 0.99
     pos = np.searchsorted(matrix.template_ids, got.template_ids[:, 0])

@@ -215,19 +215,32 @@ def _kernel(probes, near, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors
     return count, evals, missing
 
 
-def _single_kernel(probe, centres_t, pc, cw, cw8, cw_scale, cw_ident, cw_off, size, vectors, offsets,
-                   tol):  # pragma: no cover - runs compiled
-    """`_kernel` for one ``(d,)`` unit probe, centre scores included, when its band is one row:
+def _single_kernel(probe, centres_t, centres8_t, centre_scale, pc, cw, cw8, cw_scale, cw_ident, cw_off, size,
+                   vectors, offsets, tol):  # pragma: no cover - runs compiled
+    """`_kernel` for one ``(d,)`` unit probe, centre scores included (from the int8 centre codes
+    when the cells have them), when its band is one row:
     returns ``(row, identity, evaluations)``, with ``row = -1`` when the band holds several rows or
     no template was reached (the caller then takes the general path). Nothing crosses back into
     Python but three integers: one probe is what an identify request sends, and its cost is overhead."""
-    d, n_cells = centres_t.shape
-    near = np.zeros(n_cells, np.float32)
-    for q in range(d):  # ``(d, C)`` centres: SIMD across cells
-        pq = probe[q]
-        row = centres_t[q]
+    d = centres_t.shape[0]
+    if centres8_t.shape[1] > 0:  # int8 centre codes (large galleries): a quarter of the bytes
+        n_cells = centres8_t.shape[1]
+        near = np.zeros(n_cells, np.float32)
+        for q in range(d):  # ``(d, C)`` centres: SIMD across cells
+            pq = probe[q]
+            row8 = centres8_t[q]
+            for c in range(n_cells):
+                near[c] += np.float32(row8[c]) * pq
         for c in range(n_cells):
-            near[c] += row[c] * pq
+            near[c] *= centre_scale[c]
+    else:
+        n_cells = centres_t.shape[1]
+        near = np.zeros(n_cells, np.float32)
+        for q in range(d):
+            pq = probe[q]
+            row = centres_t[q]
+            for c in range(n_cells):
+                near[c] += row[c] * pq
     pcn = min(pc, n_cells)
     cells = np.empty(pcn, np.int64)
     _nearest_cells(near, pcn, np.empty(pcn, np.float32), cells)
@@ -342,7 +355,8 @@ class SingleTop1:
                  size: int, probe_cells: int):
         self.key = (cells, size, probe_cells)
         self._kernel = single_kernel()
-        self._args = (cells.centres_t, probe_cells, *_cell_arrays(cells), size, vectors, offsets,
+        self._args = (cells.centres_t, cells.centres8_t, cells.centre_scale, probe_cells, *_cell_arrays(cells), size,
+                      vectors, offsets,
                       _tolerance(vectors.shape[1]))
         self._vectors, self._template_ids = vectors, template_ids
 

@@ -137,6 +137,10 @@ class CodewordCells:
             shortlist's codeword scores are then approximate; the answer stays the exact re-rank
             of the shortlisted templates).
         scale: ``(c,)`` float32 scale of each code row (empty without codes).
+        centres8_t: ``(d, C)`` int8 codes of the centres, transposed, with codes (else ``(d, 0)``):
+            ``centres`` then holds exactly ``code * centre_scale`` (float32), and the one-probe
+            kernel reads the codes, a quarter of the bytes (the centres are what a probe reads whole).
+        centre_scale: ``(C,)`` float32 scale of each centre's codes (empty without codes).
     """
 
     centres: np.ndarray
@@ -146,6 +150,8 @@ class CodewordCells:
     scan: np.ndarray
     scan8: np.ndarray
     scale: np.ndarray
+    centres8_t: np.ndarray
+    centre_scale: np.ndarray
 
     @property
     def num_cells(self) -> int:
@@ -153,7 +159,10 @@ class CodewordCells:
 
     @functools.cached_property
     def centres_t(self) -> np.ndarray:
-        """``(d, C)`` the centres transposed: one probe's centre scores then need no horizontal sums."""
+        """``(d, C)`` the centres transposed: one probe's centre scores then need no horizontal sums
+        (``(d, 0)`` when the kernel reads ``centres8_t`` instead)."""
+        if self.centres8_t.shape[1]:
+            return np.zeros((self.centres.shape[1], 0), np.float32)
         return np.ascontiguousarray(self.centres.T)
 
 
@@ -173,6 +182,14 @@ def fit_cells(
     sample = max(8, min(sample, MAX_TRAIN // max(cells, 1)))  # bounded fit time at very many cells
     train = codewords if n <= sample * cells else codewords[np.sort(rng.choice(n, sample * cells, replace=False))]
     centres = np.ascontiguousarray(lbg(train, cells, max_iter=max_iter, seed=seed), np.float32)
+    d = codewords.shape[1]
+    codes = n * -(-d // SCAN_ALIGN) * SCAN_ALIGN * 4 * max(1, min(spill, len(centres))) > INT8_SCAN_BYTES \
+        if int8 is None else bool(int8)
+    centres8_t, centre_scale = np.zeros((d, 0), np.int8), np.zeros(0, np.float32)
+    if codes:  # the centres become their int8 codes times a scale: what every path then compares with
+        centre_scale, c8 = _int8_rows(centres)
+        centres = (c8 * centre_scale[:, None]).astype(np.float32)
+        centres8_t = np.ascontiguousarray(c8.T)
     spill = int(min(max(1, spill), len(centres)))
     assign = np.empty((n, spill), np.int64)
     step = max(1, (8 << 20) // (4 * max(len(centres), 1)))
@@ -186,14 +203,12 @@ def fit_cells(
     order = np.argsort(assign, kind="stable")
     counts = np.bincount(assign, minlength=len(centres))
     rows = order // spill  # the codeword of each scan row
-    d = codewords.shape[1]
     scan = np.zeros((len(rows), -(-d // SCAN_ALIGN) * SCAN_ALIGN), np.float32)
     scan[:, :d] = codewords[rows]
     codewords = np.ascontiguousarray(scan[:, :d])
     scale, scan8 = np.zeros(0, np.float32), np.zeros((0, scan.shape[1]), np.int8)
-    if scan.nbytes > INT8_SCAN_BYTES if int8 is None else int8:  # the kernel scans only the codes
-        scale = (np.abs(scan).max(axis=1) / 127).astype(np.float32)
-        scan8 = np.rint(scan / np.where(scale > 0, scale, 1)[:, None]).astype(np.int8)
+    if codes:  # the kernel scans only the codes
+        scale, scan8 = _int8_rows(scan)
         scan = np.zeros((0, scan.shape[1]), np.float32)
     return CodewordCells(
         centres=centres,
@@ -203,7 +218,15 @@ def fit_cells(
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         scan8=scan8,
         scale=scale,
+        centres8_t=centres8_t,
+        centre_scale=centre_scale,
     )
+
+
+def _int8_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 codes of each row of ``x``: ``(scale (n,) float32, codes (n, d) int8)``."""
+    scale = (np.abs(x).max(axis=1) / 127).astype(np.float32)
+    return scale, np.rint(x / np.where(scale > 0, scale, 1)[:, None]).astype(np.int8)
 
 
 def cell_shortlist(
