@@ -27,7 +27,7 @@ from hybridface.gallery.matrix import TemplateMatrix
 log = logging.getLogger(__name__)
 
 #: shortlist sizes tried, cheapest first
-TOP_N_GRID = (5, 10, 20, 40, 80, 160)
+TOP_N_GRID = (2, 3, 5, 10, 20, 40, 80, 160)
 
 
 @dataclass(frozen=True)
