@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hybridface.errors import OptionError
-from hybridface.search.autotune import TOP_N_GRID, check_recall, default_cells, tune_cells
+from hybridface.search.autotune import SMALL_TOP_N, TOP_N_GRID, check_recall, default_cells, tune_cells
 from hybridface.search.strategies import Exhaustive, Hybrid, Indexed
 from search_data import assert_same, clustered
 
@@ -89,7 +89,7 @@ def test_tuning_reaches_the_target_recall_on_held_out_queries():
     matrix, probes = clustered(2000, 4, 800, d=24, seed=1, noise=0.35)
     tune, test = probes[:400], probes[400:]
     t = tune_cells(matrix, tune, recall=0.97, cells=32)
-    assert t.recall >= 0.97 and t.cells == 32 and 1 <= t.probe_cells <= 32 and t.top_n in TOP_N_GRID
+    assert t.recall >= 0.97 and t.cells == 32 and 1 <= t.probe_cells <= 32 and t.top_n in TOP_N_GRID + SMALL_TOP_N
     s = Hybrid(matrix, top_n=t.top_n, workers=1, cells=t.cells, probe_cells=t.probe_cells)
     exact = Exhaustive(matrix).search(test, 1).identities[:, 0]
     assert (s.search(test, 1).identities[:, 0] == exact).mean() >= 0.94  # held out: close to target

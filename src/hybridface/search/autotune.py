@@ -7,8 +7,8 @@ docs/search.md). On tuning queries the caller supplies (held
 out from the queries it will time), each ``top_n`` of a small grid is tried with ``probe_cells``
 doubling from 1 (then bisected down) until recall@1 against exhaustive search reaches the
 target with 95 % confidence (`reaches`: so use a few thousand tuning queries for targets near 1; a larger ``top_n``
-only while it needs fewer cells than the best so far); the pair with the lowest measured time
-wins. Recall is measured, not promised: on other queries it can differ.
+only while it needs fewer cells than the best so far); then `SMALL_TOP_N` near the best one's
+cells; the pair with the lowest measured time wins. Recall is measured, not promised: on other queries it can differ.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from hybridface.gallery.matrix import TemplateMatrix
 log = logging.getLogger(__name__)
 
 #: shortlist sizes tried, cheapest first
-TOP_N_GRID = (2, 3, 5, 10, 20, 40, 80, 160)
+TOP_N_GRID = (5, 10, 20, 40, 80, 160)
+#: then these smaller ones, near the best setting's cells only (where the nearest identities by
+#: codeword already hold the answer, fewer template rows cost less; elsewhere they cost a few tries)
+SMALL_TOP_N = (3, 2)
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,17 @@ def tune_cells(
             if pc >= cells or (best is not None and (2 * pc >= best.probe_cells or spq >= best.seconds_per_query)):
                 break  # a larger top_n only pays with fewer cells visited, and costing less, than the best so far
             pc = min(2 * pc, cells)
+    for top_n in SMALL_TOP_N if best is not None else ():
+        if top_n >= best.top_n:
+            continue
+        pc, rec = best.probe_cells, recall_at(top_n, best.probe_cells)
+        if not reaches(rec, len(q), target):
+            pc, rec = min(2 * pc, cells), recall_at(top_n, min(2 * pc, cells))
+            if not reaches(rec, len(q), target):
+                continue
+        pc, rec = bisect_down(lambda v: recall_at(top_n, v), pc // 2, pc, rec, target=target, queries=len(q))
+        if seconds[top_n, pc] < best.seconds_per_query:
+            best = CellTuning(cells, top_n, pc, rec, seconds[top_n, pc])
     if best is None:
         best = CellTuning(cells, top_n_grid[-1], cells, rec, spq)
         log.warning("no setting reached recall %.3f on the tuning queries; visiting every cell", target)
