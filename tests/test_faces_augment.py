@@ -106,3 +106,34 @@ def test_relight_rejects_other_batches(bad):
         relight(bad, np.random.default_rng(0))
     with pytest.raises(ConfigError, match="p="):
         relight(np.zeros((1, 8, 8, 3), np.uint8), np.random.default_rng(0), p=1.5)
+
+
+def test_warp_pose_foreshortens_one_side_and_is_seeded():
+    """A warped chip keeps its shape; the far side of the turned head is narrower: a vertical
+    stripe pattern's stripes get thinner on one side and wider on the other."""
+    from hybridface.faces.augment import warp_pose
+
+    s = 60
+    stripes = np.zeros((s, s, 3), np.uint8)
+    stripes[:, ::4] = 255  # one bright column in 4
+    batch = np.stack([stripes] * 12)
+    out = warp_pose(batch, np.random.default_rng(2), p=1.0)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, warp_pose(batch, np.random.default_rng(2), p=1.0))
+    np.testing.assert_array_equal(warp_pose(batch, np.random.default_rng(2), p=0.0), batch)
+    mid = out[:, s // 2].astype(np.float32).mean(axis=2)  # the middle row of each image
+    # bright-column crossings per third: the far third packs more stripes than the near one
+    crossings = [[int((np.diff((r[a:a + s // 3] > 127).astype(int)) != 0).sum()) for a in (0, 2 * s // 3)] for r in mid]
+    assert sum(abs(a - b) >= 2 for a, b in crossings) >= 8, crossings
+    assert (batch == np.stack([stripes] * 12)).all()  # the input is never modified in place
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8, 3), np.float32),
+                                 np.zeros((2, 8, 6, 3), np.uint8)])
+def test_warp_pose_rejects_other_batches(bad):
+    from hybridface.faces.augment import warp_pose
+
+    with pytest.raises(ConfigError, match="uint8"):
+        warp_pose(bad, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="p="):
+        warp_pose(np.zeros((1, 8, 8, 3), np.uint8), np.random.default_rng(0), p=-0.1)

@@ -241,11 +241,15 @@ def test_hint_distillation_with_refit_runs_resumes_and_exports(tmp_path, dataset
     assert out["done"] and out["step"] == 2
     card = json.loads((run / "card.json").read_text())
     assert card["recipe"] == {"width": 0.125, "steps": 2, "stream_width": 1.0, "refit": 4, "hint": 1.0, "init": None,
-                              "blocks": None, "input_side": 150, "lighting": 0.0}
+                              "blocks": None, "input_side": 150, "lighting": 0.0, "pose": 0.0}
     with pytest.raises(ConfigError, match="new run directory"):  # a finished run keeps its recipe
         distill(run, **{**kw, "lighting": 0.5})
+    with pytest.raises(ConfigError, match="new run directory"):
+        distill(run, **{**kw, "pose": 0.5})
     with pytest.raises(ConfigError, match="lighting"):  # before any face is prepared
         distill(tmp_path / "bad", **{**kw, "lighting": 1.5})
+    with pytest.raises(ConfigError, match="pose"):
+        distill(tmp_path / "bad", **{**kw, "pose": -0.5})
     assert not (tmp_path / "bad").exists()
     assert card["int8"]["calibration"].startswith("percentile") and card["int8"]["quantized_ops"] == "conv"
     with pytest.raises(ConfigError, match="stream-width 1"):

@@ -110,16 +110,17 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
             time_limit_s: float | None = None, export_now: bool = False, stream_width: float | None = None,
             refit: int = 0, hint: float = 0.0, calibrate: str = "percentile", init: str | Path | None = None,
             blocks: tuple[int, ...] | None = None, input_side: int = 150, quantize: str = "conv",
-            lighting: float = 0.0) -> dict:
+            lighting: float = 0.0, pose: float = 0.0) -> dict:
     """Train (or resume) the student of ``width`` for ``steps`` steps; export it when done
     (``export_now``: export the checkpoint as it is, however far it got). ``init``: start from the
     student weights of another run directory of the same shape (new optimiser and schedule).
     ``blocks`` / ``input_side``: see `prune_spec` (a shallower student, a smaller working size);
     ``quantize``: the int8 export, ``conv`` (QDQ convolutions) or ``weights`` (weight-only);
-    ``lighting``: the probability that a training chip is relit first (`augment.relight`)."""
+    ``lighting``: the probability that a training chip is relit first (`augment.relight`); ``pose``:
+    that it is then warped as seen from another angle (`augment.warp_pose`)."""
     import torch
 
-    from hybridface.faces.augment import relight, strong_augment
+    from hybridface.faces.augment import relight, strong_augment, warp_pose
     from hybridface.models.dlib_format import read_dlib_net
     from hybridface.training.losses import hint_loss, relational_distill_loss
     from hybridface.models.resnet import build_torch, preprocess_chips, resnet_spec
@@ -131,9 +132,9 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     torch.set_num_threads(int(threads))
     if init is not None and not (Path(init) / "ckpt.pt").is_file():  # before any data is prepared
         raise ConfigError(f"--init {init} holds no student checkpoint (ckpt.pt); give a resnet_distill run directory")
-    if hint < 0 or refit < 0 or not 0 <= lighting <= 1:
+    if hint < 0 or refit < 0 or not 0 <= lighting <= 1 or not 0 <= pose <= 1:
         raise ConfigError(f"hint and refit must be ≥ 0 and lighting in [0, 1], got hint={hint!r} refit={refit!r} "
-                          f"lighting={lighting!r}")
+                          f"lighting={lighting!r} pose={pose!r}")
     chips, teach = prepare_data(run, files, threads=threads)
     centre = torch.from_numpy(teach.mean(0))
     teacher_spec = resnet_spec(read_dlib_net(default_dat_path()))
@@ -168,9 +169,9 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         hint_channels = [torch.from_numpy(kept[i + 1]) for i in t_ends]
     setup = {"width": width, "steps": steps, "stream_width": stream_width, "refit": refit, "hint": hint,
              "init": None if init is None else str(init), "blocks": None if blocks is None else list(keep),
-             "input_side": input_side, "lighting": lighting}
+             "input_side": input_side, "lighting": lighting, "pose": pose}
     defaults = {"stream_width": None, "refit": 0, "hint": 0.0, "init": None, "blocks": None, "input_side": 150,
-                "lighting": 0.0}
+                "lighting": 0.0, "pose": 0.0}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.02)
     step, history = 0, []
@@ -191,6 +192,7 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
         idx = np.sort(rng.choice(len(chips), size=batch, replace=False))
         raw = np.asarray(chips[idx])
         raw = relight(raw, rng, p=lighting) if lighting else raw  # no draw without it: old runs resume alike
+        raw = warp_pose(raw, rng, p=pose) if pose else raw
         x = torch.from_numpy(preprocess_chips(strong_augment(raw, rng, p_paper=0.2), spec.mean_rgb))
         t = torch.from_numpy(teach[idx])
         s, maps = forward_stages(net, x, ends)
@@ -318,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="int8 export: QDQ convolutions, or weight-only (float arithmetic)")
     ap.add_argument("--lighting", type=float, default=0.0,
                     help="probability that a training chip is relit (directional light, shadow, gamma)")
+    ap.add_argument("--pose", type=float, default=0.0,
+                    help="probability that a training chip is warped as a turned or tilted head")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -353,7 +357,7 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                   relation=args.relation, threads=args.threads, time_limit_s=args.time_limit,
                   export_now=args.export_now, stream_width=args.stream_width, refit=args.refit, hint=args.hint,
                   calibrate=args.calibrate, init=args.init, input_side=args.input_side, quantize=args.quantize,
-                  blocks=blocks, lighting=args.lighting)
+                  blocks=blocks, lighting=args.lighting, pose=args.pose)
     log.info("%s", {k: v for k, v in out.items() if k != "versions"})
     return 0
 
