@@ -124,7 +124,8 @@ def _reseed_empty(x: np.ndarray, a: np.ndarray, dist: np.ndarray, c: np.ndarray)
 
 def _lloyd(
     x: np.ndarray, c: np.ndarray, *, threshold: float, max_iter: int
-) -> tuple[np.ndarray, np.ndarray, list[float]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """Lloyd iterations from ``c``: ``(codewords, assignment, distances, distortion history)``."""
     a, dist = _assign(x, c)
     history = [float(dist.mean())]
     for _ in range(max_iter):
@@ -143,7 +144,7 @@ def _lloyd(
         history.append(d_new)
         if prev <= 0.0 or (prev - d_new) / prev < threshold:
             break
-    return c, a, history
+    return c, a, dist, history
 
 
 def _split_directions(x: np.ndarray, a: np.ndarray, c: np.ndarray, chosen: np.ndarray, rng) -> np.ndarray:
@@ -208,8 +209,7 @@ def _fit(x: np.ndarray, n_codewords: int, *, eps: float, threshold: float, max_i
         c = c.copy()
         c[chosen] = plus
         c = np.concatenate([c, minus])
-        c, a, hist = _lloyd(x, c, threshold=threshold, max_iter=max_iter)
-        _, dist = _assign(x, c)
+        c, a, dist, hist = _lloyd(x, c, threshold=threshold, max_iter=max_iter)  # dist: of this c and a
         histories.append(tuple(hist))
         if len(c) >= target:
             break
