@@ -204,10 +204,7 @@ def build(method: str, matrix, args, threads: int):
         index = faiss.IndexFlatIP(x.shape[1])
         evals = float(n)
     elif method == "faiss-ivf":
-        nlist = args.nlist or int(max(16, 4 * np.sqrt(n)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        train = x[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)]
-        index.train(train)
+        index, nlist = ivf_index(x, args.nlist)
         index.nprobe = args.nprobe
         evals = nlist + n * args.nprobe / nlist
     else:
@@ -217,34 +214,63 @@ def build(method: str, matrix, args, threads: int):
         evals = float("nan")
     index.add(x)
     nbytes = len(faiss.serialize_index(index))
-
-    def top1(p):
-        _, ids = index.search(p, 1)
-        return np.where(ids[:, 0] >= 0, labels[np.maximum(ids[:, 0], 0)], -1)
+    top1 = faiss_top1(index, labels)
 
     if args.recall is not None and method != "faiss-flat":  # the same target, queries and tuning rule as ours
-        from hybridface.search import make_searcher
-        from hybridface.search.autotune import bisect_down, reaches
-
-        want = make_searcher("exhaustive", matrix).search(args.tune_queries, 1).identities[:, 0]
+        want = exact_top1(matrix, args.tune_queries)
         knob, top = ("nprobe", nlist) if method == "faiss-ivf" else ("efSearch", 4096)
-        v = 1 if method == "faiss-ivf" else 16
         target = index if method == "faiss-ivf" else index.hnsw
 
         def recall_at(value: int) -> float:
             setattr(target, knob, value)
             return float((top1(args.tune_queries) == want).mean())
 
-        rec = recall_at(v)
-        while not reaches(rec, len(want), args.recall) and v < top:
-            v = min(2 * v, top)
-            rec = recall_at(v)
-        v, rec = bisect_down(recall_at, v // 2, v, rec, target=args.recall, queries=len(want))  # as tune_cells
+        v, rec = tune_knob(recall_at, 1 if method == "faiss-ivf" else 16, top, args.recall, len(want))
         setattr(target, knob, v)
         args.faiss_tuned[method] = (knob, v, rec)
         if method == "faiss-ivf":
             evals = nlist + n * v / nlist
     return top1, lambda: evals, nbytes / n
+
+
+def exact_top1(matrix, queries: np.ndarray) -> np.ndarray:
+    """Each query's exact top-1 identity (our exhaustive search): the ground truth of recall@1."""
+    from hybridface.search import make_searcher
+
+    return make_searcher("exhaustive", matrix).search(queries, 1).identities[:, 0]
+
+
+def ivf_index(x: np.ndarray, nlist: int | None = None):
+    """An empty FAISS ``IndexIVFFlat`` (inner product) trained on a seeded sample of 40·nlist rows
+    of ``x`` (``nlist``: default 4·√n): ``(index, nlist)``."""
+    import faiss
+
+    n = len(x)
+    nlist = nlist or int(max(16, 4 * np.sqrt(n)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(x[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)])
+    return index, nlist
+
+
+def faiss_top1(index, labels: np.ndarray):
+    """``top1(probes)``: the identity label of each probe's nearest row in a FAISS ``index``."""
+    def top1(p):
+        _, ids = index.search(p, 1)
+        return np.where(ids[:, 0] >= 0, labels[np.maximum(ids[:, 0], 0)], -1)
+
+    return top1
+
+
+def tune_knob(recall_at, start: int, top: int, recall: float, queries: int) -> tuple[int, float]:
+    """FAISS's knob tuned by our rule (`autotune.tune_cells`'): double from ``start`` (up to ``top``)
+    until ``recall_at`` `reaches` ``recall`` on ``queries`` queries, then bisect down. ``(value, recall)``."""
+    from hybridface.search.autotune import bisect_down, reaches
+
+    v, rec = start, recall_at(start)
+    while not reaches(rec, queries, recall) and v < top:
+        v = min(2 * v, top)
+        rec = recall_at(v)
+    return bisect_down(recall_at, v // 2, v, rec, target=recall, queries=queries)
 
 
 def _confidence_pct() -> int:
@@ -323,9 +349,7 @@ def run(args) -> list[dict]:
                 x, labels, probes = make_data(kind, n, per=args.per, n_probes=args.batch + TUNE_QUERIES)
             probes, args.tune_queries = probes[: args.batch], probes[args.batch :]
             matrix = to_matrix(x, labels)
-            from hybridface.search import make_searcher
-
-            exact = make_searcher("exhaustive", matrix).search(probes, 1).identities[:, 0]
+            exact = exact_top1(matrix, probes)
             n_single = max(10, min(200, int(2e7 // n)))
             for threads in threads_list:
                 faiss.omp_set_num_threads(threads)

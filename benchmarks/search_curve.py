@@ -36,19 +36,10 @@ def _grid(tuned: int, top: int) -> list[int]:
     return sorted({min(top, max(1, v)) for v in values})
 
 
-def _exact(matrix, queries: np.ndarray) -> np.ndarray:
-    """Exact top-1 identity of each query (our exhaustive search, as `benchmarks/search.py`)."""
-    from hybridface.search import make_searcher
-
-    return make_searcher("exhaustive", matrix).search(queries, 1).identities[:, 0]
-
-
 def build_points(matrix, tune_queries, recall: float, threads: int, cells: int | None = None) -> list[dict]:
     """Every (method, setting) point, with its ``top1(probes)`` and build seconds."""
-    import faiss
-
     from hybridface.index.lbg import build_codebooks
-    from hybridface.search.autotune import bisect_down, reaches, tune_cells
+    from hybridface.search.autotune import tune_cells
 
     points = []
     t0 = time.perf_counter()
@@ -57,32 +48,21 @@ def build_points(matrix, tune_queries, recall: float, threads: int, cells: int |
     build = time.perf_counter() - t0
     for pc in _grid(tuned.probe_cells, tuned.cells):
         s = copy.copy(tuned.searcher)  # the same fitted cells, its own probe_cells
-        s.probe_cells, s._one = pc, None
+        s.probe_cells = pc
         points.append(dict(method="hybrid-cells", knob=f"probe_cells={pc} (top_n {s.top_n})", value=pc,
                            tuned=pc == tuned.probe_cells, build_s=build,
                            top1=lambda p, s=s: s.search(p, 1).identities[:, 0]))
-    x, labels = matrix.vectors, matrix.labels
     t0 = time.perf_counter()
-    nlist = int(max(16, 4 * np.sqrt(len(x))))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-    index.train(x[np.random.default_rng(0).choice(len(x), min(len(x), 40 * nlist), replace=False)])
-    index.add(x)
-    want = _exact(matrix, tune_queries)
+    index, nlist = S.ivf_index(matrix.vectors)
+    index.add(matrix.vectors)
+    top1 = S.faiss_top1(index, matrix.labels)
+    want = S.exact_top1(matrix, tune_queries)
 
-    def ivf_top1(p, v=None):
-        if v is not None:
-            index.nprobe = v
-        _, ids = index.search(p, 1)
-        return np.where(ids[:, 0] >= 0, labels[np.maximum(ids[:, 0], 0)], -1)
+    def ivf_top1(p, nprobe: int):
+        index.nprobe = nprobe
+        return top1(p)
 
-    def recall_at(v: int) -> float:
-        return float((ivf_top1(tune_queries, v) == want).mean())
-
-    v, rec = 1, recall_at(1)
-    while not reaches(rec, len(want), recall) and v < nlist:
-        v = min(2 * v, nlist)
-        rec = recall_at(v)
-    v, rec = bisect_down(recall_at, v // 2, v, rec, target=recall, queries=len(want))
+    v, _ = S.tune_knob(lambda n: float((ivf_top1(tune_queries, n) == want).mean()), 1, nlist, recall, len(want))
     build = time.perf_counter() - t0
     for nprobe in _grid(v, nlist):
         points.append(dict(method="faiss-ivf", knob=f"nprobe={nprobe}", value=nprobe, tuned=nprobe == v,
@@ -141,7 +121,7 @@ def report(points, args, n: int) -> str:
     for key, label in (("qps_batch", "batch of 1,000"), ("qps_1", "single probe")):
         ours, ivf = best_at(points, "hybrid-cells", args.recall, key), best_at(points, "faiss-ivf", args.recall, key)
         if ours is None or ivf is None:
-            lines.append(f"- {label}: a method reached no point at this recall (widen --factors)")
+            lines.append(f"- {label}: a method reached no point at this recall (its sweep stops at twice its tuned setting; try a lower --recall)")
             continue
         lines.append(f"- {label}: hybrid-cells {ours[key]:,.0f} q/s ({ours['knob']}, recall {ours['recall']:.3f}) "
                      f"vs IVF {ivf[key]:,.0f} q/s ({ivf['knob']}, recall {ivf['recall']:.3f}): "
@@ -188,6 +168,10 @@ def main(argv=None) -> int:
         check_recall(args.recall)
     except OptionError as e:
         ap.error(str(e))
+    for name, value, least in (("--size", args.size, 100), ("--batch", args.batch, 1), ("--repeats", args.repeats, 1),
+                               ("--single", args.single, 1)):
+        if value < least:
+            ap.error(f"{name} must be at least {least}, got {value}")
     S.check_fits(args.size, ["hybrid-cells", "faiss-ivf"])
     import faiss
     from threadpoolctl import threadpool_limits
@@ -197,7 +181,7 @@ def main(argv=None) -> int:
     probes, tune = probes[: args.batch], probes[args.batch :]
     matrix = S.to_matrix(x, labels)
     with threadpool_limits(limits=1):
-        exact = _exact(matrix, probes)
+        exact = S.exact_top1(matrix, probes)
         points = build_points(matrix, tune, args.recall, threads=1, cells=args.cells)
         measure(points, probes, exact, args.repeats, args.single)
     out = Path(args.out)

@@ -158,7 +158,7 @@ def test_reaching_a_recall_needs_confidence_not_a_touch():
 def test_recall_curve_benchmark_compares_both_methods_at_equal_recall(tmp_path):
     """`benchmarks/search_curve.py` sweeps hybrid-cells' probe_cells and IVF's nprobe around their
     tuned values and names, for each, the fastest point whose recall on the timed probes reaches
-    the target; a bad --recall is one line, exit 2."""
+    the target; a bad --recall, --size, --batch or --single is one line, exit 2."""
     pytest.importorskip("faiss")
     script = str(ROOT / "benchmarks" / "search_curve.py")
     r = subprocess.run([sys.executable, script, "--size", "6000", "--recall", "0.95", "--batch", "200",
@@ -175,3 +175,6 @@ def test_recall_curve_benchmark_compares_both_methods_at_equal_recall(tmp_path):
     assert text.count("×**") == 2 or "reached no point" in text
     r = subprocess.run([sys.executable, script, "--recall", "0"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].count("recall=0") == 1
+    for bad, name in ((["--size", "0"], "--size"), (["--batch", "0"], "--batch"), (["--single", "-1"], "--single")):
+        r = subprocess.run([sys.executable, script, *bad], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and name in r.stderr.strip().splitlines()[-1]

@@ -24,10 +24,9 @@ def codewords_arg(text: str) -> int | str:
     from hybridface.index.lbg import check_codewords
 
     try:
-        check_codewords(text)
+        return check_codewords(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return text if text == "auto" else int(text)
 
 
 def _emit(args, obj: dict, line: str) -> None:

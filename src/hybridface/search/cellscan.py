@@ -353,7 +353,7 @@ class SingleTop1:
 
     def __init__(self, cells: CodewordCells, vectors: np.ndarray, offsets: np.ndarray, template_ids: np.ndarray, *,
                  size: int, probe_cells: int):
-        self.key = (cells, size, probe_cells)
+        self.cells, self.key = cells, (size, probe_cells)
         self._kernel = single_kernel()
         self._args = (cells.centres_t, cells.centres8_t, cells.centre_scale, probe_cells, *_cell_arrays(cells), size,
                       vectors, offsets,

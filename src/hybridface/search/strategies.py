@@ -215,7 +215,7 @@ class Indexed:
     def _single_top1(self) -> cellscan.SingleTop1:
         """The bound single-probe kernel for the current cells, ``top_n`` and ``probe_cells``."""
         one = self._one
-        if one is None or one.key != (self._cells, self.top_n, self.probe_cells):
+        if one is None or one.cells is not self._cells or one.key != (self.top_n, self.probe_cells):
             mat = self.matrix
             one = self._one = cellscan.SingleTop1(self._cells, mat.vectors, mat.offsets, mat.template_ids,
                                                   size=self.top_n, probe_cells=self.probe_cells)

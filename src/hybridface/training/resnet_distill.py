@@ -133,7 +133,7 @@ def distill(run: str | Path, *, files: list[Path], width: float, steps: int, bat
     if init is not None and not (Path(init) / "ckpt.pt").is_file():  # before any data is prepared
         raise ConfigError(f"--init {init} holds no student checkpoint (ckpt.pt); give a resnet_distill run directory")
     if hint < 0 or refit < 0 or not 0 <= lighting <= 1 or not 0 <= pose <= 1:
-        raise ConfigError(f"hint and refit must be ≥ 0 and lighting in [0, 1], got hint={hint!r} refit={refit!r} "
+        raise ConfigError(f"hint and refit must be ≥ 0, lighting and pose in [0, 1], got hint={hint!r} refit={refit!r} "
                           f"lighting={lighting!r} pose={pose!r}")
     chips, teach = prepare_data(run, files, threads=threads)
     centre = torch.from_numpy(teach.mean(0))
