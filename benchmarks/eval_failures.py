@@ -41,6 +41,7 @@ def main() -> int:
     from hybridface.evaluation.presets import preset_for_protocol
     from hybridface.evaluation.splits import materialise
     from hybridface.faces.crop import load_crops
+    from hybridface.models.preprocess import DENOISE
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", default="vidtimit-paper")
@@ -52,7 +53,7 @@ def main() -> int:
     ap.add_argument("--loss", default=None)
     ap.add_argument("--channels", default=None)
     ap.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
-    ap.add_argument("--denoise", default=None, choices=("none", "median3", "auto"))
+    ap.add_argument("--denoise", default=None, choices=DENOISE)
     ap.add_argument("--margin", type=float, default=None)
     ap.add_argument("--max-rows", type=int, default=60, help="errors shown on the sheet (the first ones)")
     args = ap.parse_args()
